@@ -1,0 +1,212 @@
+//! Host files and synchronous I/O (`rumpuser_open`, `_getfileinfo`,
+//! `_iovread`, `_iovwrite`, `_syncfd`, `_close`). Handles are host file
+//! descriptors; names are host paths.
+
+use std::ffi::CStr;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::RawFd;
+
+use crate::errno::{HyResult, NetbsdErrno, nb};
+
+/// `RUMPUSER_OPEN_*` flags.
+pub mod open_flags {
+    /// Read only.
+    pub const RDONLY: i32 = 0x0000;
+    /// Write only.
+    pub const WRONLY: i32 = 0x0001;
+    /// Read and write.
+    pub const RDWR: i32 = 0x0002;
+    /// The access-mode bits.
+    pub const ACCMODE: i32 = 0x0003;
+    /// Create if missing (mode 0644).
+    pub const CREATE: i32 = 0x0004;
+    /// With `CREATE`: fail if it exists.
+    pub const EXCL: i32 = 0x0008;
+    /// Will be used with `rumpuser_bio` (advisory).
+    pub const BIO: i32 = 0x0010;
+}
+
+/// `RUMPUSER_FT_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum FileType {
+    /// Anything else.
+    Other = 0,
+    /// A directory.
+    Dir = 1,
+    /// A regular file.
+    Reg = 2,
+    /// A block device.
+    Blk = 3,
+    /// A character device.
+    Chr = 4,
+}
+
+fn cvt(rc: libc::c_int) -> HyResult<libc::c_int> {
+    if rc < 0 { Err(NetbsdErrno::last_os_error()) } else { Ok(rc) }
+}
+
+/// Opens `path` with `RUMPUSER_OPEN_*` flags.
+pub fn open(path: &CStr, flags: i32) -> HyResult<RawFd> {
+    let mut host = match flags & open_flags::ACCMODE {
+        open_flags::RDONLY => libc::O_RDONLY,
+        open_flags::WRONLY => libc::O_WRONLY,
+        open_flags::RDWR => libc::O_RDWR,
+        _ => return Err(NetbsdErrno(nb::EINVAL)),
+    };
+    if flags & !(open_flags::ACCMODE | open_flags::CREATE | open_flags::EXCL | open_flags::BIO) != 0 {
+        return Err(NetbsdErrno(nb::EINVAL));
+    }
+    if flags & open_flags::CREATE != 0 {
+        host |= libc::O_CREAT;
+    }
+    if flags & open_flags::EXCL != 0 {
+        host |= libc::O_EXCL;
+    }
+    host |= libc::O_CLOEXEC;
+    // SAFETY: `path` is NUL-terminated; the mode argument is read only with
+    // O_CREAT.
+    cvt(unsafe { libc::open(path.as_ptr(), host, 0o644 as libc::c_uint) })
+}
+
+/// Closes a descriptor from [`open`], flushing written data first.
+pub fn close(fd: RawFd) -> HyResult<()> {
+    // SAFETY: fsync/close on a descriptor number; a wrong number is reported
+    // by the host as EBADF.
+    unsafe {
+        libc::fsync(fd);
+        cvt(libc::close(fd)).map(drop)
+    }
+}
+
+/// Size and type of `path`. For block and character devices the size is
+/// the media size (found by seeking to the end of the opened device).
+pub fn file_info(path: &CStr) -> HyResult<(u64, FileType)> {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated; `st` is a valid out-pointer.
+    cvt(unsafe { libc::stat(path.as_ptr(), &raw mut st) })?;
+    let ft = match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Dir,
+        libc::S_IFREG => FileType::Reg,
+        libc::S_IFBLK => FileType::Blk,
+        libc::S_IFCHR => FileType::Chr,
+        _ => FileType::Other,
+    };
+    let size = match ft {
+        FileType::Blk | FileType::Chr => device_size(path)?,
+        _ => st.st_size as u64,
+    };
+    Ok((size, ft))
+}
+
+fn device_size(path: &CStr) -> HyResult<u64> {
+    // SAFETY: `path` is NUL-terminated.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: `fd` was just opened and is closed right after.
+    let end = unsafe { libc::lseek(fd, 0, libc::SEEK_END) };
+    let err = NetbsdErrno::last_os_error();
+    // SAFETY: as above.
+    unsafe { libc::close(fd) };
+    if end < 0 { Err(err) } else { Ok(end as u64) }
+}
+
+/// `RUMPUSER_IOV_NOSEEK`: use the descriptor's file position.
+pub const IOV_NOSEEK: i64 = -1;
+
+/// Reads into `bufs` at `off` (or at the current position when `off` is
+/// [`IOV_NOSEEK`]); stops early at end of file. Returns the bytes read.
+pub fn read_vectored_at(fd: RawFd, bufs: &mut [IoSliceMut<'_>], off: i64) -> HyResult<usize> {
+    let mut done = 0usize;
+    for buf in bufs.iter_mut() {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let rest = &mut buf[filled..];
+            // SAFETY: `rest` is a valid writable buffer of its length.
+            let n = unsafe {
+                if off == IOV_NOSEEK {
+                    libc::read(fd, rest.as_mut_ptr().cast(), rest.len())
+                } else {
+                    libc::pread(fd, rest.as_mut_ptr().cast(), rest.len(), off + (done + filled) as i64)
+                }
+            };
+            match n {
+                n if n < 0 => {
+                    let e = NetbsdErrno::last_os_error();
+                    if e.0 == nb::EINTR {
+                        continue;
+                    }
+                    return if done + filled > 0 { Ok(done + filled) } else { Err(e) };
+                }
+                0 => return Ok(done + filled),
+                n => filled += n as usize,
+            }
+        }
+        done += filled;
+    }
+    Ok(done)
+}
+
+/// Writes `bufs` at `off` (or at the current position). Returns the bytes
+/// written.
+pub fn write_vectored_at(fd: RawFd, bufs: &[IoSlice<'_>], off: i64) -> HyResult<usize> {
+    let mut done = 0usize;
+    for buf in bufs {
+        let mut sent = 0;
+        while sent < buf.len() {
+            let rest = &buf[sent..];
+            // SAFETY: `rest` is a valid readable buffer of its length.
+            let n = unsafe {
+                if off == IOV_NOSEEK {
+                    libc::write(fd, rest.as_ptr().cast(), rest.len())
+                } else {
+                    libc::pwrite(fd, rest.as_ptr().cast(), rest.len(), off + (done + sent) as i64)
+                }
+            };
+            if n < 0 {
+                let e = NetbsdErrno::last_os_error();
+                if e.0 == nb::EINTR {
+                    continue;
+                }
+                return if done + sent > 0 { Ok(done + sent) } else { Err(e) };
+            }
+            sent += n as usize;
+        }
+        done += sent;
+    }
+    Ok(done)
+}
+
+/// `RUMPUSER_SYNCFD_*`.
+pub mod sync_flags {
+    /// Reads must be coherent.
+    pub const READ: i32 = 0x01;
+    /// Written data must reach the medium.
+    pub const WRITE: i32 = 0x02;
+    /// Both.
+    pub const BOTH: i32 = 0x03;
+    /// Order: earlier writes before later ones.
+    pub const BARRIER: i32 = 0x04;
+    /// Wait for completion.
+    pub const SYNC: i32 = 0x08;
+}
+
+/// Makes data of `fd` stable as `RUMPUSER_SYNCFD_*` asks. At least one of
+/// READ and WRITE must be given. Reads are always coherent on a host file;
+/// WRITE flushes the file's data and metadata (the range is advisory).
+pub fn sync(fd: RawFd, flags: i32) -> HyResult<()> {
+    if flags & sync_flags::BOTH == 0 || flags & !0x0f != 0 {
+        return Err(NetbsdErrno(nb::EINVAL));
+    }
+    if flags & sync_flags::WRITE != 0 {
+        // SAFETY: fsync on a descriptor number; a bad one is EBADF.
+        cvt(unsafe { libc::fsync(fd) })?;
+    }
+    Ok(())
+}
+
+/// Flushes file data (not necessarily metadata) of `fd`.
+pub fn datasync(fd: RawFd) -> HyResult<()> {
+    // SAFETY: fdatasync on a descriptor number; a bad one is EBADF.
+    cvt(unsafe { libc::fdatasync(fd) }).map(drop)
+}
