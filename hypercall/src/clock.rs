@@ -35,7 +35,10 @@ impl Clock {
 /// The time of `clock` as (seconds, nanoseconds). Cheap (vDSO on Linux):
 /// the kernel busy-waits on it in `DELAY()`.
 pub fn now(clock: Clock) -> HyResult<(i64, i64)> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer.
     if unsafe { libc::clock_gettime(clock.host_id(), &raw mut ts) } != 0 {
         return Err(NetbsdErrno::last_os_error());

@@ -21,7 +21,11 @@ pub struct LinkSet {
 }
 
 fn loaded_objects() -> Vec<(CString, usize)> {
-    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut c_void) -> c_int {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut c_void,
+    ) -> c_int {
         // SAFETY: the loader hands valid info for the duration of the call;
         // `data` is the vector passed below.
         let (info, out) = unsafe { (&*info, &mut *data.cast::<Vec<(CString, usize)>>()) };
@@ -59,7 +63,11 @@ pub fn find_link_sets(name: &str) -> Vec<LinkSet> {
     let mut sets = Vec::new();
     for (path, base) in loaded_objects() {
         let handle = {
-            let p = if path.as_bytes().is_empty() { std::ptr::null() } else { path.as_ptr() };
+            let p = if path.as_bytes().is_empty() {
+                std::ptr::null()
+            } else {
+                path.as_ptr()
+            };
             // SAFETY: RTLD_NOLOAD only returns a handle for an object that
             // is already loaded; it loads nothing.
             unsafe { libc::dlopen(p, libc::RTLD_LAZY | libc::RTLD_NOLOAD) }
@@ -68,7 +76,12 @@ pub fn find_link_sets(name: &str) -> Vec<LinkSet> {
             continue;
         }
         // SAFETY: `handle` is live; the names are NUL-terminated.
-        let (start, stop) = unsafe { (libc::dlsym(handle, start_sym.as_ptr()), libc::dlsym(handle, stop_sym.as_ptr())) };
+        let (start, stop) = unsafe {
+            (
+                libc::dlsym(handle, start_sym.as_ptr()),
+                libc::dlsym(handle, stop_sym.as_ptr()),
+            )
+        };
         // SAFETY: balancing the dlopen above.
         unsafe { libc::dlclose(handle) };
         if start.is_null() || stop.is_null() || stop < start {
@@ -80,7 +93,10 @@ pub fn find_link_sets(name: &str) -> Vec<LinkSet> {
             continue;
         }
         let count = (stop as usize - start as usize) / size_of::<*const c_void>();
-        let set = LinkSet { start: start.cast(), count };
+        let set = LinkSet {
+            start: start.cast(),
+            count,
+        };
         if count > 0 && seen.insert(set) {
             sets.push(set);
         }

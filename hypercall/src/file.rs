@@ -43,7 +43,11 @@ pub enum FileType {
 }
 
 fn cvt(rc: libc::c_int) -> HyResult<libc::c_int> {
-    if rc < 0 { Err(NetbsdErrno::last_os_error()) } else { Ok(rc) }
+    if rc < 0 {
+        Err(NetbsdErrno::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 /// Opens `path` with `RUMPUSER_OPEN_*` flags.
@@ -54,7 +58,8 @@ pub fn open(path: &CStr, flags: i32) -> HyResult<RawFd> {
         open_flags::RDWR => libc::O_RDWR,
         _ => return Err(NetbsdErrno(nb::EINVAL)),
     };
-    if flags & !(open_flags::ACCMODE | open_flags::CREATE | open_flags::EXCL | open_flags::BIO) != 0 {
+    if flags & !(open_flags::ACCMODE | open_flags::CREATE | open_flags::EXCL | open_flags::BIO) != 0
+    {
         return Err(NetbsdErrno(nb::EINVAL));
     }
     if flags & open_flags::CREATE != 0 {
@@ -127,7 +132,12 @@ pub fn read_vectored_at(fd: RawFd, bufs: &mut [IoSliceMut<'_>], off: i64) -> HyR
                 if off == IOV_NOSEEK {
                     libc::read(fd, rest.as_mut_ptr().cast(), rest.len())
                 } else {
-                    libc::pread(fd, rest.as_mut_ptr().cast(), rest.len(), off + (done + filled) as i64)
+                    libc::pread(
+                        fd,
+                        rest.as_mut_ptr().cast(),
+                        rest.len(),
+                        off + (done + filled) as i64,
+                    )
                 }
             };
             match n {
@@ -136,7 +146,11 @@ pub fn read_vectored_at(fd: RawFd, bufs: &mut [IoSliceMut<'_>], off: i64) -> HyR
                     if e.0 == nb::EINTR {
                         continue;
                     }
-                    return if done + filled > 0 { Ok(done + filled) } else { Err(e) };
+                    return if done + filled > 0 {
+                        Ok(done + filled)
+                    } else {
+                        Err(e)
+                    };
                 }
                 0 => return Ok(done + filled),
                 n => filled += n as usize,
@@ -160,7 +174,12 @@ pub fn write_vectored_at(fd: RawFd, bufs: &[IoSlice<'_>], off: i64) -> HyResult<
                 if off == IOV_NOSEEK {
                     libc::write(fd, rest.as_ptr().cast(), rest.len())
                 } else {
-                    libc::pwrite(fd, rest.as_ptr().cast(), rest.len(), off + (done + sent) as i64)
+                    libc::pwrite(
+                        fd,
+                        rest.as_ptr().cast(),
+                        rest.len(),
+                        off + (done + sent) as i64,
+                    )
                 }
             };
             if n < 0 {
@@ -168,7 +187,11 @@ pub fn write_vectored_at(fd: RawFd, bufs: &[IoSlice<'_>], off: i64) -> HyResult<
                 if e.0 == nb::EINTR {
                     continue;
                 }
-                return if done + sent > 0 { Ok(done + sent) } else { Err(e) };
+                return if done + sent > 0 {
+                    Ok(done + sent)
+                } else {
+                    Err(e)
+                };
             }
             sent += n as usize;
         }

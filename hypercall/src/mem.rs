@@ -45,7 +45,14 @@ pub fn anon_map(hint: usize, size: usize, alignbit: u32, exec: bool) -> HyResult
     // SAFETY: an anonymous mapping touches no existing memory; `hint` is
     // only a hint (no MAP_FIXED).
     let p = unsafe {
-        libc::mmap(hint as *mut c_void, total, prot, libc::MAP_PRIVATE | libc::MAP_ANON, -1, 0)
+        libc::mmap(
+            hint as *mut c_void,
+            total,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANON,
+            -1,
+            0,
+        )
     };
     if p == libc::MAP_FAILED {
         return Err(NetbsdErrno::last_os_error());

@@ -17,6 +17,9 @@ pub fn fill(buf: &mut [u8], flags: i32) -> HyResult<usize> {
     if buf.is_empty() {
         return Ok(0);
     }
-    getrandom::fill(buf).map_err(|e| e.raw_os_error().map_or(NetbsdErrno(nb::EIO), NetbsdErrno::from_host))?;
+    getrandom::fill(buf).map_err(|e| {
+        e.raw_os_error()
+            .map_or(NetbsdErrno(nb::EIO), NetbsdErrno::from_host)
+    })?;
     Ok(buf.len())
 }

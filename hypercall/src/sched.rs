@@ -84,7 +84,10 @@ impl Kernel {
     /// `hyp_backend_unschedule(0, &n, interlock)`: releases the CPU and all
     /// giant-lock levels; returns how many levels were released.
     #[must_use]
-    #[expect(clippy::not_unsafe_ptr_arg_deref, reason = "the interlock is opaque here; only the kernel compares it")]
+    #[expect(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "the interlock is opaque here; only the kernel compares it"
+    )]
     pub fn backend_unschedule(self, interlock: *mut c_void) -> c_int {
         let mut n = 0;
         if let Some(f) = self.hyp.backend_unschedule {
@@ -97,7 +100,10 @@ impl Kernel {
 
     /// `hyp_backend_schedule(nlocks, interlock)`: takes a CPU again and the
     /// giant-lock levels released before.
-    #[expect(clippy::not_unsafe_ptr_arg_deref, reason = "the interlock is opaque here; only the kernel compares it")]
+    #[expect(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "the interlock is opaque here; only the kernel compares it"
+    )]
     pub fn backend_schedule(self, nlocks: c_int, interlock: *mut c_void) {
         if let Some(f) = self.hyp.backend_schedule {
             // SAFETY: `install`'s contract makes `f` a valid upcall.
@@ -144,7 +150,10 @@ impl Kernel {
     }
 
     /// `hyp_lwproc_switch(l)`; the caller must hold a CPU.
-    #[expect(clippy::not_unsafe_ptr_arg_deref, reason = "the LWP is opaque here; only the kernel uses it")]
+    #[expect(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "the LWP is opaque here; only the kernel uses it"
+    )]
     pub fn switch_lwp(self, l: *mut Lwp) {
         if let Some(f) = self.hyp.lwproc_switch {
             // SAFETY: `install`'s contract makes `f` a valid upcall.

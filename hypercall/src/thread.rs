@@ -41,7 +41,11 @@ impl JoinHandle {
             // handle is consumed).
             unsafe { libc::pthread_join(self.0, std::ptr::null_mut()) }
         });
-        if rc == 0 { Ok(()) } else { Err(NetbsdErrno::from_host(rc)) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(NetbsdErrno::from_host(rc))
+        }
     }
 }
 

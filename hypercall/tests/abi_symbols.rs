@@ -42,7 +42,12 @@ fn documented_functions(doc: &str) -> BTreeSet<String> {
         // Types and headers share the prefix: rumpuser_mtx, rumpuser_hyperup ...
         let is_type = matches!(
             name,
-            "rumpuser_mtx" | "rumpuser_rw" | "rumpuser_cv" | "rumpuser_hyperup" | "rumpuser_iovec" | "rumpuser_component"
+            "rumpuser_mtx"
+                | "rumpuser_rw"
+                | "rumpuser_cv"
+                | "rumpuser_hyperup"
+                | "rumpuser_iovec"
+                | "rumpuser_component"
         );
         if is_call && !is_type {
             names.insert(name.to_owned());
@@ -58,7 +63,10 @@ fn every_exported_function_is_defined_in_the_static_library() {
         .iter()
         .filter(|f| !defined.contains(**f))
         .collect();
-    assert!(missing.is_empty(), "not defined in libhypercall.a: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not defined in libhypercall.a: {missing:?}"
+    );
     assert!(hypercall::abi::EXPORTED.len() >= 68);
 }
 
@@ -72,6 +80,12 @@ fn every_function_of_the_interface_notes_is_defined() {
     let documented = documented_functions(&text);
     assert!(documented.len() > 50, "parsed only {documented:?}");
     let defined = defined_symbols();
-    let missing: Vec<_> = documented.iter().filter(|f| !defined.contains(*f)).collect();
-    assert!(missing.is_empty(), "documented but not defined: {missing:?}");
+    let missing: Vec<_> = documented
+        .iter()
+        .filter(|f| !defined.contains(*f))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "documented but not defined: {missing:?}"
+    );
 }

@@ -35,18 +35,32 @@ fn c_programs_see_the_rumpuser_contract() {
     println!("{stdout}{stderr}");
     assert!(out.status.success(), "contract checks failed:\n{stderr}");
     assert!(stdout.contains(", 0 failed"), "{stdout}");
-    assert!(stderr.contains("contract: dprintf 42 ok"), "dprintf output missing");
-    assert!(stderr.contains("contract: putchar ok"), "putchar output missing");
+    assert!(
+        stderr.contains("contract: dprintf 42 ok"),
+        "dprintf output missing"
+    );
+    assert!(
+        stderr.contains("contract: putchar ok"),
+        "putchar output missing"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn daemonize_hands_the_child_status_to_the_parent() {
     let exe = build_contract_once();
-    let out = Command::new(exe).arg("daemonize").output().expect("run contract");
+    let out = Command::new(exe)
+        .arg("daemonize")
+        .output()
+        .expect("run contract");
     // The parent exits with the status the child reported (7), after the
     // child's own checks passed (98 otherwise).
-    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn build_contract_once() -> PathBuf {

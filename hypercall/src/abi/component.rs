@@ -30,7 +30,9 @@ pub extern "C" fn rumpuser_component_schedule(cookie: *mut c_void) {
 #[unsafe(no_mangle)]
 pub extern "C" fn rumpuser_component_kthread() {
     if let Err(e) = sched::bind_host_thread() {
-        crate::console::write(format!("rumpuser: cannot bind a host thread to an LWP: error {e}\n").as_bytes());
+        crate::console::write(
+            format!("rumpuser: cannot bind a host thread to an LWP: error {e}\n").as_bytes(),
+        );
         crate::process::exit(crate::process::PANIC);
     }
 }

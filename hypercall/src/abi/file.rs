@@ -21,7 +21,11 @@ pub struct RumpuserIovec {
 
 /// `int rumpuser_open(const char *path, int ruflags, int *fdp)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rumpuser_open(path: *const c_char, ruflags: c_int, fdp: *mut c_int) -> c_int {
+pub unsafe extern "C" fn rumpuser_open(
+    path: *const c_char,
+    ruflags: c_int,
+    fdp: *mut c_int,
+) -> c_int {
     if path.is_null() || fdp.is_null() {
         return nb::EINVAL;
     }
@@ -46,7 +50,11 @@ pub extern "C" fn rumpuser_close(fd: c_int) -> c_int {
 /// `int rumpuser_getfileinfo(const char *path, uint64_t *sizep, int *ftp)`;
 /// both out-pointers may be null.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rumpuser_getfileinfo(path: *const c_char, sizep: *mut u64, ftp: *mut c_int) -> c_int {
+pub unsafe extern "C" fn rumpuser_getfileinfo(
+    path: *const c_char,
+    sizep: *mut u64,
+    ftp: *mut c_int,
+) -> c_int {
     if path.is_null() {
         return nb::EINVAL;
     }
@@ -87,7 +95,9 @@ fn bio_pool() -> &'static BioPool {
             .unwrap_or(4);
         let init: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
             if let Err(e) = sched::bind_host_thread() {
-                crate::console::write(format!("rumpuser: bio thread cannot get an LWP: error {e}\n").as_bytes());
+                crate::console::write(
+                    format!("rumpuser: bio thread cannot get an LWP: error {e}\n").as_bytes(),
+                );
                 crate::process::exit(crate::process::PANIC);
             }
         });
@@ -128,7 +138,13 @@ pub unsafe extern "C" fn rumpuser_bio(
             None => call(),
         }
     });
-    let req = BioRequest { fd, op, data: data.cast(), len: dlen, off };
+    let req = BioRequest {
+        fd,
+        op,
+        data: data.cast(),
+        len: dlen,
+        off,
+    };
     // SAFETY: the kernel keeps `data` valid and untouched until biodone.
     unsafe { bio_pool().submit(req, done) };
 }
@@ -143,7 +159,10 @@ unsafe fn iovec_parts(iov: *const RumpuserIovec, n: usize) -> Vec<(*mut u8, usiz
     }
     // SAFETY: caller's contract.
     let iov = unsafe { std::slice::from_raw_parts(iov, n) };
-    iov.iter().filter(|v| v.iov_len > 0).map(|v| (v.iov_base.cast(), v.iov_len)).collect()
+    iov.iter()
+        .filter(|v| v.iov_len > 0)
+        .map(|v| (v.iov_base.cast(), v.iov_len))
+        .collect()
 }
 
 /// `int rumpuser_iovread(int fd, struct rumpuser_iovec *, size_t iovlen,

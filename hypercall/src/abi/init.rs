@@ -21,7 +21,9 @@ pub unsafe extern "C" fn rumpuser_init(version: c_int, hyp: *const Hyperup) -> c
         return nb::EINVAL;
     }
     // SAFETY: the kernel passes a valid upcall table (or null).
-    let Some(hyp) = (unsafe { hyp.as_ref() }) else { return nb::EINVAL };
+    let Some(hyp) = (unsafe { hyp.as_ref() }) else {
+        return nb::EINVAL;
+    };
     // SAFETY: the upcalls are the kernel's own, valid for the process life.
     unsafe { sched::install(hyp) };
     0
@@ -29,7 +31,11 @@ pub unsafe extern "C" fn rumpuser_init(version: c_int, hyp: *const Hyperup) -> c
 
 /// `int rumpuser_getparam(const char *name, void *buf, size_t buflen)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rumpuser_getparam(name: *const c_char, buf: *mut c_void, buflen: usize) -> c_int {
+pub unsafe extern "C" fn rumpuser_getparam(
+    name: *const c_char,
+    buf: *mut c_void,
+    buflen: usize,
+) -> c_int {
     if name.is_null() || buf.is_null() {
         return nb::EINVAL;
     }
@@ -78,7 +84,12 @@ pub extern "C" fn rumpuser_seterrno(error: c_int) {
 
 /// `int rumpuser_getrandom(void *buf, size_t buflen, int flags, size_t *retp)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rumpuser_getrandom(buf: *mut c_void, buflen: usize, flags: c_int, retp: *mut usize) -> c_int {
+pub unsafe extern "C" fn rumpuser_getrandom(
+    buf: *mut c_void,
+    buflen: usize,
+    flags: c_int,
+    retp: *mut usize,
+) -> c_int {
     if (buf.is_null() && buflen > 0) || retp.is_null() {
         return nb::EINVAL;
     }

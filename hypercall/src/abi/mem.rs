@@ -7,7 +7,11 @@ use crate::mem;
 
 /// `int rumpuser_malloc(size_t len, int alignment, void **memp)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rumpuser_malloc(len: usize, alignment: c_int, memp: *mut *mut c_void) -> c_int {
+pub unsafe extern "C" fn rumpuser_malloc(
+    len: usize,
+    alignment: c_int,
+    memp: *mut *mut c_void,
+) -> c_int {
     if memp.is_null() || alignment < 0 {
         return nb::EINVAL;
     }

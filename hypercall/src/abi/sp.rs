@@ -34,7 +34,12 @@ pub unsafe extern "C" fn rumpuser_sp_init(
 
 /// `int rumpuser_sp_copyin(void *arg, const void *raddr, void *laddr, size_t len)`.
 #[unsafe(no_mangle)]
-pub extern "C" fn rumpuser_sp_copyin(_arg: *mut c_void, _raddr: *const c_void, _laddr: *mut c_void, _len: usize) -> c_int {
+pub extern "C" fn rumpuser_sp_copyin(
+    _arg: *mut c_void,
+    _raddr: *const c_void,
+    _laddr: *mut c_void,
+    _len: usize,
+) -> c_int {
     nb::EINVAL
 }
 
@@ -51,7 +56,12 @@ pub extern "C" fn rumpuser_sp_copyinstr(
 
 /// `int rumpuser_sp_copyout(void *arg, const void *laddr, void *raddr, size_t len)`.
 #[unsafe(no_mangle)]
-pub extern "C" fn rumpuser_sp_copyout(_arg: *mut c_void, _laddr: *const c_void, _raddr: *mut c_void, _len: usize) -> c_int {
+pub extern "C" fn rumpuser_sp_copyout(
+    _arg: *mut c_void,
+    _laddr: *const c_void,
+    _raddr: *mut c_void,
+    _len: usize,
+) -> c_int {
     nb::EINVAL
 }
 
@@ -68,7 +78,11 @@ pub extern "C" fn rumpuser_sp_copyoutstr(
 
 /// `int rumpuser_sp_anonmmap(void *arg, size_t howmuch, void **addr)`.
 #[unsafe(no_mangle)]
-pub extern "C" fn rumpuser_sp_anonmmap(_arg: *mut c_void, _howmuch: usize, _addr: *mut *mut c_void) -> c_int {
+pub extern "C" fn rumpuser_sp_anonmmap(
+    _arg: *mut c_void,
+    _howmuch: usize,
+    _addr: *mut *mut c_void,
+) -> c_int {
     nb::EINVAL
 }
 

@@ -50,7 +50,11 @@ pub unsafe extern "C" fn rumpuser_mutex_enter_nowrap(m: *mut KernelMutex) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rumpuser_mutex_tryenter(m: *mut KernelMutex) -> c_int {
     // SAFETY: live handle.
-    if unsafe { obj(m) }.try_enter() { 0 } else { nb::EBUSY }
+    if unsafe { obj(m) }.try_enter() {
+        0
+    } else {
+        nb::EBUSY
+    }
 }
 
 /// `void rumpuser_mutex_exit(struct rumpuser_mtx *)`.
@@ -99,14 +103,22 @@ pub unsafe extern "C" fn rumpuser_rw_enter(m: c_int, rw: *mut KernelRwLock) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rumpuser_rw_tryenter(m: c_int, rw: *mut KernelRwLock) -> c_int {
     // SAFETY: live handle.
-    if unsafe { obj(rw) }.try_enter(mode(m)) { 0 } else { nb::EBUSY }
+    if unsafe { obj(rw) }.try_enter(mode(m)) {
+        0
+    } else {
+        nb::EBUSY
+    }
 }
 
 /// `int rumpuser_rw_tryupgrade(struct rumpuser_rw *)`: 0 or `EBUSY`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rumpuser_rw_tryupgrade(rw: *mut KernelRwLock) -> c_int {
     // SAFETY: live handle.
-    if unsafe { obj(rw) }.try_upgrade() { 0 } else { nb::EBUSY }
+    if unsafe { obj(rw) }.try_upgrade() {
+        0
+    } else {
+        nb::EBUSY
+    }
 }
 
 /// `void rumpuser_rw_downgrade(struct rumpuser_rw *)`.

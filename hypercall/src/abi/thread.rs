@@ -72,8 +72,14 @@ pub extern "C" fn rumpuser_curlwp() -> *mut Lwp {
 
 /// `int rumpuser_clock_gettime(int clock, int64_t *sec, long *nsec)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rumpuser_clock_gettime(clk: c_int, sec: *mut i64, nsec: *mut libc::c_long) -> c_int {
-    let Some(clk) = Clock::from_raw(clk) else { return nb::EINVAL };
+pub unsafe extern "C" fn rumpuser_clock_gettime(
+    clk: c_int,
+    sec: *mut i64,
+    nsec: *mut libc::c_long,
+) -> c_int {
+    let Some(clk) = Clock::from_raw(clk) else {
+        return nb::EINVAL;
+    };
     if sec.is_null() || nsec.is_null() {
         return nb::EINVAL;
     }
@@ -94,6 +100,8 @@ pub unsafe extern "C" fn rumpuser_clock_gettime(clk: c_int, sec: *mut i64, nsec:
 /// with the CPU released; RELWALL is relative, ABSMONO absolute.
 #[unsafe(no_mangle)]
 pub extern "C" fn rumpuser_clock_sleep(clk: c_int, sec: i64, nsec: libc::c_long) -> c_int {
-    let Some(clk) = Clock::from_raw(clk) else { return nb::EINVAL };
+    let Some(clk) = Clock::from_raw(clk) else {
+        return nb::EINVAL;
+    };
     rc(sched::released(|| clock::sleep(clk, sec, nsec)))
 }

@@ -17,7 +17,8 @@ pub fn staticlib() -> PathBuf {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libhypercall-") && n.ends_with(".a"))
+                .is_some_and(|n| n.starts_with("libhypercall-"))
+                && p.extension().is_some_and(|e| e == "a")
         })
         .collect();
     candidates.push(deps.join("../libhypercall.a"));

@@ -1,0 +1,31 @@
+//! Links the NetBSD rump kernel when one is installed (`RUMP_PREFIX`):
+//! the base components always, more as features ask.
+
+use netbsd_src::components::{self, ComponentSet};
+
+fn main() {
+    let kernel = match netbsd_src::locate_for_build() {
+        Ok(Some(k)) => k,
+        Ok(None) => return,
+        Err(e) => panic!("{e}"),
+    };
+    let mut sets: Vec<ComponentSet> = vec![components::BASE];
+    if std::env::var_os("CARGO_FEATURE_FILESYSTEMS").is_some() {
+        sets.push(components::FILESYSTEMS);
+    }
+    let mut libs = Vec::new();
+    for set in &sets {
+        libs.extend(kernel.resolve(set).unwrap_or_else(|e| panic!("{e}")));
+    }
+    libs.sort_by_key(|c| components::link_rank(c));
+    libs.dedup();
+    kernel.link(&libs);
+    for c in &libs {
+        println!("cargo::rustc-check-cfg=cfg(rump_component, values(\"{c}\"))");
+        println!("cargo:rustc-cfg=rump_component=\"{c}\"");
+    }
+    println!("cargo:rustc-cfg=rump_kernel");
+    println!("cargo:kernel={}", kernel.lib_dir.display());
+    println!("cargo:components={}", libs.join(" "));
+    println!("cargo:rustc-env=RUMP_COMPONENTS={}", libs.join(" "));
+}

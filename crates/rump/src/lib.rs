@@ -1,0 +1,236 @@
+//! The NetBSD rump kernel, as the translators use it.
+//!
+//! - [`sys`]: raw FFI (`rump_init`, `rump_sys_*`, etfs), present when the
+//!   build found a kernel (`RUMP_PREFIX`, see `netbsd-src`), which sets
+//!   `cfg(rump_kernel)`.
+//! - [`Rump`], [`Fd`], [`Etfs`]: a safe wrapper, with [`RumpError`]
+//!   carrying NetBSD errno values and converting them to host ones.
+//!
+//! The rumpuser interface under the kernel is this project's `hypercall`
+//! crate; NetBSD's librumpuser is never linked.
+
+use std::ffi::NulError;
+
+pub use hypercall::NetbsdErrno;
+
+#[cfg(rump_kernel)]
+mod kernel;
+#[cfg(rump_kernel)]
+pub mod sys;
+
+#[cfg(rump_kernel)]
+pub use kernel::{Etfs, EtfsType, Fd, Rump};
+
+// The hypercall crate must be part of every link that contains the kernel.
+use hypercall as _;
+
+/// Whether this build links a rump kernel.
+pub const LINKED: bool = cfg!(rump_kernel);
+
+/// The components linked into this build (space-separated; empty when no
+/// kernel is linked).
+pub const COMPONENTS: &str = match option_env!("RUMP_COMPONENTS") {
+    Some(c) => c,
+    None => "",
+};
+
+/// An error from the rump kernel or from preparing a call to it.
+#[derive(Debug, thiserror::Error)]
+pub enum RumpError {
+    /// The kernel answered an error.
+    #[error("{op}: {errno}")]
+    Kernel {
+        /// What was attempted.
+        op: String,
+        /// NetBSD's error number.
+        errno: NetbsdErrno,
+    },
+    /// A path or name held a NUL byte.
+    #[error("{0}")]
+    Nul(#[from] NulError),
+}
+
+impl RumpError {
+    /// A kernel error for operation `op`.
+    pub fn kernel(op: impl Into<String>, errno: i32) -> Self {
+        Self::Kernel {
+            op: op.into(),
+            errno: NetbsdErrno(errno),
+        }
+    }
+
+    /// The NetBSD errno, for kernel errors.
+    #[must_use]
+    pub fn errno(&self) -> Option<NetbsdErrno> {
+        match self {
+            Self::Kernel { errno, .. } => Some(*errno),
+            Self::Nul(_) => None,
+        }
+    }
+}
+
+impl From<RumpError> for std::io::Error {
+    fn from(e: RumpError) -> Self {
+        match e {
+            RumpError::Kernel { op, errno } => {
+                let host = errno.to_io();
+                std::io::Error::new(host.kind(), format!("{op}: {host}"))
+            }
+            RumpError::Nul(n) => std::io::Error::new(std::io::ErrorKind::InvalidInput, n),
+        }
+    }
+}
+
+/// NetBSD `open(2)` flags.
+pub mod oflags {
+    /// Read only.
+    pub const RDONLY: i32 = 0x0000_0000;
+    /// Write only.
+    pub const WRONLY: i32 = 0x0000_0001;
+    /// Read and write.
+    pub const RDWR: i32 = 0x0000_0002;
+    /// Create if missing.
+    pub const CREAT: i32 = 0x0000_0200;
+    /// Truncate.
+    pub const TRUNC: i32 = 0x0000_0400;
+    /// With `CREAT`: fail if it exists.
+    pub const EXCL: i32 = 0x0000_0800;
+}
+
+/// NetBSD `mount(2)` arguments for the file systems the suite mounts.
+pub mod mount {
+    use std::ffi::c_char;
+
+    /// `MNT_RDONLY`.
+    pub const MNT_RDONLY: i32 = 0x0000_0001;
+    /// `MNT_FORCE` (for unmount).
+    pub const MNT_FORCE: i32 = 0x0008_0000;
+
+    /// `struct ufs_args` (FFS, ext2fs).
+    #[repr(C)]
+    #[derive(Debug)]
+    pub struct UfsArgs {
+        /// Block device holding the file system.
+        pub fspec: *const c_char,
+    }
+
+    /// `struct uucred` (inside the old export arguments).
+    #[repr(C)]
+    #[derive(Debug, Default)]
+    pub struct Uucred {
+        /// Unused.
+        pub cr_unused: u16,
+        /// User.
+        pub cr_uid: u32,
+        /// Group.
+        pub cr_gid: u32,
+        /// Number of groups.
+        pub cr_ngroups: i16,
+        /// Groups.
+        pub cr_groups: [u32; 16],
+    }
+
+    /// `struct export_args30` (kept in msdosfs arguments for compatibility).
+    #[repr(C)]
+    #[derive(Debug)]
+    pub struct ExportArgs30 {
+        /// Flags.
+        pub ex_flags: i32,
+        /// Root mapping.
+        pub ex_root: u32,
+        /// Anonymous mapping.
+        pub ex_anon: Uucred,
+        /// Address.
+        pub ex_addr: *mut u8,
+        /// Its length.
+        pub ex_addrlen: i32,
+        /// Mask.
+        pub ex_mask: *mut u8,
+        /// Its length.
+        pub ex_masklen: i32,
+        /// `WebNFS` index file.
+        pub ex_indexfile: *mut c_char,
+    }
+
+    /// `MSDOSFSMNT_VERSION`.
+    pub const MSDOSFSMNT_VERSION: i32 = 3;
+
+    /// `struct msdosfs_args`.
+    #[repr(C)]
+    #[derive(Debug)]
+    pub struct MsdosfsArgs {
+        /// Block device holding the file system.
+        pub fspec: *const c_char,
+        /// Unused export arguments.
+        pub pad1: ExportArgs30,
+        /// Owner of the files.
+        pub uid: u32,
+        /// Their group.
+        pub gid: u32,
+        /// File permission mask.
+        pub mask: u32,
+        /// `MSDOSFSMNT_*` flags.
+        pub flags: i32,
+        /// [`MSDOSFSMNT_VERSION`].
+        pub version: i32,
+        /// Directory permission mask.
+        pub dirmask: u32,
+        /// Offset from UTC in seconds.
+        pub gmtoff: i32,
+    }
+
+    impl MsdosfsArgs {
+        /// Arguments for mounting `fspec` owned by root with `mask` modes.
+        #[must_use]
+        pub fn new(fspec: *const c_char, mask: u32) -> Self {
+            Self {
+                fspec,
+                pad1: ExportArgs30 {
+                    ex_flags: 0,
+                    ex_root: 0,
+                    ex_anon: Uucred::default(),
+                    ex_addr: std::ptr::null_mut(),
+                    ex_addrlen: 0,
+                    ex_mask: std::ptr::null_mut(),
+                    ex_masklen: 0,
+                    ex_indexfile: std::ptr::null_mut(),
+                },
+                uid: 0,
+                gid: 0,
+                mask,
+                flags: 0,
+                version: MSDOSFSMNT_VERSION,
+                dirmask: mask,
+                gmtoff: 0,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn argument_layouts_match_netbsd_amd64() {
+            assert_eq!(size_of::<super::Uucred>(), 80);
+            assert_eq!(size_of::<super::ExportArgs30>(), 128);
+            assert_eq!(size_of::<super::MsdosfsArgs>(), 168);
+            assert_eq!(size_of::<super::UfsArgs>(), 8);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_errors_map_to_host_errors() {
+        let e: std::io::Error = RumpError::kernel("open /dev/x", 2).into();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        let e: std::io::Error = RumpError::kernel("read", 35).into();
+        assert_eq!(e.raw_os_error(), None);
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        assert_eq!(RumpError::kernel("x", 30).errno(), Some(NetbsdErrno(30)));
+        let e: std::io::Error = RumpError::kernel("ioctl", 25).into();
+        assert!(e.to_string().starts_with("ioctl: "), "{e}");
+    }
+}

@@ -1,0 +1,111 @@
+//! Raw FFI of the rump kernel API the suite uses (`rump.h`,
+//! `rumpkern_if_pub.h`, `rump_syscalls.h`). `rump_sys_*` names are macros
+//! over the versioned `rump___sysimpl_*` symbols.
+
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
+
+/// `enum rump_sigmodel`.
+pub const RUMP_SIGMODEL_IGNORE: c_int = 1;
+
+/// `enum rump_etfs_type`.
+pub const RUMP_ETFS_REG: c_int = 0;
+/// Block device.
+pub const RUMP_ETFS_BLK: c_int = 1;
+/// Character device.
+pub const RUMP_ETFS_CHR: c_int = 2;
+
+/// `struct iovec` (NetBSD amd64 layout, same as the host's).
+pub type Iovec = libc::iovec;
+
+/// `struct pollfd` (NetBSD layout: int fd, short events, short revents).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pollfd {
+    /// Descriptor.
+    pub fd: c_int,
+    /// Requested events.
+    pub events: i16,
+    /// Returned events.
+    pub revents: i16,
+}
+
+unsafe extern "C" {
+    /// Boots the kernel.
+    pub fn rump_init() -> c_int;
+    /// Chooses what kernel signals do to the host process.
+    pub fn rump_boot_setsigmodel(model: c_int);
+    /// Makes host file `hostpath` appear in the kernel as `key`.
+    pub fn rump_pub_etfs_register(
+        key: *const c_char,
+        hostpath: *const c_char,
+        ftype: c_int,
+    ) -> c_int;
+    /// Like `rump_pub_etfs_register`, for a window of the host file.
+    pub fn rump_pub_etfs_register_withsize(
+        key: *const c_char,
+        hostpath: *const c_char,
+        ftype: c_int,
+        begin: u64,
+        size: u64,
+    ) -> c_int;
+    /// Removes an etfs registration.
+    pub fn rump_pub_etfs_remove(key: *const c_char) -> c_int;
+
+    /// `open(2)`.
+    #[link_name = "rump___sysimpl_open"]
+    pub fn rump_sys_open(path: *const c_char, flags: c_int, ...) -> c_int;
+    /// `close(2)`.
+    #[link_name = "rump___sysimpl_close"]
+    pub fn rump_sys_close(fd: c_int) -> c_int;
+    /// `read(2)`.
+    #[link_name = "rump___sysimpl_read"]
+    pub fn rump_sys_read(fd: c_int, buf: *mut c_void, n: usize) -> isize;
+    /// `write(2)`.
+    #[link_name = "rump___sysimpl_write"]
+    pub fn rump_sys_write(fd: c_int, buf: *const c_void, n: usize) -> isize;
+    /// `pread(2)`.
+    #[link_name = "rump___sysimpl_pread"]
+    pub fn rump_sys_pread(fd: c_int, buf: *mut c_void, n: usize, off: i64) -> isize;
+    /// `pwrite(2)`.
+    #[link_name = "rump___sysimpl_pwrite"]
+    pub fn rump_sys_pwrite(fd: c_int, buf: *const c_void, n: usize, off: i64) -> isize;
+    /// `writev(2)`.
+    #[link_name = "rump___sysimpl_writev"]
+    pub fn rump_sys_writev(fd: c_int, iov: *const Iovec, n: c_int) -> isize;
+    /// `ioctl(2)`.
+    #[link_name = "rump___sysimpl_ioctl"]
+    pub fn rump_sys_ioctl(fd: c_int, cmd: c_ulong, ...) -> c_int;
+    /// `poll(2)`.
+    #[link_name = "rump___sysimpl_poll"]
+    pub fn rump_sys_poll(fds: *mut Pollfd, n: c_uint, timeout_ms: c_int) -> c_int;
+    /// `socket(2)`.
+    #[link_name = "rump___sysimpl_socket30"]
+    pub fn rump_sys_socket(domain: c_int, ty: c_int, proto: c_int) -> c_int;
+    /// `fsync(2)`.
+    #[link_name = "rump___sysimpl_fsync"]
+    pub fn rump_sys_fsync(fd: c_int) -> c_int;
+    /// `sync(2)`.
+    #[link_name = "rump___sysimpl_sync"]
+    pub fn rump_sys_sync();
+    /// `reboot(2)`: halts the kernel (`RB_*` flags).
+    #[link_name = "rump___sysimpl_reboot"]
+    pub fn rump_sys_reboot(howto: c_int, bootstr: *mut c_char) -> c_int;
+    /// `mkdir(2)`.
+    #[link_name = "rump___sysimpl_mkdir"]
+    pub fn rump_sys_mkdir(path: *const c_char, mode: u32) -> c_int;
+    /// `mount(2)` (the NetBSD 5.0 ABI).
+    #[link_name = "rump___sysimpl_mount50"]
+    pub fn rump_sys_mount(
+        fstype: *const c_char,
+        path: *const c_char,
+        flags: c_int,
+        data: *mut c_void,
+        len: usize,
+    ) -> c_int;
+    /// `unmount(2)`.
+    #[link_name = "rump___sysimpl_unmount"]
+    pub fn rump_sys_unmount(path: *const c_char, flags: c_int) -> c_int;
+    /// `lseek(2)`.
+    #[link_name = "rump___sysimpl_lseek"]
+    pub fn rump_sys_lseek(fd: c_int, off: i64, whence: c_int) -> i64;
+}

@@ -1,0 +1,59 @@
+//! Which rump components each translator links.
+//!
+//! Names are library names without `lib` and `.a`. `required` components
+//! must be installed; `optional` ones are linked when the installed tree
+//! has them (drivers that exist only in some NetBSD trees: the 2016
+//! src-netbsd that buildrump.sh pins has virtio `ld` but no `ahcisata`,
+//! `piixide`, `ata` or `nvme`; Debian GNU/Hurd's 2025 kernel has them).
+
+/// A translator's components.
+#[derive(Debug, Clone, Copy)]
+pub struct ComponentSet {
+    /// Must be present.
+    pub required: &'static [&'static str],
+    /// Linked if present.
+    pub optional: &'static [&'static str],
+}
+
+/// The kernel core and the VFS faction every translator needs (device
+/// nodes live in the VFS).
+pub const BASE: ComponentSet = ComponentSet {
+    required: &["rump", "rumpvfs"],
+    optional: &[],
+};
+
+/// rumpdisk: disk drivers on the rump PCI bus.
+pub const RUMPDISK: ComponentSet = ComponentSet {
+    required: &["rump", "rumpvfs", "rumpdev", "rumpdev_disk", "rumpdev_pci"],
+    optional: &[
+        "rumpdev_ahcisata",
+        "rumpdev_piixide",
+        "rumpdev_ata",
+        "rumpdev_nvme",
+        "rumpdev_scsipi",
+        "rumpdev_pci_virtio",
+        "rumpdev_virtio_ld",
+    ],
+};
+
+/// File-system components for tests and rumpfs (over etfs block devices).
+pub const FILESYSTEMS: ComponentSet = ComponentSet {
+    required: &["rump", "rumpvfs", "rumpdev", "rumpdev_disk"],
+    optional: &["rumpfs_ffs", "rumpfs_msdos", "rumpfs_ext2fs"],
+};
+
+/// Link position: leaf drivers first, then buses and helpers, then the
+/// factions, then the kernel core (the order the components' references
+/// run in).
+#[must_use]
+pub fn link_rank(name: &str) -> u8 {
+    match name {
+        "rump" => 9,
+        "rumpvfs" => 8,
+        "rumpdev" | "rumpnet" => 7,
+        "rumpdev_pci" => 6,
+        "rumpdev_disk" | "rumpdev_usb" | "rumpdev_audio" | "rumpdev_scsipi" | "rumpnet_net" => 5,
+        n if n.starts_with("rumpdev_pci_") || n == "rumpdev_ata" => 4,
+        _ => 0,
+    }
+}

@@ -1,0 +1,289 @@
+//! The NetBSD rump kernel as an external, prebuilt dependency.
+//!
+//! NetBSD's sources are not part of this project. A rump kernel is found
+//! as the systems that ship one install it:
+//! - `RUMP_PREFIX=<dir>` with `<dir>/include/rump/rump.h` and
+//!   `<dir>/lib/librump.a` (a buildrump.sh install tree, NetBSD's base
+//!   system layout, or Debian GNU/Hurd's librump-dev under `/usr`);
+//! - otherwise a `rump` pkg-config module, where a system ships one.
+//!
+//! Components register themselves from constructors or link sets that no
+//! code references, so every component archive is linked whole
+//! (`+whole-archive`), and `-z nostart-stop-gc` keeps the `__start_`/
+//! `__stop_` link-set symbols that rust-lld would otherwise collect. The
+//! project's `hypercall` crate provides the rumpuser interface:
+//! NetBSD's `librumpuser` is never linked.
+//!
+//! Used from build scripts: [`RumpKernel::locate`], then
+//! [`RumpKernel::link`] with a component list from [`components`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub mod components;
+
+/// Why a rump kernel could not be used.
+#[derive(Debug)]
+pub enum LocateError {
+    /// `RUMP_PREFIX` is set but the tree lacks a required file.
+    Incomplete {
+        /// The prefix.
+        prefix: PathBuf,
+        /// The missing file.
+        missing: PathBuf,
+    },
+    /// A component the caller requires is not in the tree.
+    MissingComponent {
+        /// Library directory searched.
+        libdir: PathBuf,
+        /// The component (library name without `lib` and `.a`).
+        component: String,
+    },
+    /// The caller asked to link NetBSD's own hypercall library.
+    Librumpuser,
+}
+
+impl fmt::Display for LocateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Incomplete { prefix, missing } => write!(
+                f,
+                "RUMP_PREFIX={} is not a rump kernel install tree: {} is missing",
+                prefix.display(),
+                missing.display()
+            ),
+            Self::MissingComponent { libdir, component } => write!(
+                f,
+                "rump component {component} is not in {} (lib{component}.a)",
+                libdir.display()
+            ),
+            Self::Librumpuser => write!(
+                f,
+                "librumpuser must not be linked: the hypercall crate is the rumpuser implementation"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LocateError {}
+
+/// A located rump kernel install.
+#[derive(Debug, Clone)]
+pub struct RumpKernel {
+    /// Directory holding `rump/rump.h`.
+    pub include_dir: PathBuf,
+    /// Directory holding `librump*.a`.
+    pub lib_dir: PathBuf,
+}
+
+impl RumpKernel {
+    /// Finds the kernel: `RUMP_PREFIX` first, then pkg-config `rump`.
+    /// `Ok(None)` when neither names one (everything still builds; NetBSD
+    /// back ends and tests are then left out).
+    pub fn locate() -> Result<Option<Self>, LocateError> {
+        if let Some(prefix) = std::env::var_os("RUMP_PREFIX").filter(|p| !p.is_empty()) {
+            return Self::from_prefix(Path::new(&prefix)).map(Some);
+        }
+        let Ok(lib) = pkg_config::Config::new()
+            .cargo_metadata(false)
+            .env_metadata(false)
+            .probe("rump")
+        else {
+            return Ok(None);
+        };
+        let (Some(include_dir), Some(lib_dir)) =
+            (lib.include_paths.first(), lib.link_paths.first())
+        else {
+            return Ok(None);
+        };
+        let k = Self {
+            include_dir: include_dir.clone(),
+            lib_dir: lib_dir.clone(),
+        };
+        k.check().map(|()| Some(k))
+    }
+
+    /// A kernel installed under `prefix` (`include/`, `lib/`).
+    pub fn from_prefix(prefix: &Path) -> Result<Self, LocateError> {
+        let k = Self {
+            include_dir: prefix.join("include"),
+            lib_dir: prefix.join("lib"),
+        };
+        k.check().map(|()| k).map_err(|e| match e {
+            LocateError::Incomplete { missing, .. } => LocateError::Incomplete {
+                prefix: prefix.to_owned(),
+                missing,
+            },
+            e => e,
+        })
+    }
+
+    fn check(&self) -> Result<(), LocateError> {
+        for f in [
+            self.include_dir.join("rump/rump.h"),
+            self.include_dir.join("rump/rumpuser.h"),
+            self.lib_dir.join("librump.a"),
+        ] {
+            if !f.exists() {
+                return Err(LocateError::Incomplete {
+                    prefix: PathBuf::new(),
+                    missing: f,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether component `name` (e.g. `rumpfs_ffs`) is installed.
+    #[must_use]
+    pub fn has(&self, name: &str) -> bool {
+        self.archive(name).is_some()
+    }
+
+    /// The archive to link for `name`: the position-independent variant
+    /// (`lib<name>_pic.a`, needed for PIE executables) where present.
+    #[must_use]
+    pub fn archive(&self, name: &str) -> Option<(String, PathBuf)> {
+        [format!("{name}_pic"), name.to_owned()]
+            .into_iter()
+            .map(|n| {
+                let p = self.lib_dir.join(format!("lib{n}.a"));
+                (n, p)
+            })
+            .find(|(_, p)| p.exists())
+    }
+
+    /// Resolves a component set against this install: every required
+    /// component must exist; optional ones are kept only if present.
+    /// Returns the library names in link order (leaf drivers first, the
+    /// factions and `rump` last).
+    pub fn resolve(&self, set: &components::ComponentSet) -> Result<Vec<String>, LocateError> {
+        let mut out = Vec::new();
+        for c in set.optional.iter().filter(|c| self.has(c)) {
+            out.push((*c).to_owned());
+        }
+        for c in set.required {
+            if *c == "rumpuser" {
+                return Err(LocateError::Librumpuser);
+            }
+            if !self.has(c) {
+                return Err(LocateError::MissingComponent {
+                    libdir: self.lib_dir.clone(),
+                    component: (*c).to_owned(),
+                });
+            }
+            out.push((*c).to_owned());
+        }
+        out.sort_by_key(|c| components::link_rank(c));
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Prints the cargo directives that link `components` (as returned by
+    /// [`RumpKernel::resolve`]) whole into the crate's outputs.
+    pub fn link(&self, components: &[String]) {
+        println!("cargo:rustc-link-search=native={}", self.lib_dir.display());
+        for c in components {
+            let (name, _) = self.archive(c).expect("resolved component exists");
+            println!("cargo:rustc-link-lib=static:+whole-archive,-bundle={name}");
+        }
+        println!("cargo:rustc-link-lib=dylib=pthread");
+        binary_link_args();
+    }
+}
+
+/// Link arguments every executable containing the kernel needs (cargo
+/// applies a library's link arguments to that package's own targets only,
+/// so each package with binaries or tests over the kernel calls this from
+/// its build script): keep the link-set `__start_`/`__stop_` symbols that
+/// rust-lld's default `-z start-stop-gc` would drop.
+pub fn binary_link_args() {
+    println!("cargo:rustc-link-arg=-Wl,-z,nostart-stop-gc");
+}
+
+/// Build-script helper: locates the kernel, tells cargo when to look
+/// again, and declares the `rump_kernel` cfg.
+pub fn locate_for_build() -> Result<Option<RumpKernel>, LocateError> {
+    println!("cargo:rerun-if-env-changed=RUMP_PREFIX");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    println!("cargo::rustc-check-cfg=cfg(rump_kernel)");
+    let k = RumpKernel::locate()?;
+    if let Some(k) = &k {
+        println!(
+            "cargo:rerun-if-changed={}",
+            k.lib_dir.join("librump.a").display()
+        );
+    }
+    Ok(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_tree(libs: &[&str]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "netbsd-src-test-{}-{}",
+            std::process::id(),
+            libs.join("-")
+        ));
+        std::fs::create_dir_all(dir.join("include/rump")).unwrap();
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        std::fs::write(dir.join("include/rump/rump.h"), "").unwrap();
+        std::fs::write(dir.join("include/rump/rumpuser.h"), "").unwrap();
+        for l in libs {
+            std::fs::write(dir.join(format!("lib/lib{l}.a")), "").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn incomplete_prefix_names_the_missing_file() {
+        let dir = fake_tree(&[]);
+        let err = RumpKernel::from_prefix(&dir).unwrap_err();
+        assert!(err.to_string().contains("librump.a"), "{err}");
+    }
+
+    #[test]
+    fn resolve_orders_leaves_first_prefers_pic_and_skips_absent_optionals() {
+        let dir = fake_tree(&[
+            "rump",
+            "rump_pic",
+            "rumpvfs",
+            "rumpdev",
+            "rumpdev_disk",
+            "rumpfs_ffs",
+        ]);
+        let k = RumpKernel::from_prefix(&dir).unwrap();
+        let set = components::ComponentSet {
+            required: &["rump", "rumpvfs", "rumpdev", "rumpdev_disk"],
+            optional: &["rumpfs_ffs", "rumpfs_nope"],
+        };
+        let libs = k.resolve(&set).unwrap();
+        assert_eq!(
+            libs,
+            ["rumpfs_ffs", "rumpdev_disk", "rumpdev", "rumpvfs", "rump"]
+        );
+        assert_eq!(k.archive("rump").unwrap().0, "rump_pic");
+        assert_eq!(k.archive("rumpvfs").unwrap().0, "rumpvfs");
+    }
+
+    #[test]
+    fn missing_required_component_and_librumpuser_are_errors() {
+        let dir = fake_tree(&["rump", "rumpuser"]);
+        let k = RumpKernel::from_prefix(&dir).unwrap();
+        let need_pci = components::ComponentSet {
+            required: &["rump", "rumpdev_pci"],
+            optional: &[],
+        };
+        assert!(matches!(
+            k.resolve(&need_pci),
+            Err(LocateError::MissingComponent { .. })
+        ));
+        let bad = components::ComponentSet {
+            required: &["rump", "rumpuser"],
+            optional: &[],
+        };
+        assert!(matches!(k.resolve(&bad), Err(LocateError::Librumpuser)));
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need on a Debian machine (run as
+# root, or through sudo). Idempotent: installs only what is missing.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Debian packages: a C compiler for the C shim and the C contract tests,
+# nm, pkg-config; makefs and dosfstools make the FFS and FAT images the
+# NetBSD kernel tests mount.
+PKGS=(gcc libc6-dev binutils pkg-config makefs dosfstools)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Rust: std sources for the GNU/Hurd type-check, and the linters.
+rustup component add rust-src clippy rustfmt >/dev/null 2>&1 || rustup component add rust-src clippy rustfmt
+echo "setup: done"
