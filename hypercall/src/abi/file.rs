@@ -31,14 +31,8 @@ pub unsafe extern "C" fn rumpuser_open(
     }
     // SAFETY: the kernel passes a NUL-terminated path.
     let path = unsafe { CStr::from_ptr(path) };
-    match sched::released(|| file::open(path, ruflags)) {
-        Ok(fd) => {
-            // SAFETY: `fdp` is a valid out-pointer.
-            unsafe { *fdp = fd };
-            0
-        }
-        Err(e) => e.0,
-    }
+    // SAFETY: `fdp` is a valid out-pointer (checked non-null).
+    unsafe { super::put(fdp, sched::released(|| file::open(path, ruflags))) }
 }
 
 /// `int rumpuser_close(int fd)`.
@@ -184,13 +178,12 @@ pub unsafe extern "C" fn rumpuser_iovread(
         // SAFETY: as above, each base is writable for its length.
         .map(|(p, n)| IoSliceMut::new(unsafe { std::slice::from_raw_parts_mut(p, n) }))
         .collect();
-    match sched::released(|| file::read_vectored_at(fd, &mut bufs, off)) {
-        Ok(n) => {
-            // SAFETY: valid out-pointer.
-            unsafe { *retv = n };
-            0
-        }
-        Err(e) => e.0,
+    // SAFETY: `retv` is a valid out-pointer (checked non-null).
+    unsafe {
+        super::put(
+            retv,
+            sched::released(|| file::read_vectored_at(fd, &mut bufs, off)),
+        )
     }
 }
 
@@ -213,13 +206,12 @@ pub unsafe extern "C" fn rumpuser_iovwrite(
         // SAFETY: as above, each base is readable for its length.
         .map(|(p, n)| IoSlice::new(unsafe { std::slice::from_raw_parts(p, n) }))
         .collect();
-    match sched::released(|| file::write_vectored_at(fd, &bufs, off)) {
-        Ok(n) => {
-            // SAFETY: valid out-pointer.
-            unsafe { *retv = n };
-            0
-        }
-        Err(e) => e.0,
+    // SAFETY: `retv` is a valid out-pointer (checked non-null).
+    unsafe {
+        super::put(
+            retv,
+            sched::released(|| file::write_vectored_at(fd, &bufs, off)),
+        )
     }
 }
 

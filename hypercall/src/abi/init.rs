@@ -99,14 +99,8 @@ pub unsafe extern "C" fn rumpuser_getrandom(
         // SAFETY: `buf` is writable for `buflen` bytes.
         unsafe { std::slice::from_raw_parts_mut(buf.cast(), buflen) }
     };
-    match random::fill(out, flags) {
-        Ok(n) => {
-            // SAFETY: `retp` is a valid out-pointer.
-            unsafe { *retp = n };
-            0
-        }
-        Err(e) => e.0,
-    }
+    // SAFETY: `retp` is a valid out-pointer (checked non-null).
+    unsafe { super::put(retp, random::fill(out, flags)) }
 }
 
 /// `rump_modinit_fn`.

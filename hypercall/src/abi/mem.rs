@@ -15,14 +15,8 @@ pub unsafe extern "C" fn rumpuser_malloc(
     if memp.is_null() || alignment < 0 {
         return nb::EINVAL;
     }
-    match mem::alloc(len, alignment as usize) {
-        Ok(p) => {
-            // SAFETY: `memp` is a valid out-pointer.
-            unsafe { *memp = p };
-            0
-        }
-        Err(e) => e.0,
-    }
+    // SAFETY: `memp` is a valid out-pointer (checked non-null).
+    unsafe { super::put(memp, mem::alloc(len, alignment as usize)) }
 }
 
 /// `void rumpuser_free(void *mem, size_t len)`.
@@ -44,13 +38,12 @@ pub unsafe extern "C" fn rumpuser_anonmmap(
     if memp.is_null() || alignbit < 0 {
         return nb::EINVAL;
     }
-    match mem::anon_map(prefaddr as usize, size, alignbit as u32, exec != 0) {
-        Ok(p) => {
-            // SAFETY: `memp` is a valid out-pointer.
-            unsafe { *memp = p };
-            0
-        }
-        Err(e) => e.0,
+    // SAFETY: `memp` is a valid out-pointer (checked non-null).
+    unsafe {
+        super::put(
+            memp,
+            mem::anon_map(prefaddr as usize, size, alignbit as u32, exec != 0),
+        )
     }
 }
 

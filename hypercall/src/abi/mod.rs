@@ -24,6 +24,22 @@ fn rc(r: HyResult<()>) -> libc::c_int {
     }
 }
 
+/// Stores a successful result through a kernel out-pointer; 0 or the
+/// NetBSD errno.
+///
+/// # Safety
+/// `out` must be valid for a write of `T` (checked non-null by callers).
+unsafe fn put<T>(out: *mut T, r: HyResult<T>) -> libc::c_int {
+    match r {
+        Ok(v) => {
+            // SAFETY: caller's contract.
+            unsafe { out.write(v) };
+            0
+        }
+        Err(e) => e.0,
+    }
+}
+
 /// Every function the skin exports, for checks against a linked binary.
 pub const EXPORTED: &[&str] = &[
     "rumpuser_init",
