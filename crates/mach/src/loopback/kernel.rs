@@ -1,0 +1,1242 @@
+//! The loopback kernel's ports, spaces and message transfer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::vm::Vm;
+use crate::ipc::{Ipc, option};
+use crate::kern::KernReturn;
+use crate::msg::{self, Builder, HEADER_SIZE, Header, TypeDesc};
+use crate::port::{PortName, Right, notify, type_name as tn};
+
+type PortId = u64;
+type SpaceId = u64;
+
+/// Default queue limit (`MACH_PORT_QLIMIT_DEFAULT`).
+const QLIMIT: usize = 5;
+/// Largest out-of-line region one item may carry.
+const MAX_OOL: usize = 1 << 30;
+/// Largest message (header and inline body).
+const MAX_MSG: usize = 1 << 24;
+
+#[derive(Debug)]
+struct Port {
+    is_set: bool,
+    receiver: Option<SpaceId>,
+    queue: VecDeque<KMsg>,
+    seqno: u32,
+    srights: u32,
+    sorights: u32,
+    mscount: u32,
+    in_set: Option<PortId>,
+    no_senders: Option<PortId>,
+}
+
+impl Port {
+    fn new(owner: SpaceId, is_set: bool) -> Self {
+        Self {
+            is_set,
+            receiver: Some(owner),
+            queue: VecDeque::new(),
+            seqno: 0,
+            srights: 0,
+            sorights: 0,
+            mscount: 0,
+            in_set: None,
+            no_senders: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Entry {
+    port: PortId,
+    receive: bool,
+    set: bool,
+    send: u32,
+    send_once: bool,
+    dead: u32,
+    dead_request: Option<PortId>,
+}
+
+impl Entry {
+    fn is_empty(&self) -> bool {
+        !self.receive && !self.set && self.send == 0 && !self.send_once && self.dead == 0
+    }
+}
+
+#[derive(Debug, Default)]
+struct Space {
+    names: HashMap<u32, Entry>,
+    by_port: HashMap<PortId, u32>,
+    next: u32,
+}
+
+/// A right carried by a queued message.
+#[derive(Debug, Clone, Copy)]
+enum Carried {
+    Send(Option<PortId>),
+    SendOnce(Option<PortId>),
+    Name,
+}
+
+#[derive(Debug)]
+struct KMsg {
+    bits: u32,
+    id: i32,
+    via_send_once: bool,
+    reply: Option<Carried>,
+    body: Vec<u8>,
+    ports: Vec<(usize, Carried, u32)>,
+    ool: Vec<(usize, Vec<u8>)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    ports: HashMap<PortId, Port>,
+    spaces: HashMap<SpaceId, Space>,
+    next_id: u64,
+}
+
+/// The in-process kernel. Tasks made by [`Kernel::new_task`] share it.
+#[derive(Debug, Default)]
+pub struct Kernel {
+    state: Mutex<State>,
+    cv: Condvar,
+    vm: Vm,
+}
+
+/// A task: an IPC space of the loopback kernel. Dropping it terminates the
+/// task, releasing every right it holds.
+#[derive(Debug)]
+pub struct Task {
+    kernel: Arc<Kernel>,
+    space: SpaceId,
+}
+
+impl Kernel {
+    /// A new kernel with no tasks.
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Creates a task.
+    pub fn new_task(self: &Arc<Self>) -> Task {
+        let mut st = self.lock();
+        st.next_id += 1;
+        let id = st.next_id;
+        st.spaces.insert(
+            id,
+            Space {
+                next: 0x100,
+                ..Space::default()
+            },
+        );
+        Task {
+            kernel: Arc::clone(self),
+            space: id,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn new_port(&mut self, owner: SpaceId, is_set: bool) -> PortId {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.ports.insert(id, Port::new(owner, is_set));
+        id
+    }
+
+    fn space(&mut self, s: SpaceId) -> Result<&mut Space, KernReturn> {
+        self.spaces.get_mut(&s).ok_or(KernReturn::INVALID_TASK)
+    }
+
+    fn entry(&mut self, s: SpaceId, name: PortName) -> Result<&mut Entry, KernReturn> {
+        self.space(s)?
+            .names
+            .get_mut(&name.0)
+            .ok_or(KernReturn::INVALID_NAME)
+    }
+
+    fn alive(&self, p: PortId) -> bool {
+        self.ports.get(&p).is_some_and(|p| p.receiver.is_some())
+    }
+
+    fn alloc_name(space: &mut Space) -> u32 {
+        loop {
+            space.next = space.next.wrapping_add(1).max(0x100);
+            if !space.names.contains_key(&space.next) {
+                return space.next;
+            }
+        }
+    }
+
+    /// Inserts a send right (merging with an existing name) into `s`.
+    fn insert_send(&mut self, s: SpaceId, p: PortId) -> PortName {
+        if !self.alive(p) {
+            self.release_send(p);
+            return PortName::DEAD;
+        }
+        let Ok(space) = self.space(s) else {
+            self.release_send(p);
+            return PortName::NULL;
+        };
+        if let Some(&n) = space.by_port.get(&p) {
+            let e = space.names.get_mut(&n).expect("name of by_port");
+            let merged = e.send > 0;
+            e.send += 1;
+            if merged {
+                // The name already held a send right: the new one merges
+                // into it as a user reference.
+                self.release_send(p);
+            }
+            return PortName(n);
+        }
+        let n = Self::alloc_name(space);
+        space.names.insert(
+            n,
+            Entry {
+                port: p,
+                send: 1,
+                ..Entry::default()
+            },
+        );
+        space.by_port.insert(p, n);
+        PortName(n)
+    }
+
+    fn insert_send_once(&mut self, s: SpaceId, p: PortId) -> PortName {
+        if !self.alive(p) {
+            self.release_send_once(p);
+            return PortName::DEAD;
+        }
+        let Ok(space) = self.space(s) else {
+            self.release_send_once(p);
+            return PortName::NULL;
+        };
+        let n = Self::alloc_name(space);
+        space.names.insert(
+            n,
+            Entry {
+                port: p,
+                send_once: true,
+                ..Entry::default()
+            },
+        );
+        PortName(n)
+    }
+
+    /// One send right of `p` goes away.
+    fn release_send(&mut self, p: PortId) {
+        let Some(port) = self.ports.get_mut(&p) else {
+            return;
+        };
+        port.srights = port.srights.saturating_sub(1);
+        if port.srights == 0
+            && port.receiver.is_some()
+            && let Some(target) = port.no_senders.take()
+        {
+            let mscount = port.mscount;
+            let mut b = Builder::new(Header::default());
+            b.desc(TypeDesc::inline(tn::INTEGER_32, 32, 1))
+                .raw(&mscount.to_ne_bytes());
+            self.send_notification(target, notify::NO_SENDERS, &b.finish());
+        }
+        self.gc_port(p);
+    }
+
+    /// One send-once right of `p` is destroyed unused: the port gets a
+    /// send-once notification.
+    fn release_send_once(&mut self, p: PortId) {
+        let b = Builder::new(Header::default());
+        self.send_notification(p, notify::SEND_ONCE, &b.finish());
+    }
+
+    /// Delivers a kernel notification through a send-once right to
+    /// `target`, which it consumes.
+    fn send_notification(&mut self, target: PortId, id: i32, body: &msg::MsgBuf) {
+        let Some(port) = self.ports.get_mut(&target) else {
+            return;
+        };
+        port.sorights = port.sorights.saturating_sub(1);
+        if port.receiver.is_some() {
+            port.queue.push_back(KMsg {
+                bits: 0,
+                id,
+                via_send_once: true,
+                reply: None,
+                body: body.as_bytes()[HEADER_SIZE..].to_vec(),
+                ports: Vec::new(),
+                ool: Vec::new(),
+            });
+        }
+        self.gc_port(target);
+    }
+
+    /// Forgets a dead port nobody refers to.
+    fn gc_port(&mut self, p: PortId) {
+        if let Some(port) = self.ports.get(&p)
+            && port.receiver.is_none()
+            && port.srights == 0
+            && port.sorights == 0
+        {
+            self.ports.remove(&p);
+        }
+    }
+
+    /// Releases the rights a message carries (when it is destroyed).
+    fn destroy_msg(&mut self, m: &KMsg) {
+        let carried = m
+            .reply
+            .into_iter()
+            .chain(m.ports.iter().map(|(_, c, _)| *c));
+        for c in carried.collect::<Vec<_>>() {
+            self.release_carried(c);
+        }
+    }
+
+    fn release_carried(&mut self, c: Carried) {
+        match c {
+            Carried::Send(Some(p)) => self.release_send(p),
+            Carried::SendOnce(Some(p)) => self.release_send_once(p),
+            _ => {}
+        }
+    }
+
+    /// The receive right of `p` is destroyed: queued messages go, send
+    /// rights become dead names (with dead-name notifications), the
+    /// no-senders request's right is released.
+    fn destroy_port(&mut self, p: PortId) {
+        let Some(port) = self.ports.get_mut(&p) else {
+            return;
+        };
+        port.receiver = None;
+        let queued: Vec<KMsg> = port.queue.drain(..).collect();
+        let ns = port.no_senders.take();
+        port.in_set = None;
+        if port.is_set {
+            for member in self.ports.values_mut().filter(|m| m.in_set == Some(p)) {
+                member.in_set = None;
+            }
+        }
+        for m in queued {
+            self.destroy_msg(&m);
+        }
+        if let Some(t) = ns {
+            self.release_send_once(t);
+        }
+        // Every space's names for this port turn into dead names.
+        let mut notes = Vec::new();
+        for space in self.spaces.values_mut() {
+            let names: Vec<u32> = space
+                .names
+                .iter()
+                .filter(|(_, e)| e.port == p && !e.receive && !e.set)
+                .map(|(n, _)| *n)
+                .collect();
+            for n in names {
+                let e = space.names.get_mut(&n).expect("entry");
+                let refs = e.send + u32::from(e.send_once);
+                if refs == 0 {
+                    continue;
+                }
+                e.dead += refs;
+                e.send = 0;
+                e.send_once = false;
+                if let Some(t) = e.dead_request.take() {
+                    e.dead += 1;
+                    notes.push((t, n));
+                }
+            }
+            space.by_port.remove(&p);
+        }
+        for (t, n) in notes {
+            let mut b = Builder::new(Header::default());
+            b.desc(TypeDesc::inline(tn::PORT_NAME, 32, 1))
+                .raw(&n.to_ne_bytes());
+            self.send_notification(t, notify::DEAD_NAME, &b.finish());
+        }
+        if let Some(port) = self.ports.get_mut(&p) {
+            // Dead names hold no references on the port in this model.
+            port.srights = 0;
+            port.sorights = 0;
+        }
+        self.gc_port(p);
+    }
+
+    /// Drops one user reference of a send, send-once or dead name.
+    fn deallocate(&mut self, s: SpaceId, name: PortName) -> KernReturn {
+        let Ok(e) = self.entry(s, name) else {
+            return KernReturn::INVALID_NAME;
+        };
+        let port = e.port;
+        if e.send_once {
+            e.send_once = false;
+            let req = e.dead_request.take();
+            self.drop_if_empty(s, name);
+            self.release_send_once(port);
+            self.port_deleted(req, name);
+            return KernReturn::SUCCESS;
+        }
+        if e.send > 0 {
+            e.send -= 1;
+            if e.send == 0 {
+                let req = e.dead_request.take();
+                self.drop_if_empty(s, name);
+                self.release_send(port);
+                self.port_deleted(req, name);
+            }
+            return KernReturn::SUCCESS;
+        }
+        if e.dead > 0 {
+            e.dead -= 1;
+            self.drop_if_empty(s, name);
+            return KernReturn::SUCCESS;
+        }
+        KernReturn::INVALID_RIGHT
+    }
+
+    fn port_deleted(&mut self, req: Option<PortId>, name: PortName) {
+        if let Some(t) = req {
+            let mut b = Builder::new(Header::default());
+            b.desc(TypeDesc::inline(tn::PORT_NAME, 32, 1))
+                .raw(&name.0.to_ne_bytes());
+            self.send_notification(t, notify::PORT_DELETED, &b.finish());
+        }
+    }
+
+    fn drop_if_empty(&mut self, s: SpaceId, name: PortName) {
+        if let Ok(space) = self.space(s)
+            && space.names.get(&name.0).is_some_and(Entry::is_empty)
+        {
+            let e = space.names.remove(&name.0).expect("entry");
+            if space.by_port.get(&e.port) == Some(&name.0) {
+                space.by_port.remove(&e.port);
+            }
+        }
+    }
+
+    /// Takes a right out of space `s` for a message (`disp` is the
+    /// sender's disposition). Checked by `check_copyin` first.
+    fn copyin(&mut self, s: SpaceId, name: PortName, disp: u8) -> Result<Carried, KernReturn> {
+        if name == PortName::NULL {
+            return Ok(match disp {
+                tn::MOVE_SEND_ONCE | tn::MAKE_SEND_ONCE => Carried::SendOnce(None),
+                tn::PORT_NAME => Carried::Name,
+                _ => Carried::Send(None),
+            });
+        }
+        if disp == tn::PORT_NAME {
+            return Ok(Carried::Name);
+        }
+        let e = self.entry(s, name)?.clone();
+        let p = e.port;
+        match disp {
+            tn::COPY_SEND | tn::MOVE_SEND if e.dead > 0 => {
+                if disp == tn::MOVE_SEND {
+                    let _ = self.deallocate(s, name);
+                }
+                Ok(Carried::Send(None))
+            }
+            tn::MOVE_SEND_ONCE if e.dead > 0 => {
+                let _ = self.deallocate(s, name);
+                Ok(Carried::SendOnce(None))
+            }
+            tn::COPY_SEND if e.send > 0 => {
+                self.ports.get_mut(&p).expect("port").srights += 1;
+                Ok(Carried::Send(Some(p)))
+            }
+            tn::MOVE_SEND if e.send > 0 => {
+                let ent = self.entry(s, name)?;
+                ent.send -= 1;
+                if ent.send == 0 {
+                    let req = ent.dead_request.take();
+                    self.drop_if_empty(s, name);
+                    self.port_deleted(req, name);
+                } else {
+                    // The space keeps a right under this name.
+                    self.ports.get_mut(&p).expect("port").srights += 1;
+                }
+                Ok(Carried::Send(Some(p)))
+            }
+            tn::MAKE_SEND if e.receive => {
+                let port = self.ports.get_mut(&p).expect("port");
+                port.srights += 1;
+                port.mscount += 1;
+                Ok(Carried::Send(Some(p)))
+            }
+            tn::MOVE_SEND_ONCE if e.send_once => {
+                let ent = self.entry(s, name)?;
+                ent.send_once = false;
+                let req = ent.dead_request.take();
+                self.drop_if_empty(s, name);
+                self.port_deleted(req, name);
+                Ok(Carried::SendOnce(Some(p)))
+            }
+            tn::MAKE_SEND_ONCE if e.receive => {
+                self.ports.get_mut(&p).expect("port").sorights += 1;
+                Ok(Carried::SendOnce(Some(p)))
+            }
+            _ => Err(KernReturn::INVALID_RIGHT),
+        }
+    }
+
+    /// Whether `copyin` of `disp` on `name` would succeed, without doing it.
+    fn check_copyin(&self, s: SpaceId, name: PortName, disp: u8) -> bool {
+        if name == PortName::NULL || name == PortName::DEAD || disp == tn::PORT_NAME {
+            return matches!(
+                disp,
+                tn::PORT_NAME
+                    | tn::COPY_SEND
+                    | tn::MOVE_SEND
+                    | tn::MOVE_SEND_ONCE
+                    | tn::MAKE_SEND
+                    | tn::MAKE_SEND_ONCE
+            );
+        }
+        let Some(e) = self.spaces.get(&s).and_then(|sp| sp.names.get(&name.0)) else {
+            return false;
+        };
+        match disp {
+            tn::COPY_SEND | tn::MOVE_SEND => e.send > 0 || e.dead > 0,
+            tn::MOVE_SEND_ONCE => e.send_once || e.dead > 0,
+            tn::MAKE_SEND | tn::MAKE_SEND_ONCE => e.receive,
+            _ => false,
+        }
+    }
+
+    /// Puts a carried right into space `s`; returns its name there.
+    fn copyout(&mut self, s: SpaceId, c: Carried) -> PortName {
+        match c {
+            Carried::Send(Some(p)) => self.insert_send(s, p),
+            Carried::SendOnce(Some(p)) => self.insert_send_once(s, p),
+            Carried::Send(None) | Carried::SendOnce(None) | Carried::Name => PortName::NULL,
+        }
+    }
+
+    /// The port and set a receive on `name` waits on.
+    fn receive_target(&self, s: SpaceId, name: PortName) -> Result<PortId, KernReturn> {
+        let e = self
+            .spaces
+            .get(&s)
+            .and_then(|sp| sp.names.get(&name.0))
+            .ok_or(KernReturn::RCV_INVALID_NAME)?;
+        if e.set {
+            return Ok(e.port);
+        }
+        if !e.receive {
+            return Err(KernReturn::RCV_INVALID_NAME);
+        }
+        if self.ports.get(&e.port).is_some_and(|p| p.in_set.is_some()) {
+            return Err(KernReturn::RCV_IN_SET);
+        }
+        Ok(e.port)
+    }
+
+    /// A port (of `target`, a port or a set) with a queued message.
+    fn ready(&self, target: PortId) -> Option<PortId> {
+        let t = self.ports.get(&target)?;
+        if !t.is_set {
+            return (!t.queue.is_empty()).then_some(target);
+        }
+        let mut ready: Vec<PortId> = self
+            .ports
+            .iter()
+            .filter(|(_, p)| p.in_set == Some(target) && !p.queue.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        ready.sort_unstable();
+        ready.first().copied()
+    }
+}
+
+/// A message body parsed for copy-in: where the rights and out-of-line
+/// regions are.
+struct Parsed {
+    ports: Vec<(usize, PortName, u8)>,
+    ool: Vec<(usize, u64, usize, bool)>,
+}
+
+/// Walks the typed items of a complex body (offsets relative to the
+/// message start).
+fn parse_body(bytes: &[u8]) -> Result<Parsed, KernReturn> {
+    let mut pos = HEADER_SIZE;
+    let mut parsed = Parsed {
+        ports: Vec::new(),
+        ool: Vec::new(),
+    };
+    while pos < bytes.len() {
+        let d = TypeDesc::read(&bytes[pos..]).map_err(|_| KernReturn::SEND_MSG_TOO_SMALL)?;
+        pos += d.desc_len();
+        if tn::is_port(d.name) {
+            if d.name == tn::MOVE_RECEIVE || !d.inline || d.size != 64 {
+                return Err(KernReturn::SEND_INVALID_TYPE);
+            }
+            for i in 0..d.number as usize {
+                let at = pos + i * 8;
+                let raw = bytes
+                    .get(at..at + 8)
+                    .ok_or(KernReturn::SEND_MSG_TOO_SMALL)?;
+                let name = PortName(u64::from_ne_bytes(raw.try_into().expect("8")) as u32);
+                parsed.ports.push((at, name, d.name));
+            }
+            pos += msg::pad(d.number as usize * 8);
+        } else if d.inline {
+            let n = d.data_len().ok_or(KernReturn::SEND_INVALID_TYPE)?;
+            pos = pos
+                .checked_add(msg::pad(n))
+                .ok_or(KernReturn::SEND_MSG_TOO_SMALL)?;
+        } else {
+            let n = d.data_len().ok_or(KernReturn::SEND_INVALID_TYPE)?;
+            if n > MAX_OOL {
+                return Err(KernReturn::SEND_NO_BUFFER);
+            }
+            let raw = bytes
+                .get(pos..pos + 8)
+                .ok_or(KernReturn::SEND_MSG_TOO_SMALL)?;
+            let addr = u64::from_ne_bytes(raw.try_into().expect("8"));
+            if addr == 0 && n > 0 {
+                return Err(KernReturn::SEND_INVALID_MEMORY);
+            }
+            parsed.ool.push((pos, addr, n, d.deallocate));
+            pos += 8;
+        }
+        if pos > bytes.len() {
+            return Err(KernReturn::SEND_MSG_TOO_SMALL);
+        }
+    }
+    Ok(parsed)
+}
+
+impl Task {
+    /// The kernel this task lives in.
+    #[must_use]
+    pub fn kernel(&self) -> &Arc<Kernel> {
+        &self.kernel
+    }
+
+    /// Gives `to` a send right to the port `name` denotes here (made from
+    /// a receive right or copied from a send right), as a boot script or a
+    /// bootstrap port hands rights to a new task. Returns the name in `to`.
+    pub fn give_send_right(&self, name: PortName, to: &Task) -> Result<PortName, KernReturn> {
+        let mut st = self.kernel.lock();
+        let disp = if st.entry(self.space, name)?.receive {
+            tn::MAKE_SEND
+        } else {
+            tn::COPY_SEND
+        };
+        if !st.check_copyin(self.space, name, disp) {
+            return Err(KernReturn::INVALID_RIGHT);
+        }
+        let c = st.copyin(self.space, name, disp)?;
+        Ok(st.copyout(to.space, c))
+    }
+
+    /// Terminates the task: every right it holds is released (receive
+    /// rights destroyed, send rights dropped), as when a task dies.
+    pub fn terminate(&self) {
+        let mut st = self.kernel.lock();
+        let Some(space) = st.spaces.remove(&self.space) else {
+            return;
+        };
+        let mut receives = Vec::new();
+        let mut sends = Vec::new();
+        let mut send_onces = Vec::new();
+        let mut requests = Vec::new();
+        for e in space.names.values() {
+            if e.receive || e.set {
+                receives.push(e.port);
+            }
+            if e.send > 0 {
+                sends.push(e.port);
+            }
+            if e.send_once {
+                send_onces.push(e.port);
+            }
+            if let Some(t) = e.dead_request {
+                requests.push(t);
+            }
+        }
+        for p in receives {
+            st.destroy_port(p);
+        }
+        for p in sends {
+            st.release_send(p);
+        }
+        for p in send_onces.into_iter().chain(requests) {
+            st.release_send_once(p);
+        }
+        drop(st);
+        self.kernel.cv.notify_all();
+    }
+
+    fn send(&self, bytes: &[u8], option: u32, timeout: Option<Instant>) -> KernReturn {
+        if bytes.len() < HEADER_SIZE || !bytes.len().is_multiple_of(4) {
+            return KernReturn::SEND_MSG_TOO_SMALL;
+        }
+        if bytes.len() > MAX_MSG {
+            return KernReturn::SEND_NO_BUFFER;
+        }
+        let Ok(h) = Header::read(bytes) else {
+            return KernReturn::SEND_MSG_TOO_SMALL;
+        };
+        if h.bits & !msg::BITS_USER != 0 {
+            return KernReturn::SEND_INVALID_HEADER;
+        }
+        let parsed = if h.is_complex() {
+            match parse_body(bytes) {
+                Ok(p) => p,
+                Err(e) => return e,
+            }
+        } else {
+            Parsed {
+                ports: Vec::new(),
+                ool: Vec::new(),
+            }
+        };
+        for &(_, addr, n, dealloc) in &parsed.ool {
+            if dealloc && n > 0 && !self.kernel.vm.owns(addr, n) {
+                return KernReturn::SEND_INVALID_MEMORY;
+            }
+        }
+
+        let mut st = self.kernel.lock();
+        let rdisp = h.remote_bits();
+        if !matches!(
+            rdisp,
+            tn::COPY_SEND | tn::MOVE_SEND | tn::MAKE_SEND | tn::MOVE_SEND_ONCE | tn::MAKE_SEND_ONCE
+        ) || !h.remote.is_valid()
+            || !st.check_copyin(self.space, h.remote, rdisp)
+        {
+            return KernReturn::SEND_INVALID_DEST;
+        }
+        let ldisp = h.local_bits();
+        if h.local != PortName::NULL && (ldisp == 0 || !st.check_copyin(self.space, h.local, ldisp))
+        {
+            return KernReturn::SEND_INVALID_REPLY;
+        }
+        for &(_, name, disp) in &parsed.ports {
+            if !st.check_copyin(self.space, name, disp) {
+                return KernReturn::SEND_INVALID_RIGHT;
+            }
+        }
+        let dest_port = match st.entry(self.space, h.remote) {
+            Ok(e) if e.dead > 0 => return KernReturn::SEND_INVALID_DEST,
+            Ok(e) => e.port,
+            Err(_) => return KernReturn::SEND_INVALID_DEST,
+        };
+        let via_send_once = matches!(rdisp, tn::MOVE_SEND_ONCE | tn::MAKE_SEND_ONCE);
+
+        // Wait for room in the queue (send-once messages always fit).
+        if !via_send_once {
+            loop {
+                match st.ports.get(&dest_port) {
+                    Some(p) if p.receiver.is_none() => return KernReturn::SEND_INVALID_DEST,
+                    Some(p) if p.queue.len() < QLIMIT => break,
+                    Some(_) => {}
+                    None => return KernReturn::SEND_INVALID_DEST,
+                }
+                if option & option::SEND_TIMEOUT != 0 {
+                    let deadline = timeout.unwrap_or_else(Instant::now);
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return KernReturn::SEND_TIMED_OUT;
+                    }
+                    st = self
+                        .kernel
+                        .cv
+                        .wait_timeout(st, deadline - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                } else {
+                    st = self
+                        .kernel
+                        .cv
+                        .wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                if !st.check_copyin(self.space, h.remote, rdisp) {
+                    return KernReturn::SEND_INVALID_DEST;
+                }
+            }
+        }
+
+        // Copy in: everything was checked, so these succeed.
+        let dest = st
+            .copyin(self.space, h.remote, rdisp)
+            .expect("checked destination");
+        let reply = if h.local == PortName::NULL {
+            None
+        } else {
+            Some(
+                st.copyin(self.space, h.local, ldisp)
+                    .expect("checked reply port"),
+            )
+        };
+        let kmsg = self.copyin_body(&mut st, bytes, &h, &parsed, via_send_once, reply);
+        let (Carried::Send(Some(p)) | Carried::SendOnce(Some(p))) = dest else {
+            st.destroy_msg(&kmsg);
+            return KernReturn::SEND_INVALID_DEST;
+        };
+        // The destination right is consumed by the send.
+        match dest {
+            Carried::Send(_) => st.release_send(p),
+            _ => {
+                if let Some(port) = st.ports.get_mut(&p) {
+                    port.sorights = port.sorights.saturating_sub(1);
+                }
+            }
+        }
+        match st.ports.get_mut(&p) {
+            Some(port) if port.receiver.is_some() => port.queue.push_back(kmsg),
+            _ => {
+                st.destroy_msg(&kmsg);
+                return KernReturn::SEND_INVALID_DEST;
+            }
+        }
+        drop(st);
+        self.kernel.cv.notify_all();
+        KernReturn::SUCCESS
+    }
+
+    /// Takes the body's rights and out-of-line data into a kernel message.
+    fn copyin_body(
+        &self,
+        st: &mut State,
+        bytes: &[u8],
+        h: &Header,
+        parsed: &Parsed,
+        via_send_once: bool,
+        reply: Option<Carried>,
+    ) -> KMsg {
+        let mut body = bytes[HEADER_SIZE..].to_vec();
+        let mut ports = Vec::new();
+        for &(at, name, disp) in &parsed.ports {
+            let c = st.copyin(self.space, name, disp).expect("checked right");
+            body[at - HEADER_SIZE..at - HEADER_SIZE + 8].fill(0);
+            let name_value = if matches!(c, Carried::Name) {
+                name.0
+            } else {
+                0
+            };
+            ports.push((at - HEADER_SIZE, c, name_value));
+            // What the receiver sees in the descriptor.
+            let dpos = Self::desc_offset_for(bytes, at);
+            if let (Some(dpos), Some(recv)) = (dpos, tn::received(disp)) {
+                body[dpos - HEADER_SIZE] = recv;
+            }
+        }
+        let mut ool = Vec::new();
+        for &(at, addr, n, dealloc) in &parsed.ool {
+            let data = if n == 0 {
+                Vec::new()
+            } else {
+                // SAFETY: the sender vouches (mach_msg's contract) that the
+                // region is readable.
+                unsafe { std::slice::from_raw_parts(addr as *const u8, n) }.to_vec()
+            };
+            if dealloc && n > 0 {
+                let _ = self.kernel.vm.deallocate(addr, n);
+            }
+            body[at - HEADER_SIZE..at - HEADER_SIZE + 8].fill(0);
+            ool.push((at - HEADER_SIZE, data));
+        }
+        KMsg {
+            bits: h.bits & msg::BITS_COMPLEX,
+            id: h.id,
+            via_send_once,
+            reply,
+            body,
+            ports,
+            ool,
+        }
+    }
+
+    /// Offset of the descriptor whose data contains `data_at` (for port
+    /// items, the descriptor directly precedes the first port slot).
+    fn desc_offset_for(bytes: &[u8], data_at: usize) -> Option<usize> {
+        let mut pos = HEADER_SIZE;
+        while pos < bytes.len() {
+            let d = TypeDesc::read(&bytes[pos..]).ok()?;
+            let start = pos + d.desc_len();
+            let end = pos + d.item_len()?;
+            if (start..end).contains(&data_at) {
+                return Some(if d.longform { pos + 8 } else { pos });
+            }
+            pos = end;
+        }
+        None
+    }
+
+    fn receive(
+        &self,
+        buf: &mut [u8],
+        option: u32,
+        name: PortName,
+        timeout: Option<Instant>,
+    ) -> KernReturn {
+        let mut st = self.kernel.lock();
+        let (port_id, kmsg) = loop {
+            let target = match st.receive_target(self.space, name) {
+                Ok(t) => t,
+                Err(e) => return e,
+            };
+            if let Some(p) = st.ready(target) {
+                let port = st.ports.get_mut(&p).expect("ready port");
+                let needed = HEADER_SIZE + port.queue.front().expect("queued").body.len();
+                if needed > buf.len() {
+                    if option & option::RCV_LARGE != 0 {
+                        if buf.len() >= 8 {
+                            buf[4..8].copy_from_slice(&(needed as u32).to_ne_bytes());
+                        }
+                        return KernReturn::RCV_TOO_LARGE;
+                    }
+                    let m = port.queue.pop_front().expect("queued");
+                    st.destroy_msg(&m);
+                    drop(st);
+                    self.kernel.cv.notify_all();
+                    return KernReturn::RCV_TOO_LARGE;
+                }
+                port.seqno = port.seqno.wrapping_add(1);
+                break (p, port.queue.pop_front().expect("queued"));
+            }
+            if option & option::RCV_TIMEOUT != 0 {
+                let deadline = timeout.unwrap_or_else(Instant::now);
+                let now = Instant::now();
+                if now >= deadline {
+                    return KernReturn::RCV_TIMED_OUT;
+                }
+                st = self
+                    .kernel
+                    .cv
+                    .wait_timeout(st, deadline - now)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            } else {
+                st = self
+                    .kernel
+                    .cv
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        };
+        let seqno = st
+            .ports
+            .get(&port_id)
+            .map_or(0, |p| p.seqno.wrapping_sub(1));
+        // The destination's name here: the receive right's name.
+        let local = st
+            .spaces
+            .get(&self.space)
+            .and_then(|sp| sp.by_port.get(&port_id).copied())
+            .map_or(PortName::NULL, PortName);
+        let (reply_name, reply_bits) = match kmsg.reply {
+            Some(c @ Carried::Send(_)) => (st.copyout(self.space, c), tn::MOVE_SEND),
+            Some(c @ Carried::SendOnce(_)) => (st.copyout(self.space, c), tn::MOVE_SEND_ONCE),
+            _ => (PortName::NULL, 0),
+        };
+        let local_bits = if kmsg.via_send_once {
+            tn::MOVE_SEND_ONCE
+        } else {
+            tn::MOVE_SEND
+        };
+        let size = HEADER_SIZE + kmsg.body.len();
+        let h = Header {
+            bits: kmsg.bits | msg::bits(reply_bits, local_bits),
+            size: size as u32,
+            remote: reply_name,
+            local,
+            seqno,
+            id: kmsg.id,
+        };
+        h.write(buf);
+        buf[HEADER_SIZE..size].copy_from_slice(&kmsg.body);
+        for &(off, c, name_value) in &kmsg.ports {
+            let n = if matches!(c, Carried::Name) {
+                PortName(name_value)
+            } else {
+                st.copyout(self.space, c)
+            };
+            buf[HEADER_SIZE + off..HEADER_SIZE + off + 8]
+                .copy_from_slice(&u64::from(n.0).to_ne_bytes());
+        }
+        drop(st);
+        for (off, data) in kmsg.ool {
+            let addr = if data.is_empty() {
+                0
+            } else {
+                match self.kernel.vm.allocate(data.len()) {
+                    Ok(a) => {
+                        // SAFETY: a fresh region of at least `data.len()` bytes.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(data.as_ptr(), a as *mut u8, data.len())
+                        };
+                        a
+                    }
+                    Err(e) => return e,
+                }
+            };
+            buf[HEADER_SIZE + off..HEADER_SIZE + off + 8].copy_from_slice(&addr.to_ne_bytes());
+        }
+        self.kernel.cv.notify_all();
+        KernReturn::SUCCESS
+    }
+}
+
+fn deadline(timeout_ms: u32) -> Option<Instant> {
+    Instant::now().checked_add(Duration::from_millis(u64::from(timeout_ms)))
+}
+
+impl Ipc for Task {
+    unsafe fn mach_msg(
+        &self,
+        msg: *mut u8,
+        option: u32,
+        send_size: u32,
+        rcv_size: u32,
+        rcv_name: PortName,
+        timeout_ms: u32,
+        _notify: PortName,
+    ) -> KernReturn {
+        let limit = deadline(timeout_ms);
+        if option & option::SEND_MSG != 0 {
+            // SAFETY: mach_msg's contract: readable for send_size bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(msg, send_size as usize) };
+            let r = self.send(bytes, option, limit);
+            if r != KernReturn::SUCCESS {
+                return r;
+            }
+        }
+        if option & option::RCV_MSG != 0 {
+            // SAFETY: mach_msg's contract: writable for rcv_size bytes.
+            let buf = unsafe { std::slice::from_raw_parts_mut(msg, rcv_size as usize) };
+            return self.receive(buf, option, rcv_name, limit);
+        }
+        KernReturn::SUCCESS
+    }
+
+    fn port_allocate(&self, right: Right) -> Result<PortName, KernReturn> {
+        let mut st = self.kernel.lock();
+        let is_set = match right {
+            Right::Receive => false,
+            Right::PortSet => true,
+            _ => return Err(KernReturn::INVALID_VALUE),
+        };
+        let p = st.new_port(self.space, is_set);
+        let space = st.space(self.space)?;
+        let n = State::alloc_name(space);
+        space.names.insert(
+            n,
+            Entry {
+                port: p,
+                receive: !is_set,
+                set: is_set,
+                ..Entry::default()
+            },
+        );
+        space.by_port.insert(p, n);
+        Ok(PortName(n))
+    }
+
+    fn port_deallocate(&self, name: PortName) -> KernReturn {
+        let r = self.kernel.lock().deallocate(self.space, name);
+        self.kernel.cv.notify_all();
+        r
+    }
+
+    fn port_mod_refs(&self, name: PortName, right: Right, delta: i32) -> KernReturn {
+        let mut st = self.kernel.lock();
+        let r = match (right, delta) {
+            (Right::Receive | Right::PortSet, -1) => {
+                let Ok(e) = st.entry(self.space, name) else {
+                    return KernReturn::INVALID_NAME;
+                };
+                let ok = if right == Right::Receive {
+                    e.receive
+                } else {
+                    e.set
+                };
+                if !ok {
+                    return KernReturn::INVALID_RIGHT;
+                }
+                e.receive = false;
+                e.set = false;
+                let p = e.port;
+                st.drop_if_empty(self.space, name);
+                st.destroy_port(p);
+                KernReturn::SUCCESS
+            }
+            (Right::Send | Right::DeadName, d) if d > 0 => {
+                let Ok(e) = st.entry(self.space, name) else {
+                    return KernReturn::INVALID_NAME;
+                };
+                let d = d as u32;
+                match right {
+                    Right::Send if e.send > 0 => e.send += d,
+                    Right::DeadName if e.dead > 0 => e.dead += d,
+                    _ => return KernReturn::INVALID_RIGHT,
+                }
+                KernReturn::SUCCESS
+            }
+            (Right::Send | Right::DeadName | Right::SendOnce, d) if d < 0 => {
+                let mut r = KernReturn::SUCCESS;
+                for _ in 0..d.unsigned_abs() {
+                    r = st.deallocate(self.space, name);
+                    if r != KernReturn::SUCCESS {
+                        break;
+                    }
+                }
+                r
+            }
+            (_, 0) => KernReturn::SUCCESS,
+            _ => KernReturn::INVALID_VALUE,
+        };
+        drop(st);
+        self.kernel.cv.notify_all();
+        r
+    }
+
+    fn port_insert_right(&self, name: PortName, poly: PortName, disposition: u8) -> KernReturn {
+        let mut st = self.kernel.lock();
+        if name != poly || disposition != tn::MAKE_SEND {
+            // Only the common case: a send right under the receive right's name.
+            return KernReturn::INVALID_VALUE;
+        }
+        let Ok(e) = st.entry(self.space, name) else {
+            return KernReturn::INVALID_NAME;
+        };
+        if !e.receive {
+            return KernReturn::INVALID_RIGHT;
+        }
+        let new_right = e.send == 0;
+        e.send += 1;
+        let p = e.port;
+        let port = st.ports.get_mut(&p).expect("port");
+        if new_right {
+            port.srights += 1;
+        }
+        port.mscount += 1;
+        KernReturn::SUCCESS
+    }
+
+    fn port_move_member(&self, member: PortName, set: PortName) -> KernReturn {
+        let mut st = self.kernel.lock();
+        let Ok(m) = st.entry(self.space, member) else {
+            return KernReturn::INVALID_NAME;
+        };
+        if !m.receive {
+            return KernReturn::INVALID_RIGHT;
+        }
+        let mp = m.port;
+        let sp = if set == PortName::NULL {
+            None
+        } else {
+            match st.entry(self.space, set) {
+                Ok(e) if e.set => Some(e.port),
+                Ok(_) => return KernReturn::INVALID_RIGHT,
+                Err(e) => return e,
+            }
+        };
+        st.ports.get_mut(&mp).expect("port").in_set = sp;
+        drop(st);
+        self.kernel.cv.notify_all();
+        KernReturn::SUCCESS
+    }
+
+    fn request_notification(
+        &self,
+        name: PortName,
+        id: i32,
+        sync: u32,
+        notify_port: PortName,
+        notify_disposition: u8,
+    ) -> Result<PortName, KernReturn> {
+        let mut st = self.kernel.lock();
+        let e = st.entry(self.space, name)?.clone();
+        if !matches!(notify_disposition, tn::MAKE_SEND_ONCE | tn::MOVE_SEND_ONCE)
+            || !st.check_copyin(self.space, notify_port, notify_disposition)
+        {
+            return Err(KernReturn::INVALID_CAPABILITY);
+        }
+        match id {
+            notify::NO_SENDERS => {
+                if !e.receive {
+                    return Err(KernReturn::INVALID_RIGHT);
+                }
+                let Carried::SendOnce(Some(t)) =
+                    st.copyin(self.space, notify_port, notify_disposition)?
+                else {
+                    return Err(KernReturn::INVALID_CAPABILITY);
+                };
+                let port = st.ports.get_mut(&e.port).expect("port");
+                let previous = port.no_senders.replace(t);
+                let fire = port.srights == 0 && port.mscount >= sync;
+                let prev_name =
+                    previous.map_or(PortName::NULL, |p| st.insert_send_once(self.space, p));
+                if fire {
+                    let port = st.ports.get_mut(&e.port).expect("port");
+                    if let Some(t) = port.no_senders.take() {
+                        let mscount = port.mscount;
+                        let mut b = Builder::new(Header::default());
+                        b.desc(TypeDesc::inline(tn::INTEGER_32, 32, 1))
+                            .raw(&mscount.to_ne_bytes());
+                        st.send_notification(t, notify::NO_SENDERS, &b.finish());
+                    }
+                }
+                drop(st);
+                self.kernel.cv.notify_all();
+                Ok(prev_name)
+            }
+            notify::DEAD_NAME => {
+                if e.send == 0 && !e.send_once && e.dead == 0 {
+                    return Err(KernReturn::INVALID_RIGHT);
+                }
+                let Carried::SendOnce(Some(t)) =
+                    st.copyin(self.space, notify_port, notify_disposition)?
+                else {
+                    return Err(KernReturn::INVALID_CAPABILITY);
+                };
+                if e.dead > 0 {
+                    // Already dead: the notification goes out at once.
+                    st.entry(self.space, name)?.dead += 1;
+                    let mut b = Builder::new(Header::default());
+                    b.desc(TypeDesc::inline(tn::PORT_NAME, 32, 1))
+                        .raw(&name.0.to_ne_bytes());
+                    st.send_notification(t, notify::DEAD_NAME, &b.finish());
+                    drop(st);
+                    self.kernel.cv.notify_all();
+                    return Ok(PortName::NULL);
+                }
+                let previous = st.entry(self.space, name)?.dead_request.replace(t);
+                Ok(previous.map_or(PortName::NULL, |p| st.insert_send_once(self.space, p)))
+            }
+            _ => Err(KernReturn::INVALID_VALUE),
+        }
+    }
+
+    fn reply_port(&self) -> PortName {
+        self.port_allocate(Right::Receive).unwrap_or(PortName::NULL)
+    }
+
+    fn vm_allocate(&self, size: usize) -> Result<u64, KernReturn> {
+        self.kernel.vm.allocate(size)
+    }
+
+    unsafe fn vm_deallocate(&self, addr: u64, size: usize) -> KernReturn {
+        self.kernel.vm.deallocate(addr, size)
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}

@@ -1,0 +1,26 @@
+//! An in-process Mach kernel for tests on Linux: several tasks (IPC
+//! spaces) in one process exchange typed messages with Mach's semantics.
+//!
+//! Modelled: receive, send and send-once rights with user references and
+//! name merging; port sets; message queues with a queue limit (blocking or
+//! timed sends); send and receive timeouts; `MACH_RCV_TOO_LARGE` (and
+//! `MACH_RCV_LARGE`); out-of-line memory handed over by copy, the sender's
+//! region freed when the deallocate bit is set; no-senders, dead-name,
+//! port-deleted and send-once notifications; task termination releasing
+//! every right the task held (so servers see no-senders and clients see
+//! dead names, and pending RPCs get `MIG_SERVER_DIED` from their stubs).
+//!
+//! Not modelled (answered with the error named): receive rights in messages
+//! (`MACH_MSG_TYPE_MOVE_RECEIVE`, `MACH_SEND_INVALID_TYPE`), out-of-line
+//! port arrays (`MACH_SEND_INVALID_TYPE`), port-destroyed and
+//! msg-accepted notifications (`KERN_INVALID_VALUE`), partial
+//! `vm_deallocate` of a region (`KERN_INVALID_ADDRESS`), out-of-line
+//! addresses that are not readable memory (the real kernel answers
+//! `MACH_SEND_INVALID_MEMORY`; this one trusts the sender), and the
+//! deallocate bit on memory that `vm_allocate` did not hand out
+//! (`MACH_SEND_INVALID_MEMORY` here; the real kernel unmaps the pages).
+
+mod kernel;
+mod vm;
+
+pub use kernel::{Kernel, Task};

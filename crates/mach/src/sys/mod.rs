@@ -1,0 +1,3 @@
+//! Host transports for real GNU Mach.
+
+pub mod hurd;
