@@ -1,6 +1,8 @@
 //! Typed Mach messages in GNU Mach's `x86_64` ABI (2023 and later):
-//! a 32-byte header, then typed items, each an 8-byte type descriptor
-//! (16 bytes in long form) and its data, padded to 8 bytes. Ports in a
+//! a 32-byte header, then typed items, each an 8-byte type descriptor and
+//! its data, padded to 8 bytes. On LP64 the long form of a descriptor has
+//! the same 8-byte layout (a 32-bit `msgt_number` fits every count); only
+//! its `msgt_longform` bit differs, and MIG servers compare it. Ports in a
 //! body take 8 bytes each; out-of-line data is an 8-byte address.
 
 use alloc::vec::Vec;
@@ -12,8 +14,9 @@ use crate::port::PortName;
 pub const HEADER_SIZE: usize = 32;
 /// Size of a short type descriptor (`mach_msg_type_t`).
 pub const TYPE_SIZE: usize = 8;
-/// Size of a long type descriptor (`mach_msg_type_long_t`).
-pub const TYPE_LONG_SIZE: usize = 16;
+/// Size of a long type descriptor (`mach_msg_type_long_t`): the same on
+/// LP64.
+pub const TYPE_LONG_SIZE: usize = 8;
 /// Every item in a body is aligned to this.
 pub const ALIGN: usize = 8;
 
@@ -146,14 +149,10 @@ impl TypeDesc {
         usize::try_from(bits.div_ceil(8)).ok()
     }
 
-    /// Encoded size of the descriptor itself.
+    /// Encoded size of the descriptor itself (8 bytes, either form).
     #[must_use]
     pub fn desc_len(&self) -> usize {
-        if self.longform {
-            TYPE_LONG_SIZE
-        } else {
-            TYPE_SIZE
-        }
+        TYPE_SIZE
     }
 
     /// Size the item takes in the body: descriptor plus padded inline data,
@@ -168,22 +167,18 @@ impl TypeDesc {
         self.desc_len().checked_add(data)
     }
 
-    /// Encodes into `out` (which must hold `desc_len()` bytes).
-    pub fn write(&self, out: &mut [u8]) {
-        let flags = if self.inline { INLINE_BIT } else { 0 }
+    /// The descriptor's 8 bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; TYPE_SIZE] {
+        let w = u32::from(self.name)
+            | (u32::from(self.size) << 8)
+            | if self.inline { INLINE_BIT } else { 0 }
             | if self.longform { LONGFORM_BIT } else { 0 }
             | if self.deallocate { DEALLOC_BIT } else { 0 };
-        if self.longform {
-            out[0..4].copy_from_slice(&flags.to_ne_bytes());
-            out[4..8].copy_from_slice(&0u32.to_ne_bytes());
-            out[8..10].copy_from_slice(&u16::from(self.name).to_ne_bytes());
-            out[10..12].copy_from_slice(&self.size.to_ne_bytes());
-            out[12..16].copy_from_slice(&self.number.to_ne_bytes());
-        } else {
-            let w = u32::from(self.name) | (u32::from(self.size) << 8) | flags;
-            out[0..4].copy_from_slice(&w.to_ne_bytes());
-            out[4..8].copy_from_slice(&self.number.to_ne_bytes());
-        }
+        let mut out = [0u8; TYPE_SIZE];
+        out[0..4].copy_from_slice(&w.to_ne_bytes());
+        out[4..8].copy_from_slice(&self.number.to_ne_bytes());
+        out
     }
 
     /// Decodes the descriptor at the start of `buf`.
@@ -192,33 +187,14 @@ impl TypeDesc {
             return Err(MsgError::Truncated);
         }
         let w = u32_at(buf, 0);
-        let inline = w & INLINE_BIT != 0;
-        let longform = w & LONGFORM_BIT != 0;
-        let deallocate = w & DEALLOC_BIT != 0;
-        if longform {
-            if buf.len() < TYPE_LONG_SIZE {
-                return Err(MsgError::Truncated);
-            }
-            let name = u16::from_ne_bytes([buf[8], buf[9]]);
-            let name = u8::try_from(name).map_err(|_| MsgError::BadType)?;
-            Ok(Self {
-                name,
-                size: u16::from_ne_bytes([buf[10], buf[11]]),
-                number: u32_at(buf, 12),
-                inline,
-                longform,
-                deallocate,
-            })
-        } else {
-            Ok(Self {
-                name: (w & 0xff) as u8,
-                size: ((w >> 8) & 0xffff) as u16,
-                number: u32_at(buf, 4),
-                inline,
-                longform,
-                deallocate,
-            })
-        }
+        Ok(Self {
+            name: (w & 0xff) as u8,
+            size: ((w >> 8) & 0xffff) as u16,
+            number: u32_at(buf, 4),
+            inline: w & INLINE_BIT != 0,
+            longform: w & LONGFORM_BIT != 0,
+            deallocate: w & DEALLOC_BIT != 0,
+        })
     }
 }
 
@@ -355,9 +331,7 @@ impl Builder {
 
     /// Appends a descriptor.
     pub fn desc(&mut self, d: TypeDesc) -> &mut Self {
-        let mut b = [0u8; TYPE_LONG_SIZE];
-        d.write(&mut b);
-        self.append(&b[..d.desc_len()]);
+        self.append(&d.encode());
         self
     }
 

@@ -2,6 +2,7 @@
 //! clients rely on.
 
 #![cfg(feature = "loopback")]
+#![allow(clippy::many_single_char_names)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -175,7 +176,7 @@ fn receive_times_out_and_too_large_messages_are_reported() {
     };
     assert_eq!(r, KernReturn::RCV_TOO_LARGE);
     let needed = u32::from_ne_bytes(small.as_bytes()[4..8].try_into().unwrap());
-    assert_eq!(needed as usize, msg::HEADER_SIZE + 16 + 200);
+    assert_eq!(needed as usize, msg::HEADER_SIZE + 8 + 200);
     // With RCV_LARGE the message stayed queued.
     let m = recv(&server, port, Some(100)).unwrap();
     assert_eq!(m.header().unwrap().id, 5);
@@ -240,10 +241,8 @@ fn out_of_line_data_is_copied_and_deallocated_when_asked() {
     let got = unsafe { std::slice::from_raw_parts(addr as *const u8, data.len()) };
     assert_eq!(got, &data[..]);
     // SAFETY: our region, not used afterwards.
-    assert_eq!(
-        unsafe { server.vm_deallocate(addr, data.len()) },
-        KernReturn::SUCCESS
-    );
+    let r = unsafe { server.vm_deallocate(addr, data.len()) };
+    assert_eq!(r, KernReturn::SUCCESS);
 
     // From vm_allocate'd memory with the deallocate bit: it is freed.
     let region = client.vm_allocate(8192).unwrap();
@@ -251,10 +250,8 @@ fn out_of_line_data_is_copied_and_deallocated_when_asked() {
     b.ool(region, 8192, true);
     assert_eq!(send(&client, b.finish()), KernReturn::SUCCESS);
     // SAFETY: deliberately double-freeing through the API, which refuses.
-    assert_eq!(
-        unsafe { client.vm_deallocate(region, 8192) },
-        KernReturn::INVALID_ADDRESS
-    );
+    let r = unsafe { client.vm_deallocate(region, 8192) };
+    assert_eq!(r, KernReturn::INVALID_ADDRESS);
     // Deallocate bit on memory vm_allocate did not hand out is refused.
     let mut b = simple(to_server, tn::COPY_SEND, PortName::NULL, 0, 3);
     b.ool(data.as_ptr() as u64, data.len(), true);

@@ -678,24 +678,20 @@ impl Task {
         self.kernel.cv.notify_all();
     }
 
-    fn send(&self, bytes: &[u8], option: u32, timeout: Option<Instant>) -> KernReturn {
+    /// Checks what can be checked without the kernel lock.
+    fn precheck(&self, bytes: &[u8]) -> Result<(Header, Parsed), KernReturn> {
         if bytes.len() < HEADER_SIZE || !bytes.len().is_multiple_of(4) {
-            return KernReturn::SEND_MSG_TOO_SMALL;
+            return Err(KernReturn::SEND_MSG_TOO_SMALL);
         }
         if bytes.len() > MAX_MSG {
-            return KernReturn::SEND_NO_BUFFER;
+            return Err(KernReturn::SEND_NO_BUFFER);
         }
-        let Ok(h) = Header::read(bytes) else {
-            return KernReturn::SEND_MSG_TOO_SMALL;
-        };
+        let h = Header::read(bytes).map_err(|_| KernReturn::SEND_MSG_TOO_SMALL)?;
         if h.bits & !msg::BITS_USER != 0 {
-            return KernReturn::SEND_INVALID_HEADER;
+            return Err(KernReturn::SEND_INVALID_HEADER);
         }
         let parsed = if h.is_complex() {
-            match parse_body(bytes) {
-                Ok(p) => p,
-                Err(e) => return e,
-            }
+            parse_body(bytes)?
         } else {
             Parsed {
                 ports: Vec::new(),
@@ -704,10 +700,46 @@ impl Task {
         };
         for &(_, addr, n, dealloc) in &parsed.ool {
             if dealloc && n > 0 && !self.kernel.vm.owns(addr, n) {
-                return KernReturn::SEND_INVALID_MEMORY;
+                return Err(KernReturn::SEND_INVALID_MEMORY);
             }
         }
+        Ok((h, parsed))
+    }
 
+    /// Waits for the kernel's state to change, until `deadline` when
+    /// `timed` (then `expired` is the error).
+    fn wait<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        timed: bool,
+        deadline: Option<Instant>,
+        expired: KernReturn,
+    ) -> Result<MutexGuard<'a, State>, KernReturn> {
+        if !timed {
+            return Ok(self
+                .kernel
+                .cv
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner));
+        }
+        let deadline = deadline.unwrap_or_else(Instant::now);
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(expired);
+        }
+        Ok(self
+            .kernel
+            .cv
+            .wait_timeout(st, deadline - now)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0)
+    }
+
+    fn send(&self, bytes: &[u8], option: u32, timeout: Option<Instant>) -> KernReturn {
+        let (h, parsed) = match self.precheck(bytes) {
+            Ok(x) => x,
+            Err(e) => return e,
+        };
         let mut st = self.kernel.lock();
         let rdisp = h.remote_bits();
         if !matches!(
@@ -744,25 +776,15 @@ impl Task {
                     Some(_) => {}
                     None => return KernReturn::SEND_INVALID_DEST,
                 }
-                if option & option::SEND_TIMEOUT != 0 {
-                    let deadline = timeout.unwrap_or_else(Instant::now);
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return KernReturn::SEND_TIMED_OUT;
-                    }
-                    st = self
-                        .kernel
-                        .cv
-                        .wait_timeout(st, deadline - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                } else {
-                    st = self
-                        .kernel
-                        .cv
-                        .wait(st)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                }
+                st = match self.wait(
+                    st,
+                    option & option::SEND_TIMEOUT != 0,
+                    timeout,
+                    KernReturn::SEND_TIMED_OUT,
+                ) {
+                    Ok(st) => st,
+                    Err(e) => return e,
+                };
                 if !st.check_copyin(self.space, h.remote, rdisp) {
                     return KernReturn::SEND_INVALID_DEST;
                 }
@@ -869,7 +891,7 @@ impl Task {
             let start = pos + d.desc_len();
             let end = pos + d.item_len()?;
             if (start..end).contains(&data_at) {
-                return Some(if d.longform { pos + 8 } else { pos });
+                return Some(pos);
             }
             pos = end;
         }
@@ -908,25 +930,15 @@ impl Task {
                 port.seqno = port.seqno.wrapping_add(1);
                 break (p, port.queue.pop_front().expect("queued"));
             }
-            if option & option::RCV_TIMEOUT != 0 {
-                let deadline = timeout.unwrap_or_else(Instant::now);
-                let now = Instant::now();
-                if now >= deadline {
-                    return KernReturn::RCV_TIMED_OUT;
-                }
-                st = self
-                    .kernel
-                    .cv
-                    .wait_timeout(st, deadline - now)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
-            } else {
-                st = self
-                    .kernel
-                    .cv
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
+            st = match self.wait(
+                st,
+                option & option::RCV_TIMEOUT != 0,
+                timeout,
+                KernReturn::RCV_TIMED_OUT,
+            ) {
+                Ok(st) => st,
+                Err(e) => return e,
+            };
         };
         let seqno = st
             .ports
@@ -977,8 +989,8 @@ impl Task {
                     Ok(a) => {
                         // SAFETY: a fresh region of at least `data.len()` bytes.
                         unsafe {
-                            std::ptr::copy_nonoverlapping(data.as_ptr(), a as *mut u8, data.len())
-                        };
+                            std::ptr::copy_nonoverlapping(data.as_ptr(), a as *mut u8, data.len());
+                        }
                         a
                     }
                     Err(e) => return e,

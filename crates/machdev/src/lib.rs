@@ -1,0 +1,18 @@
+//! The device-server framework every translator uses.
+//!
+//! A driver implements [`Driver`] (names it claims, `open`) and [`Device`]
+//! (read, write, status, close). [`DeviceServer`] serves them over the Mach
+//! device interface (GNU Mach's `device.defs`, MIG's wire format): a master
+//! port that accepts `device_open`/`device_open_new` only, a port of its own
+//! for every open with the mode of that open enforced on every call,
+//! no-senders cleanup, a worker pool that grows while all threads are busy,
+//! deferred replies ([`DataReply`], [`WriteReply`]), and forwarding of names
+//! no driver claims to the next device master.
+
+mod device;
+mod reply;
+mod server;
+
+pub use device::{Device, Driver, Mode};
+pub use reply::{Data, DataReply, Responder, WriteReply};
+pub use server::{DeviceServer, MAX_READ, PoolConfig};

@@ -1,0 +1,235 @@
+//! Answering requests, at once or later (deferred replies), and the data a
+//! write brings.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use mach::ipc::{Ipc, option};
+use mach::msg::MsgBuf;
+use mach::{KernReturn, PortName};
+use mig_bindings::device::{self as dev, ReplyTo};
+
+/// Sends one reply message (never blocking on a full reply queue) and
+/// cleans up what it carried if it could not be delivered.
+pub(crate) fn send_reply(ipc: &dyn Ipc, mut msg: MsgBuf, ool: Option<(u64, usize)>) {
+    let len = msg.len() as u32;
+    // SAFETY: a complete message buffer; its out-of-line region (if any) was
+    // allocated by `vm_allocate` for this reply.
+    let r = unsafe {
+        ipc.mach_msg(
+            msg.as_mut_ptr(),
+            option::SEND_MSG | option::SEND_TIMEOUT,
+            len,
+            0,
+            PortName::NULL,
+            0,
+            PortName::NULL,
+        )
+    };
+    if r != KernReturn::SUCCESS {
+        log::debug!("reply not delivered: {r}");
+        if let Some((addr, size)) = ool {
+            // SAFETY: the undelivered reply still owns the region.
+            let _ = unsafe { ipc.vm_deallocate(addr, size) };
+        }
+    }
+}
+
+/// Where and how to answer one request.
+pub struct Responder {
+    ipc: Arc<dyn Ipc>,
+    to: Option<ReplyTo>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    pub(crate) fn new(ipc: Arc<dyn Ipc>, to: Option<ReplyTo>) -> Self {
+        Self { ipc, to }
+    }
+
+    /// Sends an error reply.
+    pub fn error(mut self, code: KernReturn) {
+        if let Some(to) = self.to.take() {
+            send_reply(&*self.ipc, dev::error_reply(&to, code), None);
+        }
+    }
+
+    fn take(&mut self) -> Option<ReplyTo> {
+        self.to.take()
+    }
+
+    /// Sends the reply `build` makes (nothing when the request had no
+    /// reply port).
+    pub(crate) fn reply_with(mut self, build: impl FnOnce(&ReplyTo) -> MsgBuf) {
+        if let Some(to) = self.take() {
+            send_reply(&*self.ipc, build(&to), None);
+        }
+    }
+}
+
+/// The answer to `device_read` / `device_read_inband`. Dropping it unsent
+/// answers `D_IO_ERROR`, so a client never waits forever.
+#[derive(Debug)]
+pub struct DataReply {
+    responder: Responder,
+    inband: bool,
+}
+
+impl DataReply {
+    pub(crate) fn new(responder: Responder, inband: bool) -> Self {
+        Self { responder, inband }
+    }
+
+    /// Sends the data read, or the error.
+    pub fn send(mut self, result: Result<Vec<u8>, KernReturn>) {
+        let Some(to) = self.responder.take() else {
+            return;
+        };
+        let ipc = Arc::clone(&self.responder.ipc);
+        match result {
+            Err(e) => send_reply(&*ipc, dev::error_reply(&to, e), None),
+            Ok(data) if self.inband => {
+                let n = data.len().min(dev::INBAND_MAX);
+                send_reply(&*ipc, dev::read_inband_reply(&to, &data[..n]), None);
+            }
+            Ok(data) if data.is_empty() => send_reply(&*ipc, dev::read_reply(&to, 0, 0), None),
+            Ok(data) => match ipc.vm_allocate(data.len()) {
+                Ok(addr) => {
+                    // SAFETY: a fresh region of at least `data.len()` bytes.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len());
+                    }
+                    send_reply(
+                        &*ipc,
+                        dev::read_reply(&to, addr, data.len()),
+                        Some((addr, data.len())),
+                    );
+                }
+                Err(_) => send_reply(&*ipc, dev::error_reply(&to, KernReturn::D_NO_MEMORY), None),
+            },
+        }
+    }
+}
+
+impl Drop for DataReply {
+    fn drop(&mut self) {
+        if let Some(to) = self.responder.take() {
+            send_reply(
+                &*self.responder.ipc,
+                dev::error_reply(&to, KernReturn::D_IO_ERROR),
+                None,
+            );
+        }
+    }
+}
+
+/// The answer to `device_write` / `device_write_inband`. Dropping it unsent
+/// answers `D_IO_ERROR`.
+#[derive(Debug)]
+pub struct WriteReply {
+    responder: Responder,
+}
+
+impl WriteReply {
+    pub(crate) fn new(responder: Responder) -> Self {
+        Self { responder }
+    }
+
+    /// Sends the byte count written, or the error.
+    pub fn send(mut self, result: Result<usize, KernReturn>) {
+        let Some(to) = self.responder.take() else {
+            return;
+        };
+        let msg = match result {
+            Ok(n) => match i32::try_from(n) {
+                Ok(n) => dev::write_reply(&to, n),
+                Err(_) => dev::error_reply(&to, KernReturn::D_INVALID_SIZE),
+            },
+            Err(e) => dev::error_reply(&to, e),
+        };
+        send_reply(&*self.responder.ipc, msg, None);
+    }
+}
+
+impl Drop for WriteReply {
+    fn drop(&mut self) {
+        if let Some(to) = self.responder.take() {
+            send_reply(
+                &*self.responder.ipc,
+                dev::error_reply(&to, KernReturn::D_IO_ERROR),
+                None,
+            );
+        }
+    }
+}
+
+/// Data a client wrote: inline bytes, or an out-of-line region the kernel
+/// mapped into this task (released on drop).
+pub struct Data {
+    inner: DataInner,
+}
+
+enum DataInner {
+    Inline(Vec<u8>),
+    Ool {
+        ipc: Arc<dyn Ipc>,
+        addr: u64,
+        len: usize,
+    },
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Data({} bytes)", self.len())
+    }
+}
+
+impl Data {
+    pub(crate) fn inline(v: Vec<u8>) -> Self {
+        Self {
+            inner: DataInner::Inline(v),
+        }
+    }
+
+    /// # Safety
+    /// `[addr, addr+len)` must be a region the kernel delivered to this task
+    /// in a message, owned by nobody else.
+    pub(crate) unsafe fn ool(ipc: Arc<dyn Ipc>, addr: u64, len: usize) -> Self {
+        Self {
+            inner: DataInner::Ool { ipc, addr, len },
+        }
+    }
+}
+
+impl Deref for Data {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.inner {
+            DataInner::Inline(v) => v,
+            DataInner::Ool { len: 0, .. } => &[],
+            // SAFETY: the region is mapped and ours until drop.
+            DataInner::Ool { addr, len, .. } => unsafe {
+                std::slice::from_raw_parts(*addr as *const u8, *len)
+            },
+        }
+    }
+}
+
+impl Drop for Data {
+    fn drop(&mut self) {
+        if let DataInner::Ool { ipc, addr, len } = &self.inner
+            && *len > 0
+        {
+            // SAFETY: the region is ours and no longer borrowed.
+            let _ = unsafe { ipc.vm_deallocate(*addr, *len) };
+        }
+    }
+}

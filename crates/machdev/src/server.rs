@@ -1,0 +1,456 @@
+//! The device server: a master port for `device_open`, one port per open,
+//! a pool of threads receiving on one port set, no-senders cleanup, and
+//! names no driver claims forwarded to the next device master.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use mach::ipc::{Ipc, option};
+use mach::msg::{Header, MsgBuf};
+use mach::port::{Right, notify, type_name as tn};
+use mach::{KernReturn, PortName};
+use mig_bindings::device::{self as dev, Request};
+use parking_lot::RwLock;
+
+use crate::device::{Device, Driver, Mode};
+use crate::reply::{Data, DataReply, Responder, WriteReply};
+
+/// Largest request the server receives (`device_set_status` with 1024 words
+/// and its descriptors fits).
+const RCV_SIZE: usize = 8192;
+/// Largest read one request may ask for.
+pub const MAX_READ: usize = 1 << 30;
+
+/// Sizes of the worker pool.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolConfig {
+    /// Threads started at once (at least 1).
+    pub min_threads: usize,
+    /// The pool grows while every thread is busy, up to this many.
+    pub max_threads: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            min_threads: 2,
+            max_threads: 64,
+        }
+    }
+}
+
+struct Open {
+    device: Arc<dyn Device>,
+    mode: Mode,
+    name: String,
+    notify: PortName,
+    closed: AtomicBool,
+}
+
+impl Open {
+    /// Ends the open once (explicit close or no senders).
+    fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.device.close();
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Object {
+    Master,
+    Device(Arc<Open>),
+    /// The notify port of a device port (no-senders arrive here).
+    Notify(PortName),
+}
+
+/// A running device server.
+pub struct DeviceServer {
+    ipc: Arc<dyn Ipc>,
+    portset: PortName,
+    master: PortName,
+    drivers: Vec<Arc<dyn Driver>>,
+    next_master: Option<PortName>,
+    objects: RwLock<HashMap<PortName, Object>>,
+    config: PoolConfig,
+    threads: AtomicUsize,
+    idle: AtomicUsize,
+    stopping: AtomicBool,
+}
+
+impl std::fmt::Debug for DeviceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceServer")
+            .field("master", &self.master)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceServer {
+    /// A server with a new master port. Names no driver claims go to
+    /// `next_master` (a send right: the kernel's device master, or the
+    /// previous translator's in a bootstrap chain); without one they are
+    /// answered `D_NO_SUCH_DEVICE`.
+    pub fn new(
+        ipc: Arc<dyn Ipc>,
+        drivers: Vec<Arc<dyn Driver>>,
+        next_master: Option<PortName>,
+        config: PoolConfig,
+    ) -> Result<Arc<Self>, KernReturn> {
+        let portset = ipc.port_allocate(Right::PortSet)?;
+        let master = ipc.port_allocate(Right::Receive)?;
+        ipc.port_move_member(master, portset).result()?;
+        let server = Arc::new(Self {
+            ipc,
+            portset,
+            master,
+            drivers,
+            next_master,
+            objects: RwLock::new(HashMap::from([(master, Object::Master)])),
+            config,
+            threads: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+        });
+        Ok(server)
+    }
+
+    /// The master port (a receive right of this task; hand out send rights).
+    #[must_use]
+    pub fn master_port(&self) -> PortName {
+        self.master
+    }
+
+    /// Opens currently alive.
+    #[must_use]
+    pub fn open_count(&self) -> usize {
+        self.objects
+            .read()
+            .values()
+            .filter(|o| matches!(o, Object::Device(_)))
+            .count()
+    }
+
+    /// Worker threads currently running.
+    #[must_use]
+    pub fn thread_count(&self) -> usize {
+        self.threads.load(Ordering::Relaxed)
+    }
+
+    /// Starts the worker pool.
+    pub fn start(self: &Arc<Self>) {
+        for _ in 0..self.config.min_threads.max(1) {
+            self.spawn_worker();
+        }
+    }
+
+    /// Asks every driver to flush (system shutdown).
+    pub fn sync_all(&self) {
+        for d in &self.drivers {
+            d.sync();
+        }
+    }
+
+    /// Stops serving: the port set and every port go away; workers exit.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let objects: Vec<(PortName, Object)> = self.objects.write().drain().collect();
+        for (name, obj) in objects {
+            if let Object::Device(open) = &obj {
+                open.close();
+            }
+            let _ = self.ipc.port_mod_refs(name, Right::Receive, -1);
+        }
+        let _ = self.ipc.port_mod_refs(self.portset, Right::PortSet, -1);
+    }
+
+    fn spawn_worker(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        self.threads.fetch_add(1, Ordering::AcqRel);
+        self.idle.fetch_add(1, Ordering::AcqRel);
+        let spawned = std::thread::Builder::new()
+            .name("machdev-worker".into())
+            .spawn(move || me.worker());
+        if let Err(e) = spawned {
+            log::error!("cannot start a server thread: {e}");
+            self.threads.fetch_sub(1, Ordering::AcqRel);
+            self.idle.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn worker(self: Arc<Self>) {
+        let mut buf = MsgBuf::zeroed(RCV_SIZE);
+        loop {
+            // SAFETY: a valid buffer of RCV_SIZE bytes.
+            let r = unsafe {
+                self.ipc.mach_msg(
+                    buf.as_mut_ptr(),
+                    option::RCV_MSG,
+                    0,
+                    RCV_SIZE as u32,
+                    self.portset,
+                    0,
+                    PortName::NULL,
+                )
+            };
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            match r {
+                KernReturn::SUCCESS => {}
+                KernReturn::RCV_TOO_LARGE => continue,
+                KernReturn::RCV_INVALID_NAME | KernReturn::RCV_PORT_DIED => break,
+                e => {
+                    log::warn!("receive failed: {e}");
+                    continue;
+                }
+            }
+            // Keep one thread receiving while this one works.
+            if self.idle.fetch_sub(1, Ordering::AcqRel) == 1
+                && self.threads.load(Ordering::Acquire) < self.config.max_threads
+            {
+                self.spawn_worker();
+            }
+            self.handle(buf.as_bytes());
+            self.idle.fetch_add(1, Ordering::AcqRel);
+        }
+        self.threads.fetch_sub(1, Ordering::AcqRel);
+        self.idle.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Handles one received message.
+    fn handle(&self, bytes: &[u8]) {
+        let Ok(h) = Header::read(bytes) else { return };
+        let object = self.objects.read().get(&h.local).cloned();
+        if let Some(Object::Notify(device_port)) = object {
+            if h.id == notify::NO_SENDERS {
+                self.no_senders(device_port);
+            }
+            return;
+        }
+        let to = dev::reply_to(&h);
+        let responder = Responder::new(Arc::clone(&self.ipc), to);
+        let req = match dev::decode_request(bytes) {
+            Ok(req) => req,
+            Err(code) => {
+                dev::destroy_request_resources(&*self.ipc, bytes);
+                responder.error(code);
+                return;
+            }
+        };
+        match object {
+            Some(Object::Master) => self.on_master(req, responder),
+            Some(Object::Device(open)) => self.on_device(&open, h.local, req, responder),
+            _ => {
+                dev::destroy_request_resources(&*self.ipc, bytes);
+                responder.error(KernReturn::D_NO_SUCH_DEVICE);
+            }
+        }
+    }
+
+    fn on_master(&self, req: Request<'_>, responder: Responder) {
+        let (mode, name) = match req {
+            Request::Open { mode, name } | Request::OpenNew { mode, name } => (mode, name),
+            other => {
+                other.release(&*self.ipc);
+                responder.error(KernReturn::D_INVALID_OPERATION);
+                return;
+            }
+        };
+        let opened = self.open(mode, name);
+        responder.reply_with(|to| match opened {
+            Ok((port, disp)) => dev::open_reply(to, port, disp),
+            Err(e) => dev::error_reply(to, e),
+        });
+    }
+
+    /// Opens `name`: a new port for a driver's device, or the next master's
+    /// answer. Returns the right to hand to the client and its disposition.
+    fn open(&self, mode: u32, name: &str) -> Result<(PortName, u8), KernReturn> {
+        if mode & !Mode::ALL != 0 {
+            return Err(KernReturn::D_INVALID_OPERATION);
+        }
+        let Some(driver) = self.drivers.iter().find(|d| d.claims(name)) else {
+            return match self.next_master {
+                Some(next) => self
+                    .forward_open(next, mode, name)
+                    .map(|p| (p, tn::MOVE_SEND)),
+                None => Err(KernReturn::D_NO_SUCH_DEVICE),
+            };
+        };
+        let device = driver.open(name, Mode(mode))?;
+        let port = self.ipc.port_allocate(Right::Receive)?;
+        let notify_port = match self.ipc.port_allocate(Right::Receive) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self.ipc.port_mod_refs(port, Right::Receive, -1);
+                device.close();
+                return Err(e);
+            }
+        };
+        let setup = self
+            .ipc
+            .port_move_member(port, self.portset)
+            .result()
+            .and_then(|()| {
+                self.ipc
+                    .port_move_member(notify_port, self.portset)
+                    .result()
+            })
+            .and_then(|()| {
+                self.ipc
+                    .request_notification(
+                        port,
+                        notify::NO_SENDERS,
+                        1,
+                        notify_port,
+                        tn::MAKE_SEND_ONCE,
+                    )
+                    .map(drop)
+            });
+        if let Err(e) = setup {
+            let _ = self.ipc.port_mod_refs(port, Right::Receive, -1);
+            let _ = self.ipc.port_mod_refs(notify_port, Right::Receive, -1);
+            device.close();
+            return Err(e);
+        }
+        let open = Arc::new(Open {
+            device,
+            mode: Mode(mode),
+            name: name.to_owned(),
+            notify: notify_port,
+            closed: AtomicBool::new(false),
+        });
+        log::debug!("open {name} mode {mode:#x} -> port {}", port.0);
+        let mut objects = self.objects.write();
+        objects.insert(port, Object::Device(open));
+        objects.insert(notify_port, Object::Notify(port));
+        Ok((port, tn::MAKE_SEND))
+    }
+
+    fn forward_open(&self, next: PortName, mode: u32, name: &str) -> Result<PortName, KernReturn> {
+        let reply = self.ipc.port_allocate(Right::Receive)?;
+        let mut msg = dev::open_request(next, reply, mode, name);
+        let len = msg.len() as u32;
+        // SAFETY: a complete request; the buffer also receives the reply.
+        let r = unsafe {
+            msg.resize(RCV_SIZE);
+            self.ipc.mach_msg(
+                msg.as_mut_ptr(),
+                option::SEND_MSG | option::RCV_MSG,
+                len,
+                RCV_SIZE as u32,
+                reply,
+                0,
+                PortName::NULL,
+            )
+        };
+        let _ = self.ipc.port_mod_refs(reply, Right::Receive, -1);
+        r.result().map_err(|_| KernReturn::D_NO_SUCH_DEVICE)?;
+        dev::decode_open_reply(msg.as_bytes())
+    }
+
+    fn on_device(&self, open: &Arc<Open>, port: PortName, req: Request<'_>, responder: Responder) {
+        if open.closed.load(Ordering::Acquire) {
+            req.release(&*self.ipc);
+            responder.error(KernReturn::D_NO_SUCH_DEVICE);
+            return;
+        }
+        match req {
+            Request::Read { recnum, len, .. } | Request::ReadInband { recnum, len, .. } => {
+                let inband = matches!(req, Request::ReadInband { .. });
+                if !open.mode.can_read() {
+                    responder.error(KernReturn::D_INVALID_OPERATION);
+                } else if len > MAX_READ {
+                    responder.error(KernReturn::D_INVALID_SIZE);
+                } else {
+                    let len = if inband {
+                        len.min(dev::INBAND_MAX)
+                    } else {
+                        len
+                    };
+                    open.device
+                        .read_async(recnum, len, DataReply::new(responder, inband));
+                }
+            }
+            Request::Write {
+                recnum, addr, len, ..
+            } => {
+                // SAFETY: the kernel mapped this region into our task with
+                // the request, and nothing else refers to it.
+                let data = unsafe { Data::ool(Arc::clone(&self.ipc), addr, len) };
+                if open.mode.can_write() {
+                    open.device
+                        .write_async(recnum, data, WriteReply::new(responder));
+                } else {
+                    responder.error(KernReturn::D_READ_ONLY);
+                }
+            }
+            Request::WriteInband { recnum, data, .. } => {
+                if open.mode.can_write() {
+                    open.device.write_async(
+                        recnum,
+                        Data::inline(data.to_vec()),
+                        WriteReply::new(responder),
+                    );
+                } else {
+                    responder.error(KernReturn::D_READ_ONLY);
+                }
+            }
+            Request::GetStatus { flavor, count } => {
+                let max = count.min(dev::STATUS_MAX);
+                let result = open.device.get_status(flavor, max);
+                responder.reply_with(|to| match result {
+                    Ok(words) if words.len() <= max => dev::get_status_reply(to, &words),
+                    Ok(_) => dev::error_reply(to, KernReturn::MIG_ARRAY_TOO_LARGE),
+                    Err(e) => dev::error_reply(to, e),
+                });
+            }
+            Request::SetStatus { flavor, status } => {
+                let result = open.device.set_status(flavor, &status);
+                responder.reply_with(|to| match result {
+                    Ok(()) => dev::simple_reply(to),
+                    Err(e) => dev::error_reply(to, e),
+                });
+            }
+            Request::Close => {
+                log::debug!("close {} (port {})", open.name, port.0);
+                self.retire(port);
+                responder.reply_with(dev::simple_reply);
+            }
+            Request::Open { .. } | Request::OpenNew { .. } | Request::Unsupported { .. } => {
+                responder.error(KernReturn::D_INVALID_OPERATION);
+            }
+        }
+    }
+
+    /// The client's last send right to a device port went away.
+    fn no_senders(&self, device_port: PortName) {
+        log::debug!("no senders on port {}", device_port.0);
+        self.retire(device_port);
+    }
+
+    /// Ends an open: closes the device once and destroys its ports.
+    fn retire(&self, port: PortName) {
+        let removed = {
+            let mut objects = self.objects.write();
+            match objects.remove(&port) {
+                Some(Object::Device(open)) => {
+                    objects.remove(&open.notify);
+                    Some(open)
+                }
+                Some(other) => {
+                    objects.insert(port, other);
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some(open) = removed {
+            open.close();
+            let _ = self.ipc.port_mod_refs(port, Right::Receive, -1);
+            let _ = self.ipc.port_mod_refs(open.notify, Right::Receive, -1);
+        }
+    }
+}

@@ -1,0 +1,834 @@
+//! GNU Mach's device interface (`device/device.defs`, subsystem 2800).
+
+use mach::KernReturn;
+use mach::ipc::{Ipc, option};
+use mach::msg::{self, Builder, HEADER_SIZE, Header, MsgBuf, TypeDesc};
+use mach::port::{PortName, Right, notify, type_name as tn};
+
+/// `device_open`.
+pub const ID_OPEN: i32 = 2800;
+/// `device_close`.
+pub const ID_CLOSE: i32 = 2801;
+/// `device_write` (out-of-line data).
+pub const ID_WRITE: i32 = 2802;
+/// `device_write_inband`.
+pub const ID_WRITE_INBAND: i32 = 2803;
+/// `device_read` (out-of-line data).
+pub const ID_READ: i32 = 2804;
+/// `device_read_inband`.
+pub const ID_READ_INBAND: i32 = 2805;
+/// `device_open_new` (name as `c_string[128]` in short form).
+pub const ID_OPEN_NEW: i32 = 2806;
+/// `device_map`.
+pub const ID_MAP: i32 = 2809;
+/// `device_set_status`.
+pub const ID_SET_STATUS: i32 = 2810;
+/// `device_get_status`.
+pub const ID_GET_STATUS: i32 = 2811;
+/// `device_set_filter`.
+pub const ID_SET_FILTER: i32 = 2812;
+/// `device_intr_register`.
+pub const ID_INTR_REGISTER: i32 = 2813;
+/// `device_intr_ack`.
+pub const ID_INTR_ACK: i32 = 2814;
+/// Replies carry the request id plus this.
+pub const REPLY_OFFSET: i32 = 100;
+
+/// `IO_INBAND_MAX`: bytes of an inband transfer.
+pub const INBAND_MAX: usize = 128;
+/// `dev_status_t` holds at most this many words.
+pub const STATUS_MAX: usize = 1024;
+/// `dev_name_t` capacity (with the terminating NUL).
+pub const NAME_MAX: usize = 128;
+
+/// Size of `mig_reply_header_t` (a reply carrying only a return code).
+pub const REPLY_HEADER_SIZE: usize = 48;
+
+const MODE: TypeDesc = TypeDesc::inline(tn::INTEGER_32, 32, 1);
+const INT32: TypeDesc = TypeDesc::inline(tn::INTEGER_32, 32, 1);
+const RECNUM: TypeDesc = TypeDesc::inline(tn::INTEGER_64, 64, 1);
+/// `dev_name_t`: one 1024-bit C string, long form.
+const NAME: TypeDesc = TypeDesc {
+    name: tn::STRING_C,
+    size: 1024,
+    number: 1,
+    inline: true,
+    longform: true,
+    deallocate: false,
+};
+/// `new_dev_name_t`: 128 characters, short form.
+const NAME_NEW: TypeDesc = TypeDesc::inline(tn::STRING_C, 8, NAME_MAX as u32);
+
+/// Where a reply goes: the request's reply port, the right the server got
+/// for it, and the request id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The reply port (in the server's space).
+    pub port: PortName,
+    /// The right received for it (`MACH_MSG_TYPE_PORT_SEND[_ONCE]`).
+    pub right: u8,
+    /// The request's id.
+    pub id: i32,
+}
+
+/// The reply destination of a request, if it has a reply port.
+#[must_use]
+pub fn reply_to(h: &Header) -> Option<ReplyTo> {
+    h.remote.is_valid().then(|| ReplyTo {
+        port: h.remote,
+        right: h.remote_bits(),
+        id: h.id,
+    })
+}
+
+/// A decoded request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// `device_open(mode, name)`.
+    Open {
+        /// `D_READ` / `D_WRITE` / `D_NODELAY`.
+        mode: u32,
+        /// Device name (up to 127 bytes).
+        name: &'a str,
+    },
+    /// `device_open_new(mode, name)`.
+    OpenNew {
+        /// Mode bits.
+        mode: u32,
+        /// Device name.
+        name: &'a str,
+    },
+    /// `device_close`.
+    Close,
+    /// `device_write` with out-of-line data the kernel mapped at `addr`.
+    Write {
+        /// Mode bits (unused by servers).
+        mode: u32,
+        /// Record number.
+        recnum: u64,
+        /// Address of the data in the receiving task.
+        addr: u64,
+        /// Its length.
+        len: usize,
+    },
+    /// `device_write_inband`.
+    WriteInband {
+        /// Mode bits.
+        mode: u32,
+        /// Record number.
+        recnum: u64,
+        /// The data (at most 128 bytes).
+        data: &'a [u8],
+    },
+    /// `device_read`.
+    Read {
+        /// Mode bits.
+        mode: u32,
+        /// Record number.
+        recnum: u64,
+        /// Bytes wanted.
+        len: usize,
+    },
+    /// `device_read_inband`.
+    ReadInband {
+        /// Mode bits.
+        mode: u32,
+        /// Record number.
+        recnum: u64,
+        /// Bytes wanted.
+        len: usize,
+    },
+    /// `device_get_status(flavor)` with room for `count` words.
+    GetStatus {
+        /// Flavor.
+        flavor: u32,
+        /// Words the client has room for.
+        count: usize,
+    },
+    /// `device_set_status(flavor, status)`.
+    SetStatus {
+        /// Flavor.
+        flavor: u32,
+        /// Status words.
+        status: Vec<i32>,
+    },
+    /// A routine of the interface this decoder does not take apart
+    /// (`device_map`, `device_set_filter`, `device_intr_register`,
+    /// `device_intr_ack`): rights and memory it carries must be released
+    /// with [`destroy_request_resources`].
+    Unsupported {
+        /// Its id.
+        id: i32,
+    },
+}
+
+impl Request<'_> {
+    /// Releases what an unanswered request carried (the out-of-line data of
+    /// a write).
+    pub fn release(&self, ipc: &dyn Ipc) {
+        if let Self::Write { addr, len, .. } = *self
+            && len > 0
+        {
+            // SAFETY: the region came with the request and nothing else
+            // refers to it.
+            let _ = unsafe { ipc.vm_deallocate(addr, len) };
+        }
+    }
+}
+
+fn bad() -> KernReturn {
+    KernReturn::MIG_BAD_ARGUMENTS
+}
+
+/// Checks a descriptor as MIG's `BAD_TYPECHECK` does: all 8 bytes.
+fn check(r: &mut msg::Reader<'_>, want: TypeDesc) -> Result<(), KernReturn> {
+    let d = r.desc().map_err(|_| bad())?;
+    if d.encode() == want.encode() {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+fn int32(r: &mut msg::Reader<'_>) -> Result<i32, KernReturn> {
+    check(r, INT32)?;
+    let b = r.data(4).map_err(|_| bad())?;
+    Ok(i32::from_ne_bytes(b.try_into().expect("4 bytes")))
+}
+
+fn recnum(r: &mut msg::Reader<'_>) -> Result<u64, KernReturn> {
+    check(r, RECNUM)?;
+    let b = r.data(8).map_err(|_| bad())?;
+    Ok(u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+}
+
+fn name_str(bytes: &[u8]) -> Result<&str, KernReturn> {
+    // MIG forces termination at the last byte.
+    let b = &bytes[..bytes.len().min(NAME_MAX - 1)];
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    std::str::from_utf8(&b[..end]).map_err(|_| KernReturn::D_NO_SUCH_DEVICE)
+}
+
+/// Decodes a request with the checks of MIG's server stubs: exact sizes,
+/// the complex bit, and every type descriptor. Errors are what those stubs
+/// answer (`MIG_BAD_ARGUMENTS`, `MIG_BAD_ID`).
+pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
+    let (h, mut r) = msg::Reader::new(bytes).map_err(|_| bad())?;
+    let size = h.size as usize;
+    let complex = h.is_complex();
+    let simple_size = |want: usize| {
+        if size == want && !complex {
+            Ok(())
+        } else {
+            Err(bad())
+        }
+    };
+    match h.id {
+        ID_OPEN | ID_OPEN_NEW => {
+            simple_size(184)?;
+            let mode = int32(&mut r)? as u32;
+            check(&mut r, if h.id == ID_OPEN { NAME } else { NAME_NEW })?;
+            let name = name_str(r.data(NAME_MAX).map_err(|_| bad())?)?;
+            Ok(if h.id == ID_OPEN {
+                Request::Open { mode, name }
+            } else {
+                Request::OpenNew { mode, name }
+            })
+        }
+        ID_CLOSE => {
+            simple_size(HEADER_SIZE)?;
+            Ok(Request::Close)
+        }
+        ID_WRITE => decode_write(size, complex, &mut r),
+        ID_WRITE_INBAND => decode_write_inband(size, complex, &mut r),
+        ID_READ | ID_READ_INBAND => {
+            simple_size(80)?;
+            let mode = int32(&mut r)? as u32;
+            let recnum = recnum(&mut r)?;
+            let len = int32(&mut r)?;
+            let len = usize::try_from(len).map_err(|_| KernReturn::D_INVALID_SIZE)?;
+            Ok(if h.id == ID_READ {
+                Request::Read { mode, recnum, len }
+            } else {
+                Request::ReadInband { mode, recnum, len }
+            })
+        }
+        ID_GET_STATUS => {
+            simple_size(64)?;
+            let flavor = int32(&mut r)? as u32;
+            let count = int32(&mut r)? as u32 as usize;
+            Ok(Request::GetStatus {
+                flavor,
+                count: count.min(STATUS_MAX),
+            })
+        }
+        ID_SET_STATUS => decode_set_status(size, complex, &mut r),
+        ID_MAP | ID_SET_FILTER | ID_INTR_REGISTER | ID_INTR_ACK => {
+            Ok(Request::Unsupported { id: h.id })
+        }
+        _ => Err(KernReturn::MIG_BAD_ID),
+    }
+}
+
+fn decode_write<'a>(
+    size: usize,
+    complex: bool,
+    r: &mut msg::Reader<'a>,
+) -> Result<Request<'a>, KernReturn> {
+    if size != 80 || !complex {
+        return Err(bad());
+    }
+    let mode = int32(r)? as u32;
+    let recnum = recnum(r)?;
+    let d = r.desc().map_err(|_| bad())?;
+    if d.inline || !d.longform || d.name != tn::INTEGER_8 || d.size != 8 {
+        return Err(bad());
+    }
+    let addr = r.address().map_err(|_| bad())?;
+    Ok(Request::Write {
+        mode,
+        recnum,
+        addr,
+        len: d.number as usize,
+    })
+}
+
+fn decode_write_inband<'a>(
+    size: usize,
+    complex: bool,
+    r: &mut msg::Reader<'a>,
+) -> Result<Request<'a>, KernReturn> {
+    if size < 72 || complex {
+        return Err(bad());
+    }
+    let mode = int32(r)? as u32;
+    let recnum = recnum(r)?;
+    let d = r.desc().map_err(|_| bad())?;
+    let n = d.number as usize;
+    if d.name != tn::CHAR
+        || d.size != 8
+        || !d.inline
+        || d.longform
+        || d.deallocate
+        || n > INBAND_MAX
+    {
+        return Err(bad());
+    }
+    if size != 72 + msg::pad(n) {
+        return Err(bad());
+    }
+    let data = r.data(n).map_err(|_| bad())?;
+    Ok(Request::WriteInband { mode, recnum, data })
+}
+
+fn decode_set_status<'a>(
+    size: usize,
+    complex: bool,
+    r: &mut msg::Reader<'a>,
+) -> Result<Request<'a>, KernReturn> {
+    if size < 56 || complex {
+        return Err(bad());
+    }
+    let flavor = int32(r)? as u32;
+    let d = r.desc().map_err(|_| bad())?;
+    let n = d.number as usize;
+    if d.name != tn::INTEGER_32
+        || d.size != 32
+        || !d.inline
+        || d.longform
+        || d.deallocate
+        || n > STATUS_MAX
+    {
+        return Err(bad());
+    }
+    if size != 56 + msg::pad(4 * n) {
+        return Err(bad());
+    }
+    let raw = r.data(4 * n).map_err(|_| bad())?;
+    let status = raw
+        .chunks_exact(4)
+        .map(|c| i32::from_ne_bytes(c.try_into().expect("4 bytes")))
+        .collect();
+    Ok(Request::SetStatus { flavor, status })
+}
+
+/// Releases the rights and out-of-line memory in the body of a received
+/// message that will not be processed (`mach_msg_destroy` for the body;
+/// the reply port is left for the error reply).
+pub fn destroy_request_resources(ipc: &dyn Ipc, bytes: &[u8]) {
+    let Ok((h, mut r)) = msg::Reader::new(bytes) else {
+        return;
+    };
+    if !h.is_complex() {
+        return;
+    }
+    while !r.at_end() {
+        let Ok(d) = r.desc() else { return };
+        if tn::is_port(d.name) && d.inline {
+            for _ in 0..d.number {
+                let Ok(b) = r.data(8) else { return };
+                let name = PortName(u64::from_ne_bytes(b.try_into().expect("8 bytes")) as u32);
+                if name.is_valid() {
+                    let _ = match d.name {
+                        tn::MOVE_RECEIVE => ipc.port_mod_refs(name, Right::Receive, -1),
+                        tn::PORT_NAME => KernReturn::SUCCESS,
+                        _ => ipc.port_deallocate(name),
+                    };
+                }
+            }
+        } else if d.inline {
+            let Some(n) = d.data_len() else { return };
+            if r.data(n).is_err() {
+                return;
+            }
+        } else {
+            let Ok(addr) = r.address() else { return };
+            if let Some(n) = d.data_len()
+                && n > 0
+                && addr != 0
+            {
+                // SAFETY: the kernel mapped the region into this task for
+                // this message, which is being discarded.
+                let _ = unsafe { ipc.vm_deallocate(addr, n) };
+            }
+        }
+    }
+}
+
+fn reply_header(to: &ReplyTo) -> Header {
+    Header {
+        bits: msg::bits(to.right, 0),
+        size: 0,
+        remote: to.port,
+        local: PortName::NULL,
+        seqno: 0,
+        id: to.id + REPLY_OFFSET,
+    }
+}
+
+fn ret_code(b: &mut Builder, code: KernReturn) {
+    b.desc(INT32).raw(&code.0.to_ne_bytes());
+}
+
+/// A reply carrying only a return code (`mig_reply_header_t`, 48 bytes):
+/// every error, and success for `device_close` / `device_set_status`.
+#[must_use]
+pub fn error_reply(to: &ReplyTo, code: KernReturn) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, code);
+    b.finish()
+}
+
+/// Success with nothing else to say.
+#[must_use]
+pub fn simple_reply(to: &ReplyTo) -> MsgBuf {
+    error_reply(to, KernReturn::SUCCESS)
+}
+
+/// `device_open` reply: the device port with disposition `disp`
+/// (`MAKE_SEND` for our own port, `MOVE_SEND` for a forwarded one).
+#[must_use]
+pub fn open_reply(to: &ReplyTo, port: PortName, disp: u8) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    b.port(port, disp);
+    b.finish()
+}
+
+/// `device_read` reply: `len` bytes out of line at `addr` (deallocated
+/// from the server when sent).
+#[must_use]
+pub fn read_reply(to: &ReplyTo, addr: u64, len: usize) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    b.desc(TypeDesc {
+        name: tn::INTEGER_8,
+        size: 8,
+        number: len as u32,
+        inline: false,
+        longform: true,
+        deallocate: true,
+    })
+    .raw(&addr.to_ne_bytes());
+    let mut m = b.finish();
+    // MIG marks the reply complex even when no data travels.
+    set_complex(&mut m);
+    m
+}
+
+fn set_complex(m: &mut MsgBuf) {
+    let bytes = m.as_bytes_mut();
+    let bits = u32::from_ne_bytes(bytes[0..4].try_into().expect("4 bytes")) | msg::BITS_COMPLEX;
+    bytes[0..4].copy_from_slice(&bits.to_ne_bytes());
+}
+
+/// `device_read_inband` reply.
+#[must_use]
+pub fn read_inband_reply(to: &ReplyTo, data: &[u8]) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    b.desc(TypeDesc::inline(tn::CHAR, 8, data.len() as u32))
+        .raw(data);
+    b.finish()
+}
+
+/// `device_write` / `device_write_inband` reply.
+#[must_use]
+pub fn write_reply(to: &ReplyTo, written: i32) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    b.desc(INT32).raw(&written.to_ne_bytes());
+    b.finish()
+}
+
+/// `device_get_status` reply.
+#[must_use]
+pub fn get_status_reply(to: &ReplyTo, status: &[i32]) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    let mut raw = Vec::with_capacity(status.len() * 4);
+    for w in status {
+        raw.extend_from_slice(&w.to_ne_bytes());
+    }
+    b.desc(TypeDesc::inline(tn::INTEGER_32, 32, status.len() as u32))
+        .raw(&raw);
+    b.finish()
+}
+
+fn request_header(dest: PortName, reply: PortName, id: i32) -> Header {
+    Header {
+        bits: msg::bits(tn::COPY_SEND, tn::MAKE_SEND_ONCE),
+        remote: dest,
+        local: reply,
+        id,
+        ..Header::default()
+    }
+}
+
+/// `device_open` request (name cut to 127 bytes, as MIG's `mig_strncpy`).
+#[must_use]
+pub fn open_request(master: PortName, reply: PortName, mode: u32, name: &str) -> MsgBuf {
+    let mut b = Builder::new(request_header(master, reply, ID_OPEN));
+    b.desc(MODE).raw(&mode.to_ne_bytes());
+    let mut field = [0u8; NAME_MAX];
+    let n = name.len().min(NAME_MAX - 1);
+    field[..n].copy_from_slice(&name.as_bytes()[..n]);
+    b.desc(NAME).raw(&field);
+    b.finish()
+}
+
+/// `device_close` request.
+#[must_use]
+pub fn close_request(device: PortName, reply: PortName) -> MsgBuf {
+    Builder::new(request_header(device, reply, ID_CLOSE)).finish()
+}
+
+/// `device_read` / `device_read_inband` request.
+#[must_use]
+pub fn read_request(
+    device: PortName,
+    reply: PortName,
+    inband: bool,
+    recnum: u64,
+    len: i32,
+) -> MsgBuf {
+    let mut b = Builder::new(request_header(
+        device,
+        reply,
+        if inband { ID_READ_INBAND } else { ID_READ },
+    ));
+    b.desc(MODE).raw(&0u32.to_ne_bytes());
+    b.desc(RECNUM).raw(&recnum.to_ne_bytes());
+    b.desc(INT32).raw(&len.to_ne_bytes());
+    b.finish()
+}
+
+/// `device_write` request with out-of-line data at `addr`.
+#[must_use]
+pub fn write_request(
+    device: PortName,
+    reply: PortName,
+    recnum: u64,
+    addr: u64,
+    len: usize,
+) -> MsgBuf {
+    let mut b = Builder::new(request_header(device, reply, ID_WRITE));
+    b.desc(MODE).raw(&0u32.to_ne_bytes());
+    b.desc(RECNUM).raw(&recnum.to_ne_bytes());
+    b.desc(TypeDesc {
+        name: tn::INTEGER_8,
+        size: 8,
+        number: len as u32,
+        inline: false,
+        longform: true,
+        deallocate: false,
+    })
+    .raw(&addr.to_ne_bytes());
+    let mut m = b.finish();
+    set_complex(&mut m);
+    m
+}
+
+/// `device_write_inband` request (at most 128 bytes).
+#[must_use]
+pub fn write_inband_request(device: PortName, reply: PortName, recnum: u64, data: &[u8]) -> MsgBuf {
+    let mut b = Builder::new(request_header(device, reply, ID_WRITE_INBAND));
+    b.desc(MODE).raw(&0u32.to_ne_bytes());
+    b.desc(RECNUM).raw(&recnum.to_ne_bytes());
+    b.desc(TypeDesc::inline(tn::CHAR, 8, data.len() as u32))
+        .raw(data);
+    b.finish()
+}
+
+/// `device_get_status` request.
+#[must_use]
+pub fn get_status_request(device: PortName, reply: PortName, flavor: u32, count: u32) -> MsgBuf {
+    let mut b = Builder::new(request_header(device, reply, ID_GET_STATUS));
+    b.desc(INT32).raw(&flavor.to_ne_bytes());
+    b.desc(INT32).raw(&count.to_ne_bytes());
+    b.finish()
+}
+
+/// `device_set_status` request.
+#[must_use]
+pub fn set_status_request(
+    device: PortName,
+    reply: PortName,
+    flavor: u32,
+    status: &[i32],
+) -> MsgBuf {
+    let mut b = Builder::new(request_header(device, reply, ID_SET_STATUS));
+    b.desc(INT32).raw(&flavor.to_ne_bytes());
+    let mut raw = Vec::with_capacity(status.len() * 4);
+    for w in status {
+        raw.extend_from_slice(&w.to_ne_bytes());
+    }
+    b.desc(TypeDesc::inline(tn::INTEGER_32, 32, status.len() as u32))
+        .raw(&raw);
+    b.finish()
+}
+
+/// Checks a reply as MIG's user stubs do and returns its body reader once
+/// the return code is `KERN_SUCCESS`.
+fn reply_body(
+    bytes: &[u8],
+    request_id: i32,
+    ok_size: Option<usize>,
+    complex: bool,
+) -> Result<msg::Reader<'_>, KernReturn> {
+    let (h, mut r) = msg::Reader::new(bytes).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    if h.id != request_id + REPLY_OFFSET {
+        return Err(if h.id == notify::SEND_ONCE {
+            KernReturn::MIG_SERVER_DIED
+        } else {
+            KernReturn::MIG_REPLY_MISMATCH
+        });
+    }
+    let size = h.size as usize;
+    if size == REPLY_HEADER_SIZE && !h.is_complex() {
+        check(&mut r, INT32).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+        let code = i32::from_ne_bytes(
+            r.data(4)
+                .map_err(|_| KernReturn::MIG_TYPE_ERROR)?
+                .try_into()
+                .expect("4 bytes"),
+        );
+        return Err(if code == 0 && ok_size.is_some() {
+            KernReturn::MIG_TYPE_ERROR
+        } else {
+            KernReturn(code)
+        });
+    }
+    if ok_size.is_some_and(|s| s != size) || h.is_complex() != complex {
+        return Err(KernReturn::MIG_TYPE_ERROR);
+    }
+    let code = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    if code != 0 {
+        return Err(KernReturn(code));
+    }
+    Ok(r)
+}
+
+/// Decodes a `device_open` reply: the device port received.
+pub fn decode_open_reply(bytes: &[u8]) -> Result<PortName, KernReturn> {
+    let mut r = reply_body(bytes, ID_OPEN, Some(64), true)?;
+    r.port(tn::MOVE_SEND)
+        .map_err(|_| KernReturn::MIG_TYPE_ERROR)
+}
+
+/// Decodes a reply carrying only a return code (`device_close`,
+/// `device_set_status`).
+pub fn decode_simple_reply(bytes: &[u8], request_id: i32) -> Result<(), KernReturn> {
+    match reply_body(bytes, request_id, None, false) {
+        Err(KernReturn::SUCCESS) | Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Decodes a `device_read` reply: address and length of the data, now
+/// mapped in the receiving task.
+pub fn decode_read_reply(bytes: &[u8]) -> Result<(u64, usize), KernReturn> {
+    let mut r = reply_body(bytes, ID_READ, Some(64), true)?;
+    let d = r.desc().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    if d.inline || !d.longform || d.name != tn::INTEGER_8 || d.size != 8 {
+        return Err(KernReturn::MIG_TYPE_ERROR);
+    }
+    let addr = r.address().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    Ok((addr, d.number as usize))
+}
+
+/// Decodes a `device_read_inband` reply.
+pub fn decode_read_inband_reply(bytes: &[u8]) -> Result<Vec<u8>, KernReturn> {
+    let mut r = reply_body(bytes, ID_READ_INBAND, None, false)?;
+    let d = r.desc().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    if d.name != tn::CHAR || d.size != 8 || !d.inline || d.number as usize > INBAND_MAX {
+        return Err(KernReturn::MIG_TYPE_ERROR);
+    }
+    Ok(r.data(d.number as usize)
+        .map_err(|_| KernReturn::MIG_TYPE_ERROR)?
+        .to_vec())
+}
+
+/// Decodes a `device_write[_inband]` reply: bytes written.
+pub fn decode_write_reply(bytes: &[u8], request_id: i32) -> Result<i32, KernReturn> {
+    let mut r = reply_body(bytes, request_id, Some(64), false)?;
+    int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)
+}
+
+/// Decodes a `device_get_status` reply.
+pub fn decode_get_status_reply(bytes: &[u8]) -> Result<Vec<i32>, KernReturn> {
+    let mut r = reply_body(bytes, ID_GET_STATUS, None, false)?;
+    let d = r.desc().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    if d.name != tn::INTEGER_32 || d.size != 32 || !d.inline || d.number as usize > STATUS_MAX {
+        return Err(KernReturn::MIG_TYPE_ERROR);
+    }
+    let raw = r
+        .data(4 * d.number as usize)
+        .map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    Ok(raw
+        .chunks_exact(4)
+        .map(|c| i32::from_ne_bytes(c.try_into().expect("4 bytes")))
+        .collect())
+}
+
+/// A device-interface client over an [`Ipc`]: each call is one RPC with a
+/// fresh reply port.
+#[derive(Debug)]
+pub struct Client<'a, I: Ipc + ?Sized> {
+    ipc: &'a I,
+}
+
+const RCV_MAX: usize = 8192;
+
+impl<'a, I: Ipc + ?Sized> Client<'a, I> {
+    /// A client on `ipc`.
+    pub fn new(ipc: &'a I) -> Self {
+        Self { ipc }
+    }
+
+    fn rpc(&self, build: impl FnOnce(PortName) -> MsgBuf) -> Result<MsgBuf, KernReturn> {
+        let reply = self.ipc.port_allocate(Right::Receive)?;
+        let mut m = build(reply);
+        let len = m.len() as u32;
+        m.resize(RCV_MAX.max(m.len()));
+        // SAFETY: a complete request in a buffer that also takes the reply.
+        let r = unsafe {
+            self.ipc.mach_msg(
+                m.as_mut_ptr(),
+                option::SEND_MSG | option::RCV_MSG,
+                len,
+                m.len() as u32,
+                reply,
+                0,
+                PortName::NULL,
+            )
+        };
+        let _ = self.ipc.port_mod_refs(reply, Right::Receive, -1);
+        r.result()?;
+        Ok(m)
+    }
+
+    /// `device_open`: a send right to the device.
+    pub fn open(&self, master: PortName, mode: u32, name: &str) -> Result<PortName, KernReturn> {
+        decode_open_reply(
+            self.rpc(|r| open_request(master, r, mode, name))?
+                .as_bytes(),
+        )
+    }
+
+    /// `device_close`.
+    pub fn close(&self, device: PortName) -> Result<(), KernReturn> {
+        decode_simple_reply(self.rpc(|r| close_request(device, r))?.as_bytes(), ID_CLOSE)
+    }
+
+    /// `device_read` (out of line).
+    pub fn read(&self, device: PortName, recnum: u64, len: i32) -> Result<Vec<u8>, KernReturn> {
+        let m = self.rpc(|r| read_request(device, r, false, recnum, len))?;
+        let (addr, n) = decode_read_reply(m.as_bytes())?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        // SAFETY: the kernel mapped `n` bytes at `addr` into this task.
+        let data = unsafe { std::slice::from_raw_parts(addr as *const u8, n) }.to_vec();
+        // SAFETY: the region is ours and copied out.
+        let _ = unsafe { self.ipc.vm_deallocate(addr, n) };
+        Ok(data)
+    }
+
+    /// `device_read_inband`.
+    pub fn read_inband(
+        &self,
+        device: PortName,
+        recnum: u64,
+        len: i32,
+    ) -> Result<Vec<u8>, KernReturn> {
+        decode_read_inband_reply(
+            self.rpc(|r| read_request(device, r, true, recnum, len))?
+                .as_bytes(),
+        )
+    }
+
+    /// `device_write` (out of line, not deallocated).
+    pub fn write(&self, device: PortName, recnum: u64, data: &[u8]) -> Result<i32, KernReturn> {
+        let m = self.rpc(|r| write_request(device, r, recnum, data.as_ptr() as u64, data.len()))?;
+        decode_write_reply(m.as_bytes(), ID_WRITE)
+    }
+
+    /// `device_write_inband` (at most 128 bytes).
+    pub fn write_inband(
+        &self,
+        device: PortName,
+        recnum: u64,
+        data: &[u8],
+    ) -> Result<i32, KernReturn> {
+        let m = self.rpc(|r| write_inband_request(device, r, recnum, data))?;
+        decode_write_reply(m.as_bytes(), ID_WRITE_INBAND)
+    }
+
+    /// `device_get_status`.
+    pub fn get_status(
+        &self,
+        device: PortName,
+        flavor: u32,
+        count: u32,
+    ) -> Result<Vec<i32>, KernReturn> {
+        decode_get_status_reply(
+            self.rpc(|r| get_status_request(device, r, flavor, count))?
+                .as_bytes(),
+        )
+    }
+
+    /// `device_set_status`.
+    pub fn set_status(
+        &self,
+        device: PortName,
+        flavor: u32,
+        status: &[i32],
+    ) -> Result<(), KernReturn> {
+        decode_simple_reply(
+            self.rpc(|r| set_status_request(device, r, flavor, status))?
+                .as_bytes(),
+            ID_SET_STATUS,
+        )
+    }
+}
