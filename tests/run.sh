@@ -22,4 +22,15 @@ step "GNU/Hurd type-check (x86_64-unknown-hurd-gnu)"
 RUSTC_BOOTSTRAP=1 cargo check --workspace --all-targets --locked \
     -Zbuild-std=std,panic_abort --target x86_64-unknown-hurd-gnu
 
+step "fuzz the device server's request decoder and dispatcher (${FUZZ_SECONDS:-60} s, ASan)"
+fuzz_log=$(mktemp)
+if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O device_dispatch -- \
+        -max_total_time="${FUZZ_SECONDS:-60}" -print_final_stats=1) >"$fuzz_log" 2>&1; then
+    tail -n 80 "$fuzz_log"
+    echo "fuzzing failed (the crashing input is under fuzz/artifacts/)"
+    exit 1
+fi
+grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$fuzz_log"
+rm -f "$fuzz_log"
+
 step "all green"

@@ -22,4 +22,14 @@ fi
 
 # Rust: std sources for the GNU/Hurd type-check, and the linters.
 rustup component add rust-src clippy rustfmt >/dev/null 2>&1 || rustup component add rust-src clippy rustfmt
+
+# cargo fuzz, for the bounded fuzzing run of the test command.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "setup: installing cargo-fuzz"
+    cargo install --locked cargo-fuzz@0.13.2
+fi
+
+# The current MIG and GNU Mach's .defs/headers (Debian trixie sources, built
+# into target/mig-toolchain; nothing is installed from trixie).
+bash "$(dirname "$0")/../mig-bindings/setup-mig.sh" | tail -n 2
 echo "setup: done"

@@ -1,13 +1,14 @@
 //! Host threads for the kernel (`rumpuser_thread_create` and friends).
 //!
-//! The kernel's thread function runs directly as the pthread start routine:
-//! no Rust frame sits below it, so `rumpuser_thread_exit` can end the thread
-//! with `pthread_exit` without unwinding Rust code.
+//! A kernel thread starts in a small trampoline that names the thread and
+//! then calls the kernel's function. The trampoline holds nothing that needs
+//! dropping when it makes that call, so `rumpuser_thread_exit` can end the
+//! thread with `pthread_exit` (a forced unwind) through it safely.
 
-use std::ffi::{CStr, c_void};
+use std::ffi::{CStr, CString, c_void};
 use std::time::Duration;
 
-use crate::errno::{HyResult, NetbsdErrno, nb};
+use crate::errno::{HyResult, NetbsdErrno};
 use crate::sched;
 use crate::sys;
 
@@ -55,29 +56,29 @@ impl JoinHandle {
 ///
 /// # Safety
 /// `f` must be safe to call with `arg` on another thread, and must end with
-/// `pthread_exit` or by returning.
+/// `pthread_exit` or by returning. The kernel's thread functions qualify.
 pub unsafe fn spawn(
     f: StartFn,
     arg: *mut c_void,
     name: Option<&CStr>,
     joinable: bool,
 ) -> HyResult<Option<JoinHandle>> {
+    let start = Box::into_raw(Box::new(Start { f, arg, name: name.map(CStr::to_owned) }));
     let mut tid: libc::pthread_t = 0;
     let mut rc = libc::EAGAIN;
     for attempt in 0..10 {
         // SAFETY: `tid` is a valid out-pointer; default attributes; the
-        // caller vouches for `f` and `arg`.
-        rc = unsafe { libc::pthread_create(&raw mut tid, std::ptr::null(), f, arg) };
+        // trampoline takes ownership of `start` once the thread runs.
+        rc = unsafe { pthread_create_unwind(&raw mut tid, std::ptr::null(), trampoline, start.cast()) };
         if rc != libc::EAGAIN {
             break;
         }
         std::thread::sleep(Duration::from_millis(1 << attempt.min(6)));
     }
     if rc != 0 {
+        // SAFETY: no thread was created, so `start` is still ours.
+        drop(unsafe { Box::from_raw(start) });
         return Err(NetbsdErrno::from_host(rc));
-    }
-    if let Some(name) = name {
-        sys::set_thread_name(tid, name);
     }
     if joinable {
         Ok(Some(JoinHandle(tid)))
@@ -88,9 +89,36 @@ pub unsafe fn spawn(
     }
 }
 
+/// What the trampoline needs to start a kernel thread.
+struct Start {
+    f: StartFn,
+    arg: *mut c_void,
+    name: Option<CString>,
+}
+
+/// Names the new thread (before any kernel code runs on it), then becomes
+/// the kernel's thread function.
+extern "C-unwind" fn trampoline(p: *mut c_void) -> *mut c_void {
+    // SAFETY: `p` is the `Start` that `spawn` leaked for this thread.
+    let start = unsafe { Box::from_raw(p.cast::<Start>()) };
+    let Start { f, arg, name } = *start;
+    if let Some(name) = name {
+        sys::set_current_thread_name(&name);
+    }
+    // Nothing left to drop in this frame: a forced unwind may pass it.
+    f(arg)
+}
+
 unsafe extern "C-unwind" {
     #[link_name = "pthread_exit"]
     fn pthread_exit_unwind(retval: *mut c_void) -> !;
+    #[link_name = "pthread_create"]
+    fn pthread_create_unwind(
+        thread: *mut libc::pthread_t,
+        attr: *const libc::pthread_attr_t,
+        start: extern "C-unwind" fn(*mut c_void) -> *mut c_void,
+        arg: *mut c_void,
+    ) -> libc::c_int;
 }
 
 /// Ends the calling thread (`rumpuser_thread_exit`).
@@ -102,10 +130,4 @@ pub unsafe fn exit_current() -> ! {
     // SAFETY: glibc's pthread_exit is a forced unwind; the caller guarantees
     // nothing on this stack needs dropping.
     unsafe { pthread_exit_unwind(std::ptr::null_mut()) }
-}
-
-/// An error for a thread call that got a bad argument.
-#[must_use]
-pub fn einval() -> NetbsdErrno {
-    NetbsdErrno(nb::EINVAL)
 }

@@ -10,8 +10,9 @@ use mach::{KernReturn, PortName};
 use mig_bindings::device::{self as dev, ReplyTo};
 
 /// Sends one reply message (never blocking on a full reply queue) and
-/// cleans up what it carried if it could not be delivered.
-pub(crate) fn send_reply(ipc: &dyn Ipc, mut msg: MsgBuf, ool: Option<(u64, usize)>) {
+/// cleans up what it carried if it could not be delivered: its out-of-line
+/// region and the reply port right. Returns whether it was delivered.
+pub(crate) fn send_reply(ipc: &dyn Ipc, mut msg: MsgBuf, ool: Option<(u64, usize)>) -> bool {
     let len = msg.len() as u32;
     // SAFETY: a complete message buffer; its out-of-line region (if any) was
     // allocated by `vm_allocate` for this reply.
@@ -26,13 +27,21 @@ pub(crate) fn send_reply(ipc: &dyn Ipc, mut msg: MsgBuf, ool: Option<(u64, usize
             PortName::NULL,
         )
     };
-    if r != KernReturn::SUCCESS {
-        log::debug!("reply not delivered: {r}");
-        if let Some((addr, size)) = ool {
-            // SAFETY: the undelivered reply still owns the region.
-            let _ = unsafe { ipc.vm_deallocate(addr, size) };
-        }
+    if r == KernReturn::SUCCESS {
+        return true;
     }
+    log::debug!("reply not delivered: {r}");
+    if let Some((addr, size)) = ool {
+        // SAFETY: the undelivered reply still owns the region.
+        let _ = unsafe { ipc.vm_deallocate(addr, size) };
+    }
+    if let Ok(h) = msg.header()
+        && h.remote.is_valid()
+    {
+        // The reply right was not consumed by the failed send.
+        let _ = ipc.port_deallocate(h.remote);
+    }
+    false
 }
 
 /// Where and how to answer one request.
@@ -57,7 +66,7 @@ impl Responder {
     /// Sends an error reply.
     pub fn error(mut self, code: KernReturn) {
         if let Some(to) = self.to.take() {
-            send_reply(&*self.ipc, dev::error_reply(&to, code), None);
+            let _ = send_reply(&*self.ipc, dev::error_reply(&to, code), None);
         }
     }
 
@@ -66,10 +75,11 @@ impl Responder {
     }
 
     /// Sends the reply `build` makes (nothing when the request had no
-    /// reply port).
-    pub(crate) fn reply_with(mut self, build: impl FnOnce(&ReplyTo) -> MsgBuf) {
-        if let Some(to) = self.take() {
-            send_reply(&*self.ipc, build(&to), None);
+    /// reply port); returns whether one was delivered.
+    pub(crate) fn reply_with(mut self, build: impl FnOnce(&ReplyTo) -> MsgBuf) -> bool {
+        match self.take() {
+            Some(to) => send_reply(&*self.ipc, build(&to), None),
+            None => false,
         }
     }
 }
@@ -93,35 +103,35 @@ impl DataReply {
             return;
         };
         let ipc = Arc::clone(&self.responder.ipc);
-        match result {
-            Err(e) => send_reply(&*ipc, dev::error_reply(&to, e), None),
+        let (msg, ool) = match result {
+            Err(e) => (dev::error_reply(&to, e), None),
             Ok(data) if self.inband => {
                 let n = data.len().min(dev::INBAND_MAX);
-                send_reply(&*ipc, dev::read_inband_reply(&to, &data[..n]), None);
+                (dev::read_inband_reply(&to, &data[..n]), None)
             }
-            Ok(data) if data.is_empty() => send_reply(&*ipc, dev::read_reply(&to, 0, 0), None),
+            Ok(data) if data.is_empty() => (dev::read_reply(&to, 0, 0), None),
             Ok(data) => match ipc.vm_allocate(data.len()) {
                 Ok(addr) => {
                     // SAFETY: a fresh region of at least `data.len()` bytes.
                     unsafe {
                         std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len());
                     }
-                    send_reply(
-                        &*ipc,
+                    (
                         dev::read_reply(&to, addr, data.len()),
                         Some((addr, data.len())),
-                    );
+                    )
                 }
-                Err(_) => send_reply(&*ipc, dev::error_reply(&to, KernReturn::D_NO_MEMORY), None),
+                Err(_) => (dev::error_reply(&to, KernReturn::D_NO_MEMORY), None),
             },
-        }
+        };
+        let _ = send_reply(&*ipc, msg, ool);
     }
 }
 
 impl Drop for DataReply {
     fn drop(&mut self) {
         if let Some(to) = self.responder.take() {
-            send_reply(
+            let _ = send_reply(
                 &*self.responder.ipc,
                 dev::error_reply(&to, KernReturn::D_IO_ERROR),
                 None,
@@ -154,14 +164,14 @@ impl WriteReply {
             },
             Err(e) => dev::error_reply(&to, e),
         };
-        send_reply(&*self.responder.ipc, msg, None);
+        let _ = send_reply(&*self.responder.ipc, msg, None);
     }
 }
 
 impl Drop for WriteReply {
     fn drop(&mut self) {
         if let Some(to) = self.responder.take() {
-            send_reply(
+            let _ = send_reply(
                 &*self.responder.ipc,
                 dev::error_reply(&to, KernReturn::D_IO_ERROR),
                 None,

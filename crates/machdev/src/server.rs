@@ -165,6 +165,35 @@ impl DeviceServer {
         let _ = self.ipc.port_mod_refs(self.portset, Right::PortSet, -1);
     }
 
+    /// Receives and handles one message on the calling thread, waiting at
+    /// most `timeout_ms` (`None`: until one comes): a server without a pool,
+    /// for single-threaded hosts and for fuzzing the dispatch path.
+    pub fn serve_one(&self, timeout_ms: Option<u32>) -> Result<(), KernReturn> {
+        let mut buf = MsgBuf::zeroed(RCV_SIZE);
+        let opt = option::RCV_MSG
+            | if timeout_ms.is_some() {
+                option::RCV_TIMEOUT
+            } else {
+                0
+            };
+        let timeout_ms = timeout_ms.unwrap_or(0);
+        // SAFETY: a valid buffer of RCV_SIZE bytes.
+        let r = unsafe {
+            self.ipc.mach_msg(
+                buf.as_mut_ptr(),
+                opt,
+                0,
+                RCV_SIZE as u32,
+                self.portset,
+                timeout_ms,
+                PortName::NULL,
+            )
+        };
+        r.result()?;
+        self.handle(buf.as_bytes());
+        Ok(())
+    }
+
     fn spawn_worker(self: &Arc<Self>) {
         let me = Arc::clone(self);
         self.threads.fetch_add(1, Ordering::AcqRel);
@@ -239,6 +268,10 @@ impl DeviceServer {
                 return;
             }
         };
+        if matches!(req, Request::Unsupported { .. }) {
+            // Nothing of it is used: release whatever it carried.
+            dev::destroy_request_resources(&*self.ipc, bytes);
+        }
         match object {
             Some(Object::Master) => self.on_master(req, responder),
             Some(Object::Device(open)) => self.on_device(&open, h.local, req, responder),
@@ -259,10 +292,16 @@ impl DeviceServer {
             }
         };
         let opened = self.open(mode, name);
-        responder.reply_with(|to| match opened {
+        let delivered = responder.reply_with(|to| match opened {
             Ok((port, disp)) => dev::open_reply(to, port, disp),
             Err(e) => dev::error_reply(to, e),
         });
+        // An open nobody received would never see no-senders: end it now.
+        if let Ok((port, tn::MAKE_SEND)) = opened
+            && !delivered
+        {
+            self.retire(port);
+        }
     }
 
     /// Opens `name`: a new port for a driver's device, or the next master's

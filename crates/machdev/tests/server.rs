@@ -16,7 +16,7 @@ use mach::{KernReturn, PortName};
 use machdev::{Device, DeviceServer, Driver, Mode, PoolConfig};
 use mig_bindings::device::{self as dev, Client};
 
-/// A RAM disk; a name with "slow" makes every read take 500 ms.
+/// A RAM disk; a name with "slow" makes every read take 2 s.
 struct RamDisk {
     data: Arc<Mutex<Vec<u8>>>,
     slow: bool,
@@ -24,11 +24,12 @@ struct RamDisk {
 }
 
 const RECORD: usize = 512;
+const SLOW: Duration = Duration::from_secs(2);
 
 impl Device for RamDisk {
     fn read(&self, recnum: u64, len: usize) -> Result<Vec<u8>, KernReturn> {
         if self.slow {
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(SLOW);
         }
         let d = self.data.lock().unwrap();
         let start = usize::try_from(recnum).map_err(|_| KernReturn::D_INVALID_RECNUM)? * RECORD;
@@ -490,9 +491,9 @@ fn a_slow_request_delays_neither_opens_nor_other_devices_with_32_clients() {
     let times: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
     let slow_time = slow_thread.join().unwrap();
     let worst = times.iter().map(|t| t.1).max().unwrap();
-    assert!(slow_time >= Duration::from_millis(500));
+    assert!(slow_time >= SLOW);
     assert!(
-        worst < Duration::from_millis(400),
+        worst < SLOW * 3 / 4,
         "a client waited {worst:?} behind the slow read"
     );
     assert!(f.server.thread_count() >= 2);

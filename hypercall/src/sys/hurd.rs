@@ -4,8 +4,8 @@
 
 use std::ffi::CStr;
 
-/// Names a thread. The Hurd's libpthread keeps no thread names, so the
-/// name is recorded in the debug log instead.
-pub fn set_thread_name(tid: libc::pthread_t, name: &CStr) {
-    log::debug!("thread {tid:?} is {name:?}");
+/// Names the calling thread. The Hurd's libpthread keeps no thread names,
+/// so the name goes to the debug log instead.
+pub fn set_current_thread_name(name: &CStr) {
+    log::debug!("kernel thread {name:?} started");
 }

@@ -115,7 +115,31 @@ pub struct Task {
     space: SpaceId,
 }
 
+/// Counts of kernel objects, for leak checks in tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Ports and port sets alive (or dead but still referenced).
+    pub ports: usize,
+    /// Names in all spaces.
+    pub names: usize,
+    /// Messages queued on all ports.
+    pub queued: usize,
+    /// `vm_allocate` regions not yet deallocated.
+    pub vm_regions: usize,
+}
+
 impl Kernel {
+    /// Counts of live kernel objects.
+    pub fn stats(&self) -> Stats {
+        let st = self.lock();
+        Stats {
+            ports: st.ports.len(),
+            names: st.spaces.values().map(|s| s.names.len()).sum(),
+            queued: st.ports.values().map(|p| p.queue.len()).sum(),
+            vm_regions: self.vm.regions(),
+        }
+    }
+
     /// A new kernel with no tasks.
     #[must_use]
     pub fn new() -> Arc<Self> {

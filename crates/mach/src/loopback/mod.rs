@@ -23,4 +23,4 @@
 mod kernel;
 mod vm;
 
-pub use kernel::{Kernel, Task};
+pub use kernel::{Kernel, Stats, Task};

@@ -16,6 +16,11 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// Regions handed out and not yet freed.
+    pub fn regions(&self) -> usize {
+        self.regions.lock().expect("vm lock").len()
+    }
+
     /// Rounds to whole pages.
     pub fn round(size: usize) -> usize {
         size.div_ceil(PAGE).max(1) * PAGE

@@ -1,0 +1,207 @@
+//! Fuzzes the device server's decoder and dispatcher: arbitrary requests
+//! (any id, size, header bits, descriptors, ports and out-of-line data)
+//! go through the loopback kernel to a server with one open device, which
+//! must answer or drop each without panicking, hanging or leaking opens.
+//!
+//! Input layout: byte 0 picks the destination port, byte 1 the reply
+//! disposition, bytes 2..4 the message id, the rest is the body. Port slots
+//! and out-of-line addresses in the body are mapped onto real rights and
+//! memory, so messages get past the kernel's own checks.
+
+#![no_main]
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use libfuzzer_sys::fuzz_target;
+use mach::ipc::{Ipc, option};
+use mach::loopback::{Kernel, Task};
+use mach::msg::{self, HEADER_SIZE, Header, MsgBuf, TypeDesc};
+use mach::port::{Right, type_name as tn};
+use mach::{KernReturn, PortName};
+use machdev::{Device, DeviceServer, Driver, Mode, PoolConfig};
+
+struct Ram(Mutex<Vec<u8>>);
+
+impl Device for Ram {
+    fn read(&self, recnum: u64, len: usize) -> Result<Vec<u8>, KernReturn> {
+        let d = self.0.lock().unwrap();
+        let s = usize::try_from(recnum).ok().and_then(|r| r.checked_mul(512)).filter(|s| len <= 65536 && s + len <= d.len());
+        s.map(|s| d[s..s + len].to_vec()).ok_or(KernReturn::D_INVALID_RECNUM)
+    }
+
+    fn write(&self, recnum: u64, data: &[u8]) -> Result<usize, KernReturn> {
+        let mut d = self.0.lock().unwrap();
+        let n = d.len();
+        let s = usize::try_from(recnum).ok().and_then(|r| r.checked_mul(512)).filter(|s| s + data.len() <= n);
+        let s = s.ok_or(KernReturn::D_INVALID_RECNUM)?;
+        d[s..s + data.len()].copy_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn get_status(&self, _flavor: u32, max: usize) -> Result<Vec<i32>, KernReturn> {
+        Ok(vec![1 << 16; max.min(4)])
+    }
+
+    fn set_status(&self, _flavor: u32, _status: &[i32]) -> Result<(), KernReturn> {
+        Ok(())
+    }
+}
+
+struct RamDriver;
+
+impl Driver for RamDriver {
+    fn claims(&self, name: &str) -> bool {
+        name.starts_with("ram")
+    }
+
+    fn open(&self, _: &str, _: Mode) -> Result<Arc<dyn Device>, KernReturn> {
+        Ok(Arc::new(Ram(Mutex::new(vec![0; 1 << 16]))))
+    }
+}
+
+struct World {
+    kernel: Arc<Kernel>,
+    iterations: u64,
+    server: Arc<DeviceServer>,
+    client: Task,
+    master: PortName,
+    device: PortName,
+    own: PortName,
+    reply: PortName,
+    ool: Vec<u8>,
+    rcv: MsgBuf,
+}
+
+/// Opens "ram0" read-write through the server, on this thread.
+fn open_device(server: &DeviceServer, client: &Task, master: PortName, reply: PortName) -> PortName {
+    let mut m = mig_bindings::device::open_request(master, reply, 3, "ram0");
+    let len = m.len() as u32;
+    // SAFETY: a complete request.
+    unsafe { client.mach_msg(m.as_mut_ptr(), option::SEND_MSG, len, 0, PortName::NULL, 0, PortName::NULL) }.result().unwrap();
+    server.serve_one(Some(1000)).unwrap();
+    let mut r = MsgBuf::zeroed(8192);
+    // SAFETY: a valid buffer.
+    unsafe { client.mach_msg(r.as_mut_ptr(), option::RCV_MSG | option::RCV_TIMEOUT, 0, 8192, reply, 1000, PortName::NULL) }.result().unwrap();
+    mig_bindings::device::decode_open_reply(r.as_bytes()).unwrap()
+}
+
+fn world() -> &'static Mutex<World> {
+    static W: OnceLock<Mutex<World>> = OnceLock::new();
+    W.get_or_init(|| {
+        let kernel = Kernel::new();
+        let server_task = Arc::new(kernel.new_task());
+        let ipc: Arc<dyn Ipc> = server_task.clone();
+        let server = DeviceServer::new(ipc, vec![Arc::new(RamDriver)], None, PoolConfig::default()).unwrap();
+        let client = kernel.new_task();
+        let master = server_task.give_send_right(server.master_port(), &client).unwrap();
+        let reply = client.port_allocate(Right::Receive).unwrap();
+        let device = open_device(&server, &client, master, reply);
+        let own = client.port_allocate(Right::Receive).unwrap();
+        std::mem::forget(server_task);
+        Mutex::new(World { kernel: Arc::clone(&kernel), iterations: 0, server, client, master, device, own, reply, ool: vec![0x5a; 1 << 16], rcv: MsgBuf::zeroed(8192) })
+    })
+}
+
+/// Maps port slots and out-of-line addresses of a complex body onto real
+/// rights and memory.
+fn patch_body(w: &World, bytes: &mut [u8]) {
+    let mut pos = HEADER_SIZE;
+    while pos + 8 <= bytes.len() {
+        let Ok(mut d) = TypeDesc::read(&bytes[pos..]) else { return };
+        let data = pos + 8;
+        if tn::is_port(d.name) && d.inline {
+            if d.size != 64 {
+                return;
+            }
+            for i in 0..d.number as usize {
+                let at = data + i * 8;
+                if at + 8 > bytes.len() {
+                    return;
+                }
+                let name = match bytes[at] % 4 {
+                    0 => PortName::NULL,
+                    1 => w.own,
+                    2 => w.device,
+                    _ => w.master,
+                };
+                bytes[at..at + 8].copy_from_slice(&u64::from(name.0).to_ne_bytes());
+            }
+            pos = data + msg::pad(d.number as usize * 8);
+        } else if d.inline {
+            let Some(n) = d.data_len() else { return };
+            pos = data.saturating_add(msg::pad(n));
+        } else {
+            if data + 8 > bytes.len() {
+                return;
+            }
+            d.deallocate = false;
+            if d.data_len().is_none_or(|n| n > w.ool.len()) {
+                // As many elements as fit in the buffer.
+                d.number = if d.size == 0 { 0 } else { (w.ool.len() * 8 / usize::from(d.size)) as u32 };
+            }
+            bytes[pos..pos + 8].copy_from_slice(&d.encode());
+            bytes[data..data + 8].copy_from_slice(&(w.ool.as_ptr() as u64).to_ne_bytes());
+            pos = data + 8;
+        }
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    if input.len() < 4 || input.len() > 4096 {
+        return;
+    }
+    let mut guard = world().lock().unwrap();
+    let w = &mut *guard;
+    let dest = if input[0] & 1 == 0 { w.device } else { w.master };
+    let reply_disp = [0, tn::MAKE_SEND_ONCE, tn::MAKE_SEND, tn::COPY_SEND][usize::from(input[1] % 4)];
+    let complex = input[1] & 0x80 != 0;
+    let id = 2790 + i32::from(u16::from_le_bytes([input[2], input[3]]) % 40);
+    let body = &input[4..];
+    let len = (HEADER_SIZE + body.len()).next_multiple_of(4);
+    let mut m = MsgBuf::zeroed(len);
+    let h = Header {
+        bits: msg::bits(tn::COPY_SEND, reply_disp) | if complex { msg::BITS_COMPLEX } else { 0 },
+        size: len as u32,
+        remote: dest,
+        local: if reply_disp == 0 { PortName::NULL } else { w.reply },
+        seqno: 0,
+        id,
+    };
+    h.write(m.as_bytes_mut());
+    m.as_bytes_mut()[HEADER_SIZE..HEADER_SIZE + body.len()].copy_from_slice(body);
+    if complex {
+        patch_body(w, m.as_bytes_mut());
+    }
+    // SAFETY: a complete message whose out-of-line data points at `w.ool`.
+    let sent = unsafe { w.client.mach_msg(m.as_mut_ptr(), option::SEND_MSG | option::SEND_TIMEOUT, len as u32, 0, PortName::NULL, 0, PortName::NULL) };
+    if sent == KernReturn::SUCCESS {
+        w.server.serve_one(Some(1000)).expect("the server received what was sent");
+    }
+    // Notifications the request caused (no-senders of opens it released).
+    while w.server.serve_one(Some(0)).is_ok() {}
+    // Drain replies and anything else that arrived for the client.
+    for port in [w.reply, w.own] {
+        loop {
+            // SAFETY: a valid buffer.
+            let got = unsafe { w.client.mach_msg(w.rcv.as_mut_ptr(), option::RCV_MSG | option::RCV_TIMEOUT, 0, 8192, port, 0, PortName::NULL) };
+            if got != KernReturn::SUCCESS {
+                break;
+            }
+            mig_bindings::device::destroy_request_resources(&w.client, w.rcv.as_bytes());
+        }
+    }
+    while w.server.serve_one(Some(0)).is_ok() {}
+    if sent == KernReturn::SEND_INVALID_DEST && dest == w.device {
+        // A fuzzed device_close ended the open: make a new one.
+        let _ = w.client.port_deallocate(w.device);
+        w.device = open_device(&w.server, &w.client, w.master, w.reply);
+    }
+    // Nothing may be left behind: every region freed, no names piling up.
+    let stats = w.kernel.stats();
+    assert_eq!(stats.vm_regions, 0, "{stats:?}");
+    assert!(stats.names < 64 && stats.queued == 0, "{stats:?}");
+    w.iterations += 1;
+    if w.iterations % 20_000 == 0 {
+        eprintln!("after {} runs: {:?}, opens {}", w.iterations, w.kernel.stats(), w.server.open_count());
+    }
+});
