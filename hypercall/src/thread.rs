@@ -63,13 +63,19 @@ pub unsafe fn spawn(
     name: Option<&CStr>,
     joinable: bool,
 ) -> HyResult<Option<JoinHandle>> {
-    let start = Box::into_raw(Box::new(Start { f, arg, name: name.map(CStr::to_owned) }));
+    let start = Box::into_raw(Box::new(Start {
+        f,
+        arg,
+        name: name.map(CStr::to_owned),
+    }));
     let mut tid: libc::pthread_t = 0;
     let mut rc = libc::EAGAIN;
     for attempt in 0..10 {
         // SAFETY: `tid` is a valid out-pointer; default attributes; the
         // trampoline takes ownership of `start` once the thread runs.
-        rc = unsafe { pthread_create_unwind(&raw mut tid, std::ptr::null(), trampoline, start.cast()) };
+        rc = unsafe {
+            pthread_create_unwind(&raw mut tid, std::ptr::null(), trampoline, start.cast())
+        };
         if rc != libc::EAGAIN {
             break;
         }
