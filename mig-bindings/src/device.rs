@@ -1,9 +1,17 @@
 //! GNU Mach's device interface (`device/device.defs`, subsystem 2800).
 
 use mach::KernReturn;
-use mach::ipc::{Ipc, option};
-use mach::msg::{self, Builder, HEADER_SIZE, Header, MsgBuf, TypeDesc};
-use mach::port::{PortName, Right, notify, type_name as tn};
+use mach::ipc::Ipc;
+use mach::msg::{self, Builder, HEADER_SIZE, MsgBuf, TypeDesc};
+use mach::port::{PortName, type_name as tn};
+
+use crate::rpc::{
+    INT32, bad, check, int32, reply_body, reply_header, request_header, ret_code, set_complex,
+};
+pub use crate::rpc::{
+    REPLY_HEADER_SIZE, REPLY_OFFSET, ReplyTo, decode_simple_reply, destroy_request_resources,
+    error_reply, reply_to, simple_reply,
+};
 
 /// `device_open`.
 pub const ID_OPEN: i32 = 2800;
@@ -31,9 +39,6 @@ pub const ID_SET_FILTER: i32 = 2812;
 pub const ID_INTR_REGISTER: i32 = 2813;
 /// `device_intr_ack`.
 pub const ID_INTR_ACK: i32 = 2814;
-/// Replies carry the request id plus this.
-pub const REPLY_OFFSET: i32 = 100;
-
 /// `IO_INBAND_MAX`: bytes of an inband transfer.
 pub const INBAND_MAX: usize = 128;
 /// `dev_status_t` holds at most this many words.
@@ -41,11 +46,7 @@ pub const STATUS_MAX: usize = 1024;
 /// `dev_name_t` capacity (with the terminating NUL).
 pub const NAME_MAX: usize = 128;
 
-/// Size of `mig_reply_header_t` (a reply carrying only a return code).
-pub const REPLY_HEADER_SIZE: usize = 48;
-
 const MODE: TypeDesc = TypeDesc::inline(tn::INTEGER_32, 32, 1);
-const INT32: TypeDesc = TypeDesc::inline(tn::INTEGER_32, 32, 1);
 const RECNUM: TypeDesc = TypeDesc::inline(tn::INTEGER_64, 64, 1);
 /// `dev_name_t`: one 1024-bit C string, long form.
 const NAME: TypeDesc = TypeDesc {
@@ -58,28 +59,6 @@ const NAME: TypeDesc = TypeDesc {
 };
 /// `new_dev_name_t`: 128 characters, short form.
 const NAME_NEW: TypeDesc = TypeDesc::inline(tn::STRING_C, 8, NAME_MAX as u32);
-
-/// Where a reply goes: the request's reply port, the right the server got
-/// for it, and the request id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReplyTo {
-    /// The reply port (in the server's space).
-    pub port: PortName,
-    /// The right received for it (`MACH_MSG_TYPE_PORT_SEND[_ONCE]`).
-    pub right: u8,
-    /// The request's id.
-    pub id: i32,
-}
-
-/// The reply destination of a request, if it has a reply port.
-#[must_use]
-pub fn reply_to(h: &Header) -> Option<ReplyTo> {
-    h.remote.is_valid().then(|| ReplyTo {
-        port: h.remote,
-        right: h.remote_bits(),
-        id: h.id,
-    })
-}
 
 /// A decoded request.
 #[derive(Debug, PartialEq, Eq)]
@@ -174,26 +153,6 @@ impl Request<'_> {
             let _ = unsafe { ipc.vm_deallocate(addr, len) };
         }
     }
-}
-
-fn bad() -> KernReturn {
-    KernReturn::MIG_BAD_ARGUMENTS
-}
-
-/// Checks a descriptor as MIG's `BAD_TYPECHECK` does: all 8 bytes.
-fn check(r: &mut msg::Reader<'_>, want: TypeDesc) -> Result<(), KernReturn> {
-    let d = r.desc().map_err(|_| bad())?;
-    if d.encode() == want.encode() {
-        Ok(())
-    } else {
-        Err(bad())
-    }
-}
-
-fn int32(r: &mut msg::Reader<'_>) -> Result<i32, KernReturn> {
-    check(r, INT32)?;
-    let b = r.data(4).map_err(|_| bad())?;
-    Ok(i32::from_ne_bytes(b.try_into().expect("4 bytes")))
 }
 
 fn recnum(r: &mut msg::Reader<'_>) -> Result<u64, KernReturn> {
@@ -352,79 +311,6 @@ fn decode_set_status<'a>(
     Ok(Request::SetStatus { flavor, status })
 }
 
-/// Releases the rights and out-of-line memory in the body of a received
-/// message that will not be processed (`mach_msg_destroy` for the body;
-/// the reply port is left for the error reply).
-pub fn destroy_request_resources(ipc: &dyn Ipc, bytes: &[u8]) {
-    let Ok((h, mut r)) = msg::Reader::new(bytes) else {
-        return;
-    };
-    if !h.is_complex() {
-        return;
-    }
-    while !r.at_end() {
-        let Ok(d) = r.desc() else { return };
-        if tn::is_port(d.name) && d.inline {
-            for _ in 0..d.number {
-                let Ok(b) = r.data(8) else { return };
-                let name = PortName(u64::from_ne_bytes(b.try_into().expect("8 bytes")) as u32);
-                if name.is_valid() {
-                    let _ = match d.name {
-                        tn::MOVE_RECEIVE => ipc.port_mod_refs(name, Right::Receive, -1),
-                        tn::PORT_NAME => KernReturn::SUCCESS,
-                        _ => ipc.port_deallocate(name),
-                    };
-                }
-            }
-        } else if d.inline {
-            let Some(n) = d.data_len() else { return };
-            if r.data(n).is_err() {
-                return;
-            }
-        } else {
-            let Ok(addr) = r.address() else { return };
-            if let Some(n) = d.data_len()
-                && n > 0
-                && addr != 0
-            {
-                // SAFETY: the kernel mapped the region into this task for
-                // this message, which is being discarded.
-                let _ = unsafe { ipc.vm_deallocate(addr, n) };
-            }
-        }
-    }
-}
-
-fn reply_header(to: &ReplyTo) -> Header {
-    Header {
-        bits: msg::bits(to.right, 0),
-        size: 0,
-        remote: to.port,
-        local: PortName::NULL,
-        seqno: 0,
-        id: to.id + REPLY_OFFSET,
-    }
-}
-
-fn ret_code(b: &mut Builder, code: KernReturn) {
-    b.desc(INT32).raw(&code.0.to_ne_bytes());
-}
-
-/// A reply carrying only a return code (`mig_reply_header_t`, 48 bytes):
-/// every error, and success for `device_close` / `device_set_status`.
-#[must_use]
-pub fn error_reply(to: &ReplyTo, code: KernReturn) -> MsgBuf {
-    let mut b = Builder::new(reply_header(to));
-    ret_code(&mut b, code);
-    b.finish()
-}
-
-/// Success with nothing else to say.
-#[must_use]
-pub fn simple_reply(to: &ReplyTo) -> MsgBuf {
-    error_reply(to, KernReturn::SUCCESS)
-}
-
 /// `device_open` reply: the device port with disposition `disp`
 /// (`MAKE_SEND` for our own port, `MOVE_SEND` for a forwarded one).
 #[must_use]
@@ -454,12 +340,6 @@ pub fn read_reply(to: &ReplyTo, addr: u64, len: usize) -> MsgBuf {
     // MIG marks the reply complex even when no data travels.
     set_complex(&mut m);
     m
-}
-
-fn set_complex(m: &mut MsgBuf) {
-    let bytes = m.as_bytes_mut();
-    let bits = u32::from_ne_bytes(bytes[0..4].try_into().expect("4 bytes")) | msg::BITS_COMPLEX;
-    bytes[0..4].copy_from_slice(&bits.to_ne_bytes());
 }
 
 /// `device_read_inband` reply.
@@ -493,16 +373,6 @@ pub fn get_status_reply(to: &ReplyTo, status: &[i32]) -> MsgBuf {
     b.desc(TypeDesc::inline(tn::INTEGER_32, 32, status.len() as u32))
         .raw(&raw);
     b.finish()
-}
-
-fn request_header(dest: PortName, reply: PortName, id: i32) -> Header {
-    Header {
-        bits: msg::bits(tn::COPY_SEND, tn::MAKE_SEND_ONCE),
-        remote: dest,
-        local: reply,
-        id,
-        ..Header::default()
-    }
 }
 
 /// `device_open` request (name cut to 127 bytes, as MIG's `mig_strncpy`).
@@ -608,61 +478,11 @@ pub fn set_status_request(
     b.finish()
 }
 
-/// Checks a reply as MIG's user stubs do and returns its body reader once
-/// the return code is `KERN_SUCCESS`.
-fn reply_body(
-    bytes: &[u8],
-    request_id: i32,
-    ok_size: Option<usize>,
-    complex: bool,
-) -> Result<msg::Reader<'_>, KernReturn> {
-    let (h, mut r) = msg::Reader::new(bytes).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    if h.id != request_id + REPLY_OFFSET {
-        return Err(if h.id == notify::SEND_ONCE {
-            KernReturn::MIG_SERVER_DIED
-        } else {
-            KernReturn::MIG_REPLY_MISMATCH
-        });
-    }
-    let size = h.size as usize;
-    if size == REPLY_HEADER_SIZE && !h.is_complex() {
-        check(&mut r, INT32).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-        let code = i32::from_ne_bytes(
-            r.data(4)
-                .map_err(|_| KernReturn::MIG_TYPE_ERROR)?
-                .try_into()
-                .expect("4 bytes"),
-        );
-        return Err(if code == 0 && ok_size.is_some() {
-            KernReturn::MIG_TYPE_ERROR
-        } else {
-            KernReturn(code)
-        });
-    }
-    if ok_size.is_some_and(|s| s != size) || h.is_complex() != complex {
-        return Err(KernReturn::MIG_TYPE_ERROR);
-    }
-    let code = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    if code != 0 {
-        return Err(KernReturn(code));
-    }
-    Ok(r)
-}
-
 /// Decodes a `device_open` reply: the device port received.
 pub fn decode_open_reply(bytes: &[u8]) -> Result<PortName, KernReturn> {
     let mut r = reply_body(bytes, ID_OPEN, Some(64), true)?;
     r.port(tn::MOVE_SEND)
         .map_err(|_| KernReturn::MIG_TYPE_ERROR)
-}
-
-/// Decodes a reply carrying only a return code (`device_close`,
-/// `device_set_status`).
-pub fn decode_simple_reply(bytes: &[u8], request_id: i32) -> Result<(), KernReturn> {
-    match reply_body(bytes, request_id, None, false) {
-        Err(KernReturn::SUCCESS) | Ok(_) => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Decodes a `device_read` reply: address and length of the data, now
@@ -718,8 +538,6 @@ pub struct Client<'a, I: Ipc + ?Sized> {
     ipc: &'a I,
 }
 
-const RCV_MAX: usize = 8192;
-
 impl<'a, I: Ipc + ?Sized> Client<'a, I> {
     /// A client on `ipc`.
     pub fn new(ipc: &'a I) -> Self {
@@ -727,25 +545,7 @@ impl<'a, I: Ipc + ?Sized> Client<'a, I> {
     }
 
     fn rpc(&self, build: impl FnOnce(PortName) -> MsgBuf) -> Result<MsgBuf, KernReturn> {
-        let reply = self.ipc.port_allocate(Right::Receive)?;
-        let mut m = build(reply);
-        let len = m.len() as u32;
-        m.resize(RCV_MAX.max(m.len()));
-        // SAFETY: a complete request in a buffer that also takes the reply.
-        let r = unsafe {
-            self.ipc.mach_msg(
-                m.as_mut_ptr(),
-                option::SEND_MSG | option::RCV_MSG,
-                len,
-                m.len() as u32,
-                reply,
-                0,
-                PortName::NULL,
-            )
-        };
-        let _ = self.ipc.port_mod_refs(reply, Right::Receive, -1);
-        r.result()?;
-        Ok(m)
+        crate::rpc::rpc(self.ipc, build)
     }
 
     /// `device_open`: a send right to the device.

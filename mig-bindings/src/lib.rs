@@ -8,5 +8,18 @@
 //! - [`device`]: `device/device.defs` (subsystem 2800): requests decoded
 //!   with the checks MIG's server stubs make, replies built as they build
 //!   them, and a client.
+//! - [`fsys`] (22000), [`startup`] (29000, 29500): the bootstrap chain.
+//! - [`pci`] (39000), [`acpi`] (41000): the PCI arbiter and ACPI clients.
+//! - [`rpc`]: what all of them share.
+//!
+//! The Hurd's own `.defs` are in no Debian package for Linux; the Hurd
+//! codecs here are written from the interfaces' ids and types, and tested
+//! against MIG stubs generated from `.defs` subsets written for the tests
+//! (`tests/mig-interop/defs`).
 
+pub mod acpi;
 pub mod device;
+pub mod fsys;
+pub mod pci;
+pub mod rpc;
+pub mod startup;

@@ -77,6 +77,10 @@ pub trait Ipc: Send + Sync {
         notify_disposition: u8,
     ) -> Result<PortName, KernReturn>;
 
+    /// The task's own task port (`mach_task_self`), or `NULL` where tasks
+    /// have no ports (the loopback kernel).
+    fn task_self(&self) -> PortName;
+
     /// `mach_reply_port`: a new receive right for replies.
     fn reply_port(&self) -> PortName;
 

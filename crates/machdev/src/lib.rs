@@ -7,12 +7,18 @@
 //! for every open with the mode of that open enforced on every call,
 //! no-senders cleanup, a worker pool that grows while all threads are busy,
 //! deferred replies ([`DataReply`], [`WriteReply`]), and forwarding of names
-//! no driver claims to the next device master.
+//! no driver claims to the next device master. [`boot`] adds the Hurd's
+//! bootstrap chain: a control port answering `fsys_getpriv` with this
+//! server's master port, forwarding `fsys_startup`/`fsys_init`, and
+//! `startup_dosync` as a driver sync.
 
+pub mod boot;
 mod device;
 mod reply;
 mod server;
+pub mod sys;
 
+pub use boot::{BootHost, BootOptions, Chain};
 pub use device::{Device, Driver, Mode};
 pub use reply::{Data, DataReply, Responder, WriteReply};
 pub use server::{DeviceServer, MAX_READ, PoolConfig};

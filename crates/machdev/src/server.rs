@@ -11,8 +11,10 @@ use mach::msg::{Header, MsgBuf};
 use mach::port::{Right, notify, type_name as tn};
 use mach::{KernReturn, PortName};
 use mig_bindings::device::{self as dev, Request};
+use mig_bindings::{fsys, rpc, startup};
 use parking_lot::RwLock;
 
+use crate::boot::{BootHost, Chain, HURD_EBUSY, HURD_EOPNOTSUPP};
 use crate::device::{Device, Driver, Mode};
 use crate::reply::{Data, DataReply, Responder, WriteReply};
 
@@ -63,6 +65,17 @@ enum Object {
     Device(Arc<Open>),
     /// The notify port of a device port (no-senders arrive here).
     Notify(PortName),
+    /// The bootstrap-chain control port (`fsys`).
+    Control,
+    /// Where the startup server sends `startup_dosync`.
+    SyncNotify,
+}
+
+/// The bootstrap chain this server is part of, once it has a control port.
+struct Boot {
+    chain: Chain,
+    host: Option<Arc<dyn BootHost>>,
+    sync_port: PortName,
 }
 
 /// A running device server.
@@ -77,6 +90,7 @@ pub struct DeviceServer {
     threads: AtomicUsize,
     idle: AtomicUsize,
     stopping: AtomicBool,
+    boot: parking_lot::Mutex<Option<Boot>>,
 }
 
 impl std::fmt::Debug for DeviceServer {
@@ -112,6 +126,7 @@ impl DeviceServer {
             threads: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
+            boot: parking_lot::Mutex::new(None),
         });
         Ok(server)
     }
@@ -120,6 +135,34 @@ impl DeviceServer {
     #[must_use]
     pub fn master_port(&self) -> PortName {
         self.master
+    }
+
+    /// Makes this server a link of a bootstrap chain: returns a new control
+    /// port (a receive right of this task; hand the next task a send right
+    /// as its bootstrap port). It answers `fsys_getpriv` with this server's
+    /// master port as device master, forwards `fsys_startup` and
+    /// `fsys_init` to `chain.bootstrap`, then calls `host` to register with
+    /// the startup server, whose `startup_dosync` syncs every driver.
+    pub fn add_control_port(
+        &self,
+        chain: Chain,
+        host: Option<Arc<dyn BootHost>>,
+    ) -> Result<PortName, KernReturn> {
+        let control = self.ipc.port_allocate(Right::Receive)?;
+        let sync_port = self.ipc.port_allocate(Right::Receive)?;
+        self.ipc.port_move_member(control, self.portset).result()?;
+        self.ipc
+            .port_move_member(sync_port, self.portset)
+            .result()?;
+        let mut objects = self.objects.write();
+        objects.insert(control, Object::Control);
+        objects.insert(sync_port, Object::SyncNotify);
+        *self.boot.lock() = Some(Boot {
+            chain,
+            host,
+            sync_port,
+        });
+        Ok(control)
     }
 
     /// Opens currently alive.
@@ -260,6 +303,23 @@ impl DeviceServer {
         }
         let to = dev::reply_to(&h);
         let responder = Responder::new(Arc::clone(&self.ipc), to);
+        match object {
+            Some(Object::Control) => return self.on_control(bytes, responder),
+            Some(Object::SyncNotify) => {
+                match startup::decode_dosync(bytes) {
+                    Ok(()) => {
+                        self.sync_all();
+                        responder.reply_with(dev::simple_reply);
+                    }
+                    Err(e) => {
+                        dev::destroy_request_resources(&*self.ipc, bytes);
+                        responder.error(e);
+                    }
+                }
+                return;
+            }
+            _ => {}
+        }
         let req = match dev::decode_request(bytes) {
             Ok(req) => req,
             Err(code) => {
@@ -460,6 +520,82 @@ impl DeviceServer {
             }
             Request::Open { .. } | Request::OpenNew { .. } | Request::Unsupported { .. } => {
                 responder.error(KernReturn::D_INVALID_OPERATION);
+            }
+        }
+    }
+
+    /// A request on the control port (`fsys`).
+    fn on_control(&self, bytes: &[u8], responder: Responder) {
+        let req = match fsys::decode_request(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                dev::destroy_request_resources(&*self.ipc, bytes);
+                responder.error(e);
+                return;
+            }
+        };
+        let (chain, host, sync_port) = match &*self.boot.lock() {
+            Some(b) => (b.chain, b.host.clone(), b.sync_port),
+            None => (Chain::default(), None, PortName::NULL),
+        };
+        match req {
+            fsys::Request::Getpriv => {
+                let host_priv = chain.host_priv.unwrap_or(PortName::NULL);
+                let rights = [
+                    (host_priv, tn::COPY_SEND),
+                    (self.master, tn::MAKE_SEND),
+                    (self.ipc.task_self(), tn::COPY_SEND),
+                ];
+                responder.reply_with(|to| fsys::getpriv_reply(to, rights));
+            }
+            fsys::Request::Startup { openflags, control } => {
+                let Some(up) = chain.bootstrap else {
+                    let _ = self.ipc.port_deallocate(control);
+                    responder.error(HURD_EOPNOTSUPP);
+                    return;
+                };
+                let forwarded = rpc::rpc(&*self.ipc, |r| {
+                    fsys::startup_request(up, r, openflags, control, tn::MOVE_SEND)
+                })
+                .and_then(|m| fsys::decode_startup_reply(m.as_bytes()));
+                responder.reply_with(|to| match forwarded {
+                    Ok(realnode) => fsys::startup_reply(to, realnode, tn::MOVE_SEND),
+                    Err(e) => dev::error_reply(to, e),
+                });
+            }
+            fsys::Request::Init { proc_server, auth } => {
+                let mut result = Ok(());
+                if let Some(up) = chain.bootstrap {
+                    result = rpc::rpc(&*self.ipc, |r| {
+                        fsys::init_request(
+                            up,
+                            r,
+                            (proc_server, tn::COPY_SEND),
+                            (auth, tn::COPY_SEND),
+                        )
+                    })
+                    .and_then(|m| dev::decode_simple_reply(m.as_bytes(), fsys::ID_INIT));
+                }
+                if result.is_ok()
+                    && let Some(host) = host
+                {
+                    result = host.system_initialized(proc_server, auth, sync_port);
+                }
+                let _ = self.ipc.port_deallocate(proc_server);
+                let _ = self.ipc.port_deallocate(auth);
+                responder.reply_with(|to| match result {
+                    Ok(()) => dev::simple_reply(to),
+                    Err(e) => dev::error_reply(to, e),
+                });
+            }
+            fsys::Request::Syncfs { .. } => {
+                self.sync_all();
+                responder.reply_with(dev::simple_reply);
+            }
+            fsys::Request::Goaway { .. } => responder.error(HURD_EBUSY),
+            fsys::Request::Other { .. } => {
+                dev::destroy_request_resources(&*self.ipc, bytes);
+                responder.error(HURD_EOPNOTSUPP);
             }
         }
     }

@@ -1258,6 +1258,10 @@ impl Ipc for Task {
         }
     }
 
+    fn task_self(&self) -> PortName {
+        PortName::NULL
+    }
+
     fn reply_port(&self) -> PortName {
         self.port_allocate(Right::Receive).unwrap_or(PortName::NULL)
     }

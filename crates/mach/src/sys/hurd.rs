@@ -122,6 +122,10 @@ impl Ipc for HurdIpc {
         Ok(PortName(prev))
     }
 
+    fn task_self(&self) -> PortName {
+        PortName(task())
+    }
+
     fn reply_port(&self) -> PortName {
         // SAFETY: a trap without arguments.
         PortName(unsafe { mach_reply_port() })

@@ -1,0 +1,132 @@
+//! The Hurd's bootstrap chain, as the C stack's libmachdev runs it:
+//! command-line ports, a control port whose `fsys_getpriv` hands out this
+//! server's master port as the device master, `fsys_startup`/`fsys_init`
+//! forwarded up the chain, and `startup_dosync` turned into a driver sync.
+//!
+//! The host side — making a task's bootstrap port, resuming it, registering
+//! with the startup server — is [`BootHost`]; the Hurd implements it with
+//! Mach and Hurd RPCs, tests with the loopback kernel.
+
+use mach::{KernReturn, PortName};
+
+/// Ports from the command line (`--host-priv-port`, `--device-master-port`,
+/// `--next-task`; port names as decimal numbers, from the boot script).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootOptions {
+    /// The host privileged port.
+    pub host_priv: Option<PortName>,
+    /// The kernel's (or the previous link's) device master.
+    pub device_master: Option<PortName>,
+    /// The next task of the chain, to resume with our control port as its
+    /// bootstrap port.
+    pub next_task: Option<PortName>,
+}
+
+impl BootOptions {
+    /// Takes the bootstrap options out of `args` (`--opt=N`, `--opt N`, or
+    /// the short `-h`/`-d`/`-N` forms); returns the other arguments.
+    pub fn parse(args: &[String]) -> Result<(Self, Vec<String>), String> {
+        let mut o = Self::default();
+        let mut rest = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let (key, inline) = match a.split_once('=') {
+                Some((k, v)) if k.starts_with("--") => (k, Some(v.to_owned())),
+                _ => (a.as_str(), None),
+            };
+            let slot = match key {
+                "--host-priv-port" | "-h" => &mut o.host_priv,
+                "--device-master-port" | "-d" => &mut o.device_master,
+                "--next-task" | "-N" => &mut o.next_task,
+                _ => {
+                    rest.push(a.clone());
+                    continue;
+                }
+            };
+            let value = match inline {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("{key} needs a port name"))?,
+            };
+            let n: u32 = value
+                .parse()
+                .map_err(|_| format!("{key}: {value:?} is not a port name"))?;
+            *slot = (n != 0).then_some(PortName(n));
+        }
+        Ok((o, rest))
+    }
+}
+
+/// The chain as this server sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Chain {
+    /// Our bootstrap port: the previous link's control port. `fsys_startup`
+    /// and `fsys_init` are forwarded there.
+    pub bootstrap: Option<PortName>,
+    /// The host privileged port handed out by `fsys_getpriv`.
+    pub host_priv: Option<PortName>,
+}
+
+/// Host services of the bootstrap chain.
+pub trait BootHost: Send + Sync {
+    /// After `fsys_init` went up the chain: the system is up enough to
+    /// register this task with the startup server (essential task, shutdown
+    /// notification on `sync_port`).
+    fn system_initialized(
+        &self,
+        proc_server: PortName,
+        auth: PortName,
+        sync_port: PortName,
+    ) -> Result<(), KernReturn>;
+}
+
+/// Hurd errno `EOPNOTSUPP`, answered to `fsys` routines a device server
+/// does not provide (and to `fsys_startup` at the top of a chain).
+pub const HURD_EOPNOTSUPP: KernReturn = KernReturn(0x4000_002d);
+/// Hurd errno `EBUSY`, answered to `fsys_goaway`: the system's disks do
+/// not go away.
+pub const HURD_EBUSY: KernReturn = KernReturn(0x4000_0010);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn boot_script_options_parse_in_every_form() {
+        let (o, rest) = BootOptions::parse(&args(&[
+            "--host-priv-port=1",
+            "-d",
+            "2",
+            "--next-task",
+            "17",
+            "wd0",
+        ]))
+        .unwrap();
+        assert_eq!(o.host_priv, Some(PortName(1)));
+        assert_eq!(o.device_master, Some(PortName(2)));
+        assert_eq!(o.next_task, Some(PortName(17)));
+        assert_eq!(rest, ["wd0"]);
+        let (o, _) = BootOptions::parse(&args(&["--next-task=0"])).unwrap();
+        assert_eq!(o.next_task, None);
+    }
+
+    #[test]
+    fn bad_port_names_are_refused_clearly() {
+        assert!(
+            BootOptions::parse(&args(&["--host-priv-port=x"]))
+                .unwrap_err()
+                .contains("not a port name")
+        );
+        assert!(
+            BootOptions::parse(&args(&["-N"]))
+                .unwrap_err()
+                .contains("needs a port name")
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! The bootstrap chain on the Hurd: the task's bootstrap port, handing the
+//! next task our control port and resuming it, and registering with the
+//! startup server once the system is initialised.
+
+use std::ffi::{c_char, c_int};
+use std::sync::Arc;
+
+use mach::ipc::Ipc;
+use mach::port::type_name as tn;
+use mach::sys::hurd::HurdIpc;
+use mach::{KernReturn, PortName};
+use mig_bindings::rpc::{decode_simple_reply, rpc};
+use mig_bindings::{fsys, startup};
+
+use crate::boot::{BootHost, BootOptions, Chain};
+
+/// `TASK_BOOTSTRAP_PORT`.
+const TASK_BOOTSTRAP_PORT: c_int = 4;
+
+unsafe extern "C" {
+    fn task_get_special_port(task: u32, which: c_int, port: *mut u32) -> c_int;
+    fn task_set_special_port(task: u32, which: c_int, port: u32) -> c_int;
+    fn task_resume(task: u32) -> c_int;
+    fn file_name_lookup(name: *const c_char, flags: c_int, mode: u32) -> u32;
+}
+
+/// The calling task's bootstrap port (`NULL` if it has none).
+#[must_use]
+pub fn bootstrap_port() -> PortName {
+    let mut p = 0;
+    // SAFETY: a kernel RPC on our own task with a valid out-pointer.
+    let r =
+        unsafe { task_get_special_port(HurdIpc.task_self().0, TASK_BOOTSTRAP_PORT, &raw mut p) };
+    if r == 0 { PortName(p) } else { PortName::NULL }
+}
+
+/// The chain this task is in: the bootstrap port, and the privileged ports
+/// from the command line or else from `fsys_getpriv` on the bootstrap port.
+/// Returns the chain and the device master to forward unknown names to.
+pub fn chain_from(options: &BootOptions) -> Result<(Chain, Option<PortName>), KernReturn> {
+    let bootstrap = Some(bootstrap_port()).filter(|p| p.is_valid());
+    let (mut host_priv, mut master) = (options.host_priv, options.device_master);
+    if let Some(b) = bootstrap
+        && (host_priv.is_none() || master.is_none())
+    {
+        let m = rpc(&HurdIpc, |r| fsys::getpriv_request(b, r))?;
+        let [h, d, _task] = fsys::decode_getpriv_reply(m.as_bytes())?;
+        host_priv = host_priv.or(Some(h));
+        master = master.or(Some(d));
+    }
+    Ok((
+        Chain {
+            bootstrap,
+            host_priv,
+        },
+        master,
+    ))
+}
+
+/// Gives `next_task` a send right to `control` as its bootstrap port and
+/// resumes it (`--next-task`).
+pub fn resume_next_task(next_task: PortName, control: PortName) -> Result<(), KernReturn> {
+    HurdIpc
+        .port_insert_right(control, control, tn::MAKE_SEND)
+        .result()?;
+    // SAFETY: kernel RPCs on a task port we were given.
+    KernReturn(unsafe { task_set_special_port(next_task.0, TASK_BOOTSTRAP_PORT, control.0) })
+        .result()?;
+    // SAFETY: as above.
+    KernReturn(unsafe { task_resume(next_task.0) }).result()
+}
+
+/// Registers the task with the startup server as `name`: an essential
+/// task, notified (`startup_dosync`) at shutdown.
+#[derive(Debug)]
+pub struct StartupRegistration {
+    /// Name shown by the startup server.
+    pub name: String,
+    /// The host privileged port (the credential startup asks for).
+    pub host_priv: PortName,
+}
+
+impl BootHost for StartupRegistration {
+    fn system_initialized(
+        &self,
+        _proc: PortName,
+        _auth: PortName,
+        sync_port: PortName,
+    ) -> Result<(), KernReturn> {
+        // SAFETY: a NUL-terminated path; glibc's Hurd file name lookup.
+        let startup = PortName(unsafe { file_name_lookup(c"/servers/startup".as_ptr(), 0, 0) });
+        if !startup.is_valid() {
+            return Err(KernReturn::INVALID_NAME);
+        }
+        let ipc = HurdIpc;
+        let task = ipc.task_self();
+        let m = rpc(&ipc, |r| {
+            startup::essential_task_request(
+                startup,
+                r,
+                task,
+                PortName::NULL,
+                &self.name,
+                self.host_priv,
+            )
+        })?;
+        decode_simple_reply(m.as_bytes(), startup::ID_ESSENTIAL_TASK)?;
+        let m = rpc(&ipc, |r| {
+            startup::request_notification_request(startup, r, sync_port, tn::MAKE_SEND, &self.name)
+        })?;
+        decode_simple_reply(m.as_bytes(), startup::ID_REQUEST_NOTIFICATION)?;
+        let _ = ipc.port_deallocate(startup);
+        Ok(())
+    }
+}
+
+/// The transport of this task, for `DeviceServer::new`.
+#[must_use]
+pub fn ipc() -> Arc<dyn Ipc> {
+    Arc::new(HurdIpc)
+}

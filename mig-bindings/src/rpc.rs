@@ -1,0 +1,240 @@
+//! What every MIG interface shares: reply destinations, return-code
+//! replies, request headers, descriptor checks as MIG's stubs make them, the
+//! client-side reply checks, and releasing what an unprocessed message
+//! carried.
+
+use mach::KernReturn;
+use mach::ipc::{Ipc, option};
+use mach::msg::{self, Builder, Header, MsgBuf, TypeDesc};
+use mach::port::{PortName, Right, notify, type_name as tn};
+
+/// Replies carry the request id plus this.
+pub const REPLY_OFFSET: i32 = 100;
+
+/// Size of `mig_reply_header_t` (a reply carrying only a return code).
+pub const REPLY_HEADER_SIZE: usize = 48;
+
+/// An inline 32-bit integer (`int`, `kern_return_t`, ...).
+pub const INT32: TypeDesc = TypeDesc::inline(tn::INTEGER_32, 32, 1);
+
+/// Where a reply goes: the request's reply port, the right the server got
+/// for it, and the request id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The reply port (in the server's space).
+    pub port: PortName,
+    /// The right received for it (`MACH_MSG_TYPE_PORT_SEND[_ONCE]`).
+    pub right: u8,
+    /// The request's id.
+    pub id: i32,
+}
+
+/// The reply destination of a request, if it has a reply port.
+#[must_use]
+pub fn reply_to(h: &Header) -> Option<ReplyTo> {
+    h.remote.is_valid().then(|| ReplyTo {
+        port: h.remote,
+        right: h.remote_bits(),
+        id: h.id,
+    })
+}
+
+/// What MIG server stubs answer to a malformed request.
+#[must_use]
+pub fn bad() -> KernReturn {
+    KernReturn::MIG_BAD_ARGUMENTS
+}
+
+/// Checks a descriptor as MIG's `BAD_TYPECHECK` does: all 8 bytes.
+pub fn check(r: &mut msg::Reader<'_>, want: TypeDesc) -> Result<(), KernReturn> {
+    let d = r.desc().map_err(|_| bad())?;
+    if d.encode() == want.encode() {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Reads an inline `int` checked as MIG does.
+pub fn int32(r: &mut msg::Reader<'_>) -> Result<i32, KernReturn> {
+    check(r, INT32)?;
+    let b = r.data(4).map_err(|_| bad())?;
+    Ok(i32::from_ne_bytes(b.try_into().expect("4 bytes")))
+}
+
+/// Releases the rights and out-of-line memory in the body of a received
+/// message that will not be processed (`mach_msg_destroy` for the body;
+/// the reply port is left for the error reply).
+pub fn destroy_request_resources(ipc: &dyn Ipc, bytes: &[u8]) {
+    let Ok((h, mut r)) = msg::Reader::new(bytes) else {
+        return;
+    };
+    if !h.is_complex() {
+        return;
+    }
+    while !r.at_end() {
+        let Ok(d) = r.desc() else { return };
+        if tn::is_port(d.name) && d.inline {
+            for _ in 0..d.number {
+                let Ok(b) = r.data(8) else { return };
+                let name = PortName(u64::from_ne_bytes(b.try_into().expect("8 bytes")) as u32);
+                if name.is_valid() {
+                    let _ = match d.name {
+                        tn::MOVE_RECEIVE => ipc.port_mod_refs(name, Right::Receive, -1),
+                        tn::PORT_NAME => KernReturn::SUCCESS,
+                        _ => ipc.port_deallocate(name),
+                    };
+                }
+            }
+        } else if d.inline {
+            let Some(n) = d.data_len() else { return };
+            if r.data(n).is_err() {
+                return;
+            }
+        } else {
+            let Ok(addr) = r.address() else { return };
+            if let Some(n) = d.data_len()
+                && n > 0
+                && addr != 0
+            {
+                // SAFETY: the kernel mapped the region into this task for
+                // this message, which is being discarded.
+                let _ = unsafe { ipc.vm_deallocate(addr, n) };
+            }
+        }
+    }
+}
+
+/// The header of a reply to `to`.
+#[must_use]
+pub fn reply_header(to: &ReplyTo) -> Header {
+    Header {
+        bits: msg::bits(to.right, 0),
+        size: 0,
+        remote: to.port,
+        local: PortName::NULL,
+        seqno: 0,
+        id: to.id + REPLY_OFFSET,
+    }
+}
+
+/// Appends the return code item of a reply.
+pub fn ret_code(b: &mut Builder, code: KernReturn) {
+    b.desc(INT32).raw(&code.0.to_ne_bytes());
+}
+
+/// A reply carrying only a return code (`mig_reply_header_t`, 48 bytes):
+/// every error, and success for `device_close` / `device_set_status`.
+#[must_use]
+pub fn error_reply(to: &ReplyTo, code: KernReturn) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, code);
+    b.finish()
+}
+
+/// Success with nothing else to say.
+#[must_use]
+pub fn simple_reply(to: &ReplyTo) -> MsgBuf {
+    error_reply(to, KernReturn::SUCCESS)
+}
+
+/// Sets `MACH_MSGH_BITS_COMPLEX` (MIG sets it on replies and requests
+/// that carry out-of-line data even when none travels).
+pub fn set_complex(m: &mut MsgBuf) {
+    let bytes = m.as_bytes_mut();
+    let bits = u32::from_ne_bytes(bytes[0..4].try_into().expect("4 bytes")) | msg::BITS_COMPLEX;
+    bytes[0..4].copy_from_slice(&bits.to_ne_bytes());
+}
+
+/// The header of a request to `dest` with reply port `reply`
+/// (`COPY_SEND`, `MAKE_SEND_ONCE`).
+#[must_use]
+pub fn request_header(dest: PortName, reply: PortName, id: i32) -> Header {
+    Header {
+        bits: msg::bits(tn::COPY_SEND, tn::MAKE_SEND_ONCE),
+        remote: dest,
+        local: reply,
+        id,
+        ..Header::default()
+    }
+}
+
+/// Checks a reply as MIG's user stubs do and returns its body reader once
+/// the return code is `KERN_SUCCESS`.
+pub fn reply_body(
+    bytes: &[u8],
+    request_id: i32,
+    ok_size: Option<usize>,
+    complex: bool,
+) -> Result<msg::Reader<'_>, KernReturn> {
+    let (h, mut r) = msg::Reader::new(bytes).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    if h.id != request_id + REPLY_OFFSET {
+        return Err(if h.id == notify::SEND_ONCE {
+            KernReturn::MIG_SERVER_DIED
+        } else {
+            KernReturn::MIG_REPLY_MISMATCH
+        });
+    }
+    let size = h.size as usize;
+    if size == REPLY_HEADER_SIZE && !h.is_complex() {
+        check(&mut r, INT32).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+        let code = i32::from_ne_bytes(
+            r.data(4)
+                .map_err(|_| KernReturn::MIG_TYPE_ERROR)?
+                .try_into()
+                .expect("4 bytes"),
+        );
+        return Err(if code == 0 && ok_size.is_some() {
+            KernReturn::MIG_TYPE_ERROR
+        } else {
+            KernReturn(code)
+        });
+    }
+    if ok_size.is_some_and(|s| s != size) || h.is_complex() != complex {
+        return Err(KernReturn::MIG_TYPE_ERROR);
+    }
+    let code = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    if code != 0 {
+        return Err(KernReturn(code));
+    }
+    Ok(r)
+}
+
+/// Decodes a reply carrying only a return code (`device_close`,
+/// `device_set_status`).
+pub fn decode_simple_reply(bytes: &[u8], request_id: i32) -> Result<(), KernReturn> {
+    match reply_body(bytes, request_id, None, false) {
+        Err(KernReturn::SUCCESS) | Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Largest reply a client RPC accepts.
+pub const RCV_MAX: usize = 8192;
+
+/// One RPC from `ipc`: builds the request with a fresh reply port, sends
+/// it and waits for the reply (in the same buffer).
+pub fn rpc<I: Ipc + ?Sized>(
+    ipc: &I,
+    build: impl FnOnce(PortName) -> MsgBuf,
+) -> Result<MsgBuf, KernReturn> {
+    let reply = ipc.port_allocate(Right::Receive)?;
+    let mut m = build(reply);
+    let len = m.len() as u32;
+    m.resize(RCV_MAX.max(m.len()));
+    // SAFETY: a complete request in a buffer that also takes the reply.
+    let r = unsafe {
+        ipc.mach_msg(
+            m.as_mut_ptr(),
+            option::SEND_MSG | option::RCV_MSG,
+            len,
+            m.len() as u32,
+            reply,
+            0,
+            PortName::NULL,
+        )
+    };
+    let _ = ipc.port_mod_refs(reply, Right::Receive, -1);
+    r.result()?;
+    Ok(m)
+}
