@@ -13,9 +13,9 @@
 //! - [`rpc`]: what all of them share.
 //!
 //! The Hurd's own `.defs` are in no Debian package for Linux; the Hurd
-//! codecs here are written from the interfaces' ids and types, and tested
-//! against MIG stubs generated from `.defs` subsets written for the tests
-//! (`tests/mig-interop/defs`).
+//! codecs here are written from the interfaces' ids and types, and
+//! `tests/layouts.rs` pins their bytes to what the current MIG generates for
+//! those interfaces.
 
 pub mod acpi;
 pub mod device;
