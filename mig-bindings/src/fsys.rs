@@ -47,6 +47,13 @@ pub enum Request {
     },
     /// `fsys_getpriv()`: host privileged port, device master, task.
     Getpriv,
+    /// `fsys_getroot(dotdot, uids, gids, flags)`: a lookup of the node this
+    /// translator sits on. The request's rights and arrays are not kept;
+    /// release them with `destroy_request_resources`.
+    Getroot {
+        /// `O_*` open flags of the lookup.
+        flags: i32,
+    },
     /// `fsys_init(proc_server, auth_handle)`.
     Init {
         /// The proc server (a send right now ours).
@@ -101,6 +108,28 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, KernReturn> {
                 do_children: int32(&mut r)? != 0,
             })
         }
+        ID_GETROOT => {
+            if size < 80 || !complex {
+                return Err(bad());
+            }
+            let _dotdot = port(&mut r)?;
+            for _ in 0..2 {
+                let d = r.desc().map_err(|_| bad())?;
+                if !d.longform || d.name != tn::INTEGER_32 || d.size != 32 {
+                    return Err(bad());
+                }
+                if d.inline {
+                    r.data(4 * d.number as usize).map_err(|_| bad())?;
+                } else {
+                    r.address().map_err(|_| bad())?;
+                }
+            }
+            let flags = int32(&mut r)?;
+            if !r.at_end() {
+                return Err(bad());
+            }
+            Ok(Request::Getroot { flags })
+        }
         ID_GETPRIV => {
             shape(msg::HEADER_SIZE, false)?;
             Ok(Request::Getpriv)
@@ -127,6 +156,61 @@ pub fn getpriv_reply(to: &ReplyTo, rights: [(PortName, u8); 3]) -> MsgBuf {
         b.port(name, disp);
     }
     b.finish()
+}
+
+/// `FS_RETRY_NORMAL`: the lookup is done, `file` is the node.
+pub const FS_RETRY_NORMAL: i32 = 1;
+
+/// `fsys_getroot` reply: `file` with disposition `disp`, no retry.
+#[must_use]
+pub fn getroot_reply(to: &ReplyTo, file: PortName, disp: u8) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    b.desc(INT32).raw(&FS_RETRY_NORMAL.to_ne_bytes());
+    put_string(&mut b, "");
+    b.port(file, disp);
+    b.finish()
+}
+
+/// `fsys_getroot` request with no credentials (tests and simple clients).
+#[must_use]
+pub fn getroot_request(
+    dest: PortName,
+    reply: PortName,
+    dotdot: (PortName, u8),
+    flags: i32,
+) -> MsgBuf {
+    let mut b = Builder::new(request_header(dest, reply, ID_GETROOT));
+    b.port(dotdot.0, dotdot.1);
+    for _ in 0..2 {
+        b.desc(TypeDesc {
+            name: tn::INTEGER_32,
+            size: 32,
+            number: 0,
+            inline: true,
+            longform: true,
+            deallocate: false,
+        });
+    }
+    b.desc(INT32).raw(&flags.to_ne_bytes());
+    b.finish()
+}
+
+/// Decodes an `fsys_getroot` reply: retry kind, retry name, and the node.
+pub fn decode_getroot_reply(bytes: &[u8]) -> Result<(i32, String, PortName), KernReturn> {
+    let mut r = reply_body(bytes, ID_GETROOT, Some(1112), true)?;
+    let retry = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let d = r.desc().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    if d.encode() != STRING.encode() {
+        return Err(KernReturn::MIG_TYPE_ERROR);
+    }
+    let raw = r.data(1024).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+    let name = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let file = r
+        .port(tn::MOVE_SEND)
+        .map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    Ok((retry, name, file))
 }
 
 /// `fsys_startup` reply: the real node.

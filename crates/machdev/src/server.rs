@@ -588,6 +588,13 @@ impl DeviceServer {
                     Err(e) => dev::error_reply(to, e),
                 });
             }
+            fsys::Request::Getroot { .. } => {
+                // A lookup of the node we sit on (passive translator mode):
+                // the result is a master port, so `device_open` works on what
+                // `file_name_lookup` returns (libstore's `@node:name`).
+                dev::destroy_request_resources(&*self.ipc, bytes);
+                responder.reply_with(|to| fsys::getroot_reply(to, self.master, tn::MAKE_SEND));
+            }
             fsys::Request::Syncfs { .. } => {
                 self.sync_all();
                 responder.reply_with(dev::simple_reply);

@@ -334,6 +334,15 @@ fn a_middle_link_serves_the_next_task_and_forwards_up_the_chain() {
     .unwrap();
     assert_eq!(
         dev::decode_simple_reply(m.as_bytes(), fsys::ID_GETROOT),
+        Err(KernReturn::MIG_BAD_ARGUMENTS)
+    );
+    // fsys_getfile (22003) is not provided.
+    let m = rpc(&next, |r| {
+        Builder::new(mig_bindings::rpc::request_header(its_bootstrap, r, 22003)).finish()
+    })
+    .unwrap();
+    assert_eq!(
+        dev::decode_simple_reply(m.as_bytes(), 22003),
         Err(HURD_EOPNOTSUPP)
     );
     let m = rpc(&next, |r| {
@@ -352,6 +361,40 @@ fn a_middle_link_serves_the_next_task_and_forwards_up_the_chain() {
     );
     // Device calls on the control port are not fsys: MIG_BAD_ID.
     assert_eq!(c.read(its_bootstrap, 0, 4), Err(KernReturn::MIG_BAD_ID));
+}
+
+#[test]
+fn a_lookup_of_the_translated_node_gives_a_device_master() {
+    let kernel = Kernel::new();
+    let me = Arc::new(kernel.new_task());
+    let ipc: Arc<dyn Ipc> = me.clone();
+    let syncs = Arc::new(AtomicUsize::new(0));
+    let server = DeviceServer::new(
+        ipc,
+        vec![Arc::new(Disks {
+            prefix: "wd",
+            syncs,
+        })],
+        None,
+        PoolConfig::default(),
+    )
+    .unwrap();
+    let control = server.add_control_port(Chain::default(), None).unwrap();
+    server.start();
+    // The parent file system forwards a lookup of /dev/rumpdisk.
+    let fs = kernel.new_task();
+    let to_control = me.give_send_right(control, &fs).unwrap();
+    let dotdot = fs.port_allocate(Right::Receive).unwrap();
+    let m = rpc(&fs, |r| {
+        fsys::getroot_request(to_control, r, (dotdot, tn::MAKE_SEND), 0)
+    })
+    .unwrap();
+    let (retry, name, node) = fsys::decode_getroot_reply(m.as_bytes()).unwrap();
+    assert_eq!((retry, name.as_str()), (fsys::FS_RETRY_NORMAL, ""));
+    // What the lookup returned is a device master.
+    let c = Client::new(&fs);
+    let d = c.open(node, Mode::READ, "wd0").unwrap();
+    assert_eq!(c.read(d, 0, 3).unwrap(), vec![7; 3]);
 }
 
 #[test]

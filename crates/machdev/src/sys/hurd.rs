@@ -70,6 +70,22 @@ pub fn resume_next_task(next_task: PortName, control: PortName) -> Result<(), Ke
     KernReturn(unsafe { task_resume(next_task.0) }).result()
 }
 
+/// Passive translator mode (`settrans /dev/rumpdisk /hurd/rumpdisk`): tells
+/// the parent file system, through the bootstrap port, that `control` is
+/// the translator's control port; returns the node it sits on. Lookups of
+/// that node then reach `control` as `fsys_getroot`, answered with the
+/// device master.
+pub fn start_translator(control: PortName, openflags: i32) -> Result<PortName, KernReturn> {
+    let bootstrap = bootstrap_port();
+    if !bootstrap.is_valid() {
+        return Err(KernReturn::INVALID_NAME);
+    }
+    let m = rpc(&HurdIpc, |r| {
+        fsys::startup_request(bootstrap, r, openflags, control, tn::MAKE_SEND)
+    })?;
+    fsys::decode_startup_reply(m.as_bytes())
+}
+
 /// Registers the task with the startup server as `name`: an essential
 /// task, notified (`startup_dosync`) at shutdown.
 #[derive(Debug)]
