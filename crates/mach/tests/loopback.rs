@@ -450,3 +450,41 @@ fn many_threads_receive_on_one_port() {
     let total: i32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
     assert_eq!(total, 200);
 }
+
+#[test]
+fn rights_release_themselves() {
+    use mach::rights::{ReceiveRight, SendRight};
+
+    let (_k, server, client) = pair();
+    let server = Arc::new(server);
+    let client = Arc::new(client);
+    let port = ReceiveRight::new(&server).unwrap();
+    let notify_port = server.port_allocate(Right::Receive).unwrap();
+    server
+        .request_notification(
+            port.name(),
+            notify::NO_SENDERS,
+            1,
+            notify_port,
+            tn::MAKE_SEND_ONCE,
+        )
+        .unwrap();
+    let right = SendRight::from_name(
+        &client,
+        server.give_send_right(port.name(), &client).unwrap(),
+    );
+    assert_eq!(
+        recv(&server, notify_port, Some(20)).unwrap_err(),
+        KernReturn::RCV_TIMED_OUT
+    );
+    drop(right);
+    expect_notification(&server, notify_port, notify::NO_SENDERS);
+
+    // Dropping the receive right kills the port: a client's right goes dead.
+    let again = client.give_send_right(PortName::NULL, &server);
+    assert!(again.is_err());
+    let to_port = server.give_send_right(port.name(), &client).unwrap();
+    drop(port);
+    let b = simple(to_port, tn::COPY_SEND, PortName::NULL, 0, 1);
+    assert_eq!(send(&client, b.finish()), KernReturn::SEND_INVALID_DEST);
+}
