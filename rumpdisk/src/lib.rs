@@ -1,0 +1,16 @@
+//! rumpdisk: disks served over the Mach device interface.
+//!
+//! - [`disk::Disk`]: the back-end interface; [`image::Image`] serves host
+//!   files and block devices; with a rump kernel, `netbsd` serves NetBSD's
+//!   disk drivers.
+//! - [`device::Disks`]: the `machdev` driver — device names, 512-byte
+//!   records, `DEV_GET_SIZE`/`DEV_GET_RECORDS`, `BLKRRPART`,
+//!   `DEV_FLUSH_CACHE`, and GNU Mach's error codes.
+
+#[cfg(target_os = "linux")]
+pub mod ctl;
+pub mod device;
+pub mod disk;
+pub mod image;
+#[cfg(target_os = "linux")]
+pub mod nbd;

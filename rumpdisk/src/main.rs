@@ -1,0 +1,222 @@
+//! rumpdisk: the disk translator.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use machdev::{BootOptions, PoolConfig};
+use rumpdisk::device::Disks;
+use rumpdisk::disk::Disk;
+use rumpdisk::image::Image;
+
+const HELP: &str = "\
+Usage: rumpdisk [OPTION...]
+Serve disks over the Mach device interface.
+
+  -h, --host-priv-port=PORT  Host privileged port (bootstrap chain)
+  -d, --device-master-port=PORT
+                             Device master that names this translator does
+                             not serve are forwarded to
+  -N, --next-task=TASK       Next task of the bootstrap chain, resumed with
+                             this translator's control port
+      --image=NAME=PATH      Serve the host file or block device PATH as
+                             device NAME (e.g. wd0=/srv/disk.img); repeatable
+      --read-only            Serve the images read-only
+      --threads=N            At most N server threads (default 64)
+      --nbd-unix=PATH        (Linux) Also serve the disks over NBD on the Unix
+                             socket PATH; export names are device names
+      --nbd-port=PORT        (Linux) Also serve NBD on 127.0.0.1:PORT
+      --ctl=COMMANDS         (Linux) Run device-interface commands against the
+                             server: size NAME; write NAME OFF LEN BYTE;
+                             read NAME OFF LEN; verify NAME OFF LEN BYTE;
+                             flush NAME
+      --exit                 (Linux) Exit after --ctl instead of serving
+  -?, --help                 Give this help list
+  -V, --version              Print program version
+
+Logging: RUST_LOG=debug.
+";
+
+#[derive(Debug, Default)]
+struct Options {
+    boot: BootOptions,
+    images: Vec<(String, PathBuf)>,
+    read_only: bool,
+    threads: Option<usize>,
+    nbd_unix: Option<PathBuf>,
+    nbd_port: Option<u16>,
+    ctl: Option<String>,
+    exit: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let (boot, rest) = BootOptions::parse(args)?;
+    let mut o = Options {
+        boot,
+        ..Options::default()
+    };
+    let mut it = rest.into_iter();
+    while let Some(a) = it.next() {
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k.to_owned(), Some(v.to_owned())),
+            _ => (a.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{key} needs a value"))
+        };
+        match key.as_str() {
+            "--image" => {
+                let v = value()?;
+                let (name, path) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--image {v:?}: expected NAME=PATH"))?;
+                if name.is_empty() || name.len() > 127 {
+                    return Err(format!("--image {v:?}: bad device name"));
+                }
+                o.images.push((name.to_owned(), PathBuf::from(path)));
+            }
+            "--read-only" => o.read_only = true,
+            "--threads" => {
+                o.threads = Some(value()?.parse().map_err(|_| "--threads: not a number")?);
+            }
+            "--nbd-unix" => o.nbd_unix = Some(PathBuf::from(value()?)),
+            "--nbd-port" => {
+                o.nbd_port = Some(value()?.parse().map_err(|_| "--nbd-port: not a port")?);
+            }
+            "--ctl" => o.ctl = Some(value()?),
+            "--exit" => o.exit = true,
+            "-?" | "--help" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            "-V" | "--version" => {
+                println!("rumpdisk {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            other => return Err(format!("unrecognized option '{other}'")),
+        }
+    }
+    Ok(o)
+}
+
+fn open_disks(o: &Options) -> Result<Arc<Disks>, String> {
+    let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
+    for (name, path) in &o.images {
+        let img = Image::open(path, o.read_only).map_err(|e| e.to_string())?;
+        if disks.insert(name.clone(), Arc::new(img)).is_some() {
+            return Err(format!("device {name} given twice"));
+        }
+    }
+    if disks.is_empty() {
+        return Err("no disks to serve (give --image NAME=PATH)".to_owned());
+    }
+    Ok(Arc::new(Disks::new(disks)))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let o = match parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("rumpdisk: {e}\nTry `rumpdisk --help' for more information.");
+            return ExitCode::from(64);
+        }
+    };
+    match run(&o) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rumpdisk: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pool(o: &Options) -> PoolConfig {
+    PoolConfig {
+        max_threads: o.threads.unwrap_or(64).max(1),
+        ..PoolConfig::default()
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn run(o: &Options) -> Result<(), String> {
+    use mach::ipc::Ipc;
+    use mach::loopback::Kernel;
+
+    if o.boot != BootOptions::default() {
+        return Err("the bootstrap-chain options need GNU Mach".to_owned());
+    }
+    let disks = open_disks(o)?;
+    // On Linux the device interface is served inside this process, on the
+    // loopback kernel; NBD serves other processes.
+    let kernel = Kernel::new();
+    let server_task = Arc::new(kernel.new_task());
+    let ipc: Arc<dyn Ipc> = server_task.clone();
+    let driver: Arc<dyn machdev::Driver> = disks.clone();
+    let server = machdev::DeviceServer::new(ipc, vec![driver], None, pool(o))
+        .map_err(|e| format!("device server: {e}"))?;
+    server.start();
+    log::info!("serving {disks:?} over the device interface");
+    if let Some(path) = &o.nbd_unix {
+        rumpdisk::nbd::serve_unix_in_background(Arc::clone(&disks), path)
+            .map_err(|e| format!("NBD on {}: {e}", path.display()))?;
+        log::info!("NBD on unix:{}", path.display());
+    }
+    if let Some(script) = &o.ctl {
+        let client = kernel.new_task();
+        let master = server_task
+            .give_send_right(server.master_port(), &client)
+            .map_err(|e| e.to_string())?;
+        for line in rumpdisk::ctl::run(&client, master, script)? {
+            println!("{line}");
+        }
+        if o.exit {
+            return Ok(());
+        }
+    }
+    match o.nbd_port {
+        Some(port) => rumpdisk::nbd::serve(&disks, &rumpdisk::nbd::Listen::Loopback(port))
+            .map_err(|e| e.to_string()),
+        None => loop {
+            std::thread::park();
+        },
+    }
+}
+
+#[cfg(target_os = "hurd")]
+fn run(o: &Options) -> Result<(), String> {
+    use machdev::sys::hurd;
+
+    if o.ctl.is_some() || o.nbd_unix.is_some() || o.nbd_port.is_some() {
+        return Err("--ctl and NBD are Linux front ends".to_owned());
+    }
+    let disks = open_disks(o)?;
+    let (chain, master_from_chain) =
+        hurd::chain_from(&o.boot).map_err(|e| format!("bootstrap: {e}"))?;
+    let next_master = o.boot.device_master.or(master_from_chain);
+    let driver: Arc<dyn machdev::Driver> = disks;
+    let server = machdev::DeviceServer::new(hurd::ipc(), vec![driver], next_master, pool(o))
+        .map_err(|e| format!("device server: {e}"))?;
+    let host = Arc::new(hurd::StartupRegistration {
+        name: "rumpdisk".into(),
+        host_priv: chain.host_priv.unwrap_or(mach::PortName::NULL),
+    });
+    let control = server
+        .add_control_port(chain, Some(host))
+        .map_err(|e| format!("control port: {e}"))?;
+    server.start();
+    if let Some(next) = o.boot.next_task {
+        hurd::resume_next_task(next, control)
+            .map_err(|e| format!("resuming the next task: {e}"))?;
+    } else if chain.bootstrap.is_some() {
+        hurd::start_translator(control, 0).map_err(|e| format!("fsys_startup: {e}"))?;
+    }
+    loop {
+        std::thread::park();
+    }
+}

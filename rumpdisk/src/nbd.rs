@@ -1,0 +1,344 @@
+//! An NBD server (Linux front end): the fixed newstyle handshake with
+//! `NBD_OPT_GO`/`INFO`/`LIST`/`EXPORT_NAME`/`ABORT`, then READ, WRITE (with
+//! FUA), FLUSH and DISCONNECT. Export names are device names. Listens on a
+//! Unix socket or on 127.0.0.1 only. Malformed requests get an NBD error or,
+//! when the stream cannot be trusted any more, the connection is closed;
+//! the server goes on.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::device::Disks;
+use crate::disk::Disk;
+
+const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
+const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
+const REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
+const REQUEST_MAGIC: u32 = 0x2560_9513;
+const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+
+const FLAG_FIXED_NEWSTYLE: u16 = 1;
+const FLAG_NO_ZEROES: u16 = 2;
+const C_FLAG_NO_ZEROES: u32 = 2;
+
+const OPT_EXPORT_NAME: u32 = 1;
+const OPT_ABORT: u32 = 2;
+const OPT_LIST: u32 = 3;
+const OPT_INFO: u32 = 6;
+const OPT_GO: u32 = 7;
+
+const REP_ACK: u32 = 1;
+const REP_SERVER: u32 = 2;
+const REP_INFO: u32 = 3;
+const REP_ERR_UNSUP: u32 = 0x8000_0001;
+const REP_ERR_INVALID: u32 = 0x8000_0003;
+const REP_ERR_UNKNOWN: u32 = 0x8000_0006;
+
+const INFO_EXPORT: u16 = 0;
+const INFO_BLOCK_SIZE: u16 = 3;
+
+const TF_HAS_FLAGS: u16 = 1;
+const TF_READ_ONLY: u16 = 2;
+const TF_SEND_FLUSH: u16 = 4;
+const TF_SEND_FUA: u16 = 8;
+
+const CMD_READ: u16 = 0;
+const CMD_WRITE: u16 = 1;
+const CMD_DISC: u16 = 2;
+const CMD_FLUSH: u16 = 3;
+const CMD_FLAG_FUA: u16 = 1;
+
+const EPERM: u32 = 1;
+const EIO: u32 = 5;
+const EINVAL: u32 = 22;
+const ENOSPC: u32 = 28;
+const ENOTSUP: u32 = 95;
+
+/// Largest request payload accepted (32 MiB, as the NBD reference server).
+pub const MAX_PAYLOAD: u32 = 32 << 20;
+/// Largest option payload accepted.
+const MAX_OPTION: u32 = 4096;
+
+/// Where to listen.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// A Unix socket at this path (replaced if it exists).
+    Unix(std::path::PathBuf),
+    /// TCP on 127.0.0.1 at this port.
+    Loopback(u16),
+}
+
+/// Serves `disks` until the process ends (one thread per connection).
+pub fn serve(disks: &Arc<Disks>, listen: &Listen) -> io::Result<()> {
+    match listen {
+        Listen::Unix(path) => {
+            let _ = std::fs::remove_file(path);
+            let l = UnixListener::bind(path)?;
+            log::info!("NBD on unix:{}", path.display());
+            for conn in l.incoming() {
+                spawn(Arc::clone(disks), conn?);
+            }
+        }
+        Listen::Loopback(port) => {
+            let l = TcpListener::bind((Ipv4Addr::LOCALHOST, *port))?;
+            log::info!("NBD on 127.0.0.1:{port}");
+            for conn in l.incoming() {
+                let c = conn?;
+                c.set_nodelay(true)?;
+                spawn(Arc::clone(disks), c);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Binds a Unix socket now (so callers know it exists) and serves it on a
+/// thread.
+pub fn serve_unix_in_background(disks: Arc<Disks>, path: &Path) -> io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path)?;
+    std::thread::Builder::new()
+        .name("nbd-listen".into())
+        .spawn(move || {
+            for conn in l.incoming().flatten() {
+                spawn(Arc::clone(&disks), conn);
+            }
+        })?;
+    Ok(())
+}
+
+fn spawn<S: Read + Write + Send + 'static>(disks: Arc<Disks>, stream: S) {
+    let r = std::thread::Builder::new()
+        .name("nbd-conn".into())
+        .spawn(move || {
+            if let Err(e) = connection(&disks, stream) {
+                log::info!("NBD connection ended: {e}");
+            }
+        });
+    if let Err(e) = r {
+        log::error!("cannot start an NBD connection thread: {e}");
+    }
+}
+
+fn read_u16(s: &mut impl Read) -> io::Result<u16> {
+    let mut b = [0; 2];
+    s.read_exact(&mut b)?;
+    Ok(u16::from_be_bytes(b))
+}
+
+fn read_u32(s: &mut impl Read) -> io::Result<u32> {
+    let mut b = [0; 4];
+    s.read_exact(&mut b)?;
+    Ok(u32::from_be_bytes(b))
+}
+
+fn read_u64(s: &mut impl Read) -> io::Result<u64> {
+    let mut b = [0; 8];
+    s.read_exact(&mut b)?;
+    Ok(u64::from_be_bytes(b))
+}
+
+fn protocol(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.to_owned())
+}
+
+fn option_reply(s: &mut impl Write, opt: u32, kind: u32, data: &[u8]) -> io::Result<()> {
+    let mut b = Vec::with_capacity(20 + data.len());
+    b.extend_from_slice(&REPLY_MAGIC.to_be_bytes());
+    b.extend_from_slice(&opt.to_be_bytes());
+    b.extend_from_slice(&kind.to_be_bytes());
+    b.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    b.extend_from_slice(data);
+    s.write_all(&b)
+}
+
+fn transmission_flags(disk: &dyn Disk) -> u16 {
+    TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | if disk.read_only() { TF_READ_ONLY } else { 0 }
+}
+
+/// The handshake; returns the chosen export.
+fn handshake<S: Read + Write>(
+    disks: &Disks,
+    s: &mut S,
+) -> io::Result<Option<(String, Arc<dyn Disk>)>> {
+    let mut hello = Vec::new();
+    hello.extend_from_slice(&NBDMAGIC.to_be_bytes());
+    hello.extend_from_slice(&IHAVEOPT.to_be_bytes());
+    hello.extend_from_slice(&(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).to_be_bytes());
+    s.write_all(&hello)?;
+    let client_flags = read_u32(s)?;
+    let no_zeroes = client_flags & C_FLAG_NO_ZEROES != 0;
+    loop {
+        if read_u64(s)? != IHAVEOPT {
+            return Err(protocol("bad option magic"));
+        }
+        let opt = read_u32(s)?;
+        let len = read_u32(s)?;
+        if len > MAX_OPTION {
+            return Err(protocol("option too long"));
+        }
+        let mut data = vec![0; len as usize];
+        s.read_exact(&mut data)?;
+        match opt {
+            OPT_EXPORT_NAME => {
+                let name = String::from_utf8_lossy(&data).into_owned();
+                let Some(disk) = disks.get(&name).cloned() else {
+                    return Err(protocol("unknown export"));
+                };
+                let size = disk.size()?;
+                let mut b = Vec::new();
+                b.extend_from_slice(&size.to_be_bytes());
+                b.extend_from_slice(&transmission_flags(&*disk).to_be_bytes());
+                if !no_zeroes {
+                    b.extend_from_slice(&[0; 124]);
+                }
+                s.write_all(&b)?;
+                return Ok(Some((name, disk)));
+            }
+            OPT_ABORT => {
+                option_reply(s, opt, REP_ACK, &[])?;
+                return Ok(None);
+            }
+            OPT_LIST => {
+                if !data.is_empty() {
+                    option_reply(s, opt, REP_ERR_INVALID, &[])?;
+                    continue;
+                }
+                for name in disks.names() {
+                    let mut d = (name.len() as u32).to_be_bytes().to_vec();
+                    d.extend_from_slice(name.as_bytes());
+                    option_reply(s, opt, REP_SERVER, &d)?;
+                }
+                option_reply(s, opt, REP_ACK, &[])?;
+            }
+            OPT_INFO | OPT_GO => {
+                let Some(name) = info_name(&data) else {
+                    option_reply(s, opt, REP_ERR_INVALID, &[])?;
+                    continue;
+                };
+                let Some(disk) = disks.get(&name).cloned() else {
+                    option_reply(
+                        s,
+                        opt,
+                        REP_ERR_UNKNOWN,
+                        format!("no export {name:?}").as_bytes(),
+                    )?;
+                    continue;
+                };
+                let size = disk.size()?;
+                let mut info = INFO_EXPORT.to_be_bytes().to_vec();
+                info.extend_from_slice(&size.to_be_bytes());
+                info.extend_from_slice(&transmission_flags(&*disk).to_be_bytes());
+                option_reply(s, opt, REP_INFO, &info)?;
+                let sector = disk.sector_size();
+                let mut bs = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
+                for v in [sector, 4096.max(sector), MAX_PAYLOAD] {
+                    bs.extend_from_slice(&v.to_be_bytes());
+                }
+                option_reply(s, opt, REP_INFO, &bs)?;
+                option_reply(s, opt, REP_ACK, &[])?;
+                if opt == OPT_GO {
+                    return Ok(Some((name, disk)));
+                }
+            }
+            _ => option_reply(s, opt, REP_ERR_UNSUP, &[])?,
+        }
+    }
+}
+
+/// The export name of an `NBD_OPT_INFO`/`GO` payload.
+fn info_name(data: &[u8]) -> Option<String> {
+    let n = u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as usize;
+    let name = data.get(4..4 + n)?;
+    let nreq = u16::from_be_bytes(data.get(4 + n..6 + n)?.try_into().ok()?) as usize;
+    (data.len() == 6 + n + 2 * nreq).then(|| String::from_utf8_lossy(name).into_owned())
+}
+
+fn errno_of(e: &io::Error) -> u32 {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => EPERM,
+        io::ErrorKind::StorageFull => ENOSPC,
+        _ => EIO,
+    }
+}
+
+fn simple_reply(s: &mut impl Write, error: u32, handle: u64, data: &[u8]) -> io::Result<()> {
+    let mut b = Vec::with_capacity(16 + data.len());
+    b.extend_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+    b.extend_from_slice(&error.to_be_bytes());
+    b.extend_from_slice(&handle.to_be_bytes());
+    b.extend_from_slice(data);
+    s.write_all(&b)
+}
+
+fn connection<S: Read + Write>(disks: &Disks, mut s: S) -> io::Result<()> {
+    let Some((name, disk)) = handshake(disks, &mut s)? else {
+        return Ok(());
+    };
+    log::debug!("NBD client on export {name}");
+    let mut buf = Vec::new();
+    loop {
+        if read_u32(&mut s)? != REQUEST_MAGIC {
+            return Err(protocol("bad request magic"));
+        }
+        let flags = read_u16(&mut s)?;
+        let cmd = read_u16(&mut s)?;
+        let handle = read_u64(&mut s)?;
+        let offset = read_u64(&mut s)?;
+        let len = read_u32(&mut s)?;
+        if len > MAX_PAYLOAD {
+            // A write's payload cannot be skipped safely: end the connection.
+            return Err(protocol("request too large"));
+        }
+        let in_range = disk.size().is_ok_and(|size| {
+            offset
+                .checked_add(u64::from(len))
+                .is_some_and(|end| end <= size)
+        });
+        let sector = u64::from(disk.sector_size());
+        let aligned = offset.is_multiple_of(sector) && u64::from(len).is_multiple_of(sector);
+        match cmd {
+            CMD_READ => {
+                if !in_range || !aligned {
+                    simple_reply(&mut s, EINVAL, handle, &[])?;
+                    continue;
+                }
+                buf.resize(len as usize, 0);
+                match disk.read_at(offset, &mut buf) {
+                    Ok(()) => simple_reply(&mut s, 0, handle, &buf)?,
+                    Err(e) => simple_reply(&mut s, errno_of(&e), handle, &[])?,
+                }
+            }
+            CMD_WRITE => {
+                buf.resize(len as usize, 0);
+                s.read_exact(&mut buf)?;
+                let err = if disk.read_only() {
+                    EPERM
+                } else if !in_range || !aligned {
+                    EINVAL
+                } else {
+                    match disk.write_at(offset, &buf).and_then(|()| {
+                        if flags & CMD_FLAG_FUA != 0 {
+                            disk.flush()
+                        } else {
+                            Ok(())
+                        }
+                    }) {
+                        Ok(()) => 0,
+                        Err(e) => errno_of(&e),
+                    }
+                };
+                simple_reply(&mut s, err, handle, &[])?;
+            }
+            CMD_FLUSH => {
+                let err = disk.flush().map_or_else(|e| errno_of(&e), |()| 0);
+                simple_reply(&mut s, err, handle, &[])?;
+            }
+            CMD_DISC => return Ok(()),
+            _ => simple_reply(&mut s, ENOTSUP, handle, &[])?,
+        }
+    }
+}
