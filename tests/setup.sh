@@ -8,8 +8,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: a C compiler for the C shim and the C contract tests,
 # nm, pkg-config; makefs and dosfstools make the FFS and FAT images the
-# NetBSD kernel tests mount.
-PKGS=(gcc libc6-dev binutils pkg-config makefs dosfstools)
+# NetBSD kernel tests mount; qemu-utils has qemu-io, a real NBD client.
+PKGS=(gcc libc6-dev binutils pkg-config makefs dosfstools qemu-utils)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -116,6 +116,17 @@ fn device_size(path: &CStr) -> HyResult<u64> {
     if end < 0 { Err(err) } else { Ok(end as u64) }
 }
 
+/// Size of the open file or device `fd` (its end offset).
+pub fn fd_size(fd: RawFd) -> HyResult<u64> {
+    // SAFETY: lseek on a descriptor number; a bad one is EBADF.
+    let end = unsafe { libc::lseek(fd, 0, libc::SEEK_END) };
+    if end < 0 {
+        Err(NetbsdErrno::last_os_error())
+    } else {
+        Ok(end as u64)
+    }
+}
+
 /// `RUMPUSER_IOV_NOSEEK`: use the descriptor's file position.
 pub const IOV_NOSEEK: i64 = -1;
 

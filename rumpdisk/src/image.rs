@@ -80,9 +80,9 @@ fn with_path(path: &Path, e: &io::Error) -> io::Error {
 
 impl Disk for Image {
     fn size(&self) -> io::Result<u64> {
-        let c = CString::new(self.path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let (size, _) = file::file_info(&c).map_err(io_err)?;
+        // From the open file, so an image unlinked under us still serves;
+        // a shrunk one ends earlier.
+        let size = file::fd_size(self.fd).map_err(io_err)?;
         Ok(size - size % u64::from(SECTOR))
     }
 

@@ -162,11 +162,6 @@ fn run(o: &Options) -> Result<(), String> {
         .map_err(|e| format!("device server: {e}"))?;
     server.start();
     log::info!("serving {disks:?} over the device interface");
-    if let Some(path) = &o.nbd_unix {
-        rumpdisk::nbd::serve_unix_in_background(Arc::clone(&disks), path)
-            .map_err(|e| format!("NBD on {}: {e}", path.display()))?;
-        log::info!("NBD on unix:{}", path.display());
-    }
     if let Some(script) = &o.ctl {
         let client = kernel.new_task();
         let master = server_task
@@ -179,6 +174,13 @@ fn run(o: &Options) -> Result<(), String> {
             return Ok(());
         }
     }
+    // After --ctl: the socket appears once the commands are done.
+    if let Some(path) = &o.nbd_unix {
+        rumpdisk::nbd::serve_unix_in_background(Arc::clone(&disks), path)
+            .map_err(|e| format!("NBD on {}: {e}", path.display()))?;
+        log::info!("NBD on unix:{}", path.display());
+    }
+
     match o.nbd_port {
         Some(port) => rumpdisk::nbd::serve(&disks, &rumpdisk::nbd::Listen::Loopback(port))
             .map_err(|e| e.to_string()),

@@ -1,0 +1,272 @@
+//! rumpdisk's device semantics over the loopback kernel: sizes, records,
+//! errors, modes, concurrency, dying clients, images changing under the
+//! server.
+
+#![allow(clippy::many_single_char_names)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mach::ipc::Ipc;
+use mach::loopback::{Kernel, Task};
+use mach::{KernReturn, PortName};
+use machdev::{DeviceServer, Mode, PoolConfig};
+use mig_bindings::device::Client;
+use rumpdisk::device::{BLKRRPART, DEV_FLUSH_CACHE, DEV_GET_RECORDS, DEV_GET_SIZE, Disks};
+use rumpdisk::disk::Disk;
+use rumpdisk::image::Image;
+
+struct Rig {
+    kernel: Arc<Kernel>,
+    server_task: Arc<Task>,
+    server: Arc<DeviceServer>,
+    dir: PathBuf,
+}
+
+impl Rig {
+    fn new(name: &str, images: &[(&str, u64, bool)]) -> Self {
+        let dir = std::env::temp_dir().join(format!("rumpdisk-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
+        for &(dev, size, ro) in images {
+            let path = dir.join(format!("{dev}.img"));
+            let f = std::fs::File::create(&path).unwrap();
+            f.set_len(size).unwrap();
+            disks.insert(dev.to_owned(), Arc::new(Image::open(&path, ro).unwrap()));
+        }
+        let kernel = Kernel::new();
+        let server_task = Arc::new(kernel.new_task());
+        let ipc: Arc<dyn Ipc> = server_task.clone();
+        let server = DeviceServer::new(
+            ipc,
+            vec![Arc::new(Disks::new(disks))],
+            None,
+            PoolConfig::default(),
+        )
+        .unwrap();
+        server.start();
+        Self {
+            kernel,
+            server_task,
+            server,
+            dir,
+        }
+    }
+
+    fn client(&self) -> (Task, PortName) {
+        let t = self.kernel.new_task();
+        let m = self
+            .server_task
+            .give_send_right(self.server.master_port(), &t)
+            .unwrap();
+        (t, m)
+    }
+
+    fn image(&self, dev: &str) -> PathBuf {
+        self.dir.join(format!("{dev}.img"))
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn file_bytes(p: &Path, off: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut b = vec![0; len];
+    std::fs::File::open(p)
+        .unwrap()
+        .read_exact_at(&mut b, off)
+        .unwrap();
+    b
+}
+
+#[test]
+fn sizes_records_and_status_flavors() {
+    let rig = Rig::new(
+        "status",
+        &[("wd0", 8 << 20, false), ("wd1", 3 << 30, false)],
+    );
+    let (t, m) = rig.client();
+    let c = Client::new(&t);
+    let d = c.open(m, Mode::READ, "wd0").unwrap();
+    assert_eq!(c.get_status(d, DEV_GET_SIZE, 2).unwrap(), [8 << 20, 512]);
+    assert_eq!(c.get_status(d, DEV_GET_RECORDS, 2).unwrap(), [16384, 512]);
+    assert_eq!(c.get_status(d, 99, 2), Err(KernReturn::D_INVALID_OPERATION));
+    c.set_status(d, BLKRRPART, &[]).unwrap();
+    assert_eq!(
+        c.set_status(d, 77, &[]),
+        Err(KernReturn::D_INVALID_OPERATION)
+    );
+    // A 3 GiB disk: its byte size does not fit the 32-bit interface and is
+    // refused rather than truncated; its record count fits.
+    let big = c.open(m, Mode::READ, "wd1").unwrap();
+    assert_eq!(
+        c.get_status(big, DEV_GET_SIZE, 2),
+        Err(KernReturn::D_INVALID_SIZE)
+    );
+    assert_eq!(
+        c.get_status(big, DEV_GET_RECORDS, 2).unwrap(),
+        [6 << 20, 512]
+    );
+    // And reads at its far end work (64-bit record numbers).
+    assert_eq!(c.read(big, (6 << 20) - 1, 512).unwrap(), vec![0; 512]);
+    assert_eq!(
+        c.open(m, Mode::READ, "wd9"),
+        Err(KernReturn::D_NO_SUCH_DEVICE)
+    );
+}
+
+#[test]
+fn transfers_and_their_errors() {
+    let rig = Rig::new("io", &[("wd0", 1 << 20, false)]);
+    let (t, m) = rig.client();
+    let c = Client::new(&t);
+    let d = c.open(m, Mode::READ | Mode::WRITE, "wd0").unwrap();
+    let data: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 241) as u8).collect();
+    assert_eq!(c.write(d, 16, &data).unwrap(), data.len() as i32);
+    assert_eq!(c.read(d, 16, data.len() as i32).unwrap(), data);
+    assert_eq!(file_bytes(&rig.image("wd0"), 16 * 512, data.len()), data);
+    c.set_status(d, DEV_FLUSH_CACHE, &[]).unwrap();
+    // Inband transfers (at most 128 bytes) cannot hold a 512-byte record.
+    assert_eq!(
+        c.write_inband(d, 1, &[9; 128]),
+        Err(KernReturn::D_INVALID_SIZE)
+    );
+    assert_eq!(c.read_inband(d, 1, 128), Err(KernReturn::D_INVALID_SIZE));
+    // Beyond the end, across the end, misaligned.
+    assert_eq!(c.read(d, 2049, 512), Err(KernReturn::D_INVALID_RECNUM));
+    assert_eq!(c.read(d, 2047, 1024), Err(KernReturn::D_INVALID_SIZE));
+    assert_eq!(
+        c.write(d, 2047, &[0; 1024]),
+        Err(KernReturn::D_INVALID_SIZE)
+    );
+    assert_eq!(c.read(d, 0, 100), Err(KernReturn::D_INVALID_SIZE));
+    assert_eq!(c.write(d, 0, &[0; 100]), Err(KernReturn::D_INVALID_SIZE));
+    assert_eq!(
+        c.read(d, u64::MAX / 2, 512),
+        Err(KernReturn::D_INVALID_RECNUM)
+    );
+    assert_eq!(c.read(d, 0, -1), Err(KernReturn::D_INVALID_SIZE));
+    // The data around the refused writes is intact.
+    assert_eq!(c.read(d, 16, data.len() as i32).unwrap(), data);
+}
+
+#[test]
+fn read_only_images_and_opens_refuse_writes() {
+    let rig = Rig::new("ro", &[("wd0", 1 << 20, true), ("wd1", 1 << 20, false)]);
+    let (t, m) = rig.client();
+    let c = Client::new(&t);
+    assert_eq!(
+        c.open(m, Mode::READ | Mode::WRITE, "wd0"),
+        Err(KernReturn::D_READ_ONLY)
+    );
+    let ro = c.open(m, Mode::READ, "wd0").unwrap();
+    assert_eq!(c.write(ro, 0, &[1; 512]), Err(KernReturn::D_READ_ONLY));
+    let ro1 = c.open(m, Mode::READ, "wd1").unwrap();
+    assert_eq!(c.write(ro1, 0, &[1; 512]), Err(KernReturn::D_READ_ONLY));
+    assert_eq!(c.read(ro1, 0, 512).unwrap(), vec![0; 512]);
+}
+
+#[test]
+fn concurrent_clients_lose_and_tear_no_writes() {
+    let rig = Arc::new(Rig::new("conc", &[("wd0", 16 << 20, false)]));
+    let workers: Vec<_> = (0..16u8)
+        .map(|i| {
+            let rig = Arc::clone(&rig);
+            std::thread::spawn(move || {
+                let (t, m) = rig.client();
+                let c = Client::new(&t);
+                let d = c.open(m, Mode::READ | Mode::WRITE, "wd0").unwrap();
+                let base = u64::from(i) * 2048; // 1 MiB per client
+                for round in 0..8u8 {
+                    let data = vec![i.wrapping_mul(16).wrapping_add(round); 128 * 1024];
+                    let rec = base + u64::from(round) * 256;
+                    assert_eq!(c.write(d, rec, &data).unwrap(), data.len() as i32);
+                    assert_eq!(
+                        c.read(d, rec, data.len() as i32).unwrap(),
+                        data,
+                        "client {i} round {round}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let img = rig.image("wd0");
+    for i in 0..16u8 {
+        for round in 0..8u8 {
+            let off = (u64::from(i) * 2048 + u64::from(round) * 256) * 512;
+            assert!(
+                file_bytes(&img, off, 128 * 1024)
+                    .iter()
+                    .all(|&b| b == i.wrapping_mul(16).wrapping_add(round))
+            );
+        }
+    }
+}
+
+#[test]
+fn a_client_killed_mid_transfer_leaves_the_server_serving() {
+    let rig = Arc::new(Rig::new("kill", &[("wd0", 64 << 20, false)]));
+    let (victim, m) = rig.client();
+    let victim = Arc::new(victim);
+    let v = Arc::clone(&victim);
+    let writer = std::thread::spawn(move || {
+        let c = Client::new(&*v);
+        let d = c.open(m, Mode::READ | Mode::WRITE, "wd0").unwrap();
+        let data = vec![0x77u8; 8 << 20];
+        // Ends with an error once the task is terminated under it.
+        for i in 0..1000u64 {
+            if c.write(d, (i % 8) * 16384, &data).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    victim.terminate();
+    writer.join().unwrap();
+    let t0 = Instant::now();
+    while rig.server.open_count() != 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the dead client's open leaked"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (t, m) = rig.client();
+    let c = Client::new(&t);
+    let d = c.open(m, Mode::READ, "wd0").unwrap();
+    assert_eq!(c.read(d, 0, 512).unwrap().len(), 512);
+    assert_eq!(rig.kernel.stats().queued, 0);
+}
+
+#[test]
+fn images_that_shrink_or_vanish_under_the_server() {
+    let rig = Rig::new("shrink", &[("wd0", 4 << 20, false)]);
+    let (t, m) = rig.client();
+    let c = Client::new(&t);
+    let d = c.open(m, Mode::READ | Mode::WRITE, "wd0").unwrap();
+    assert_eq!(c.write(d, 4000, &[5; 512]).unwrap(), 512);
+    let img = rig.image("wd0");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    assert_eq!(c.get_status(d, DEV_GET_RECORDS, 2).unwrap(), [2048, 512]);
+    assert_eq!(c.read(d, 4000, 512), Err(KernReturn::D_INVALID_RECNUM));
+    assert_eq!(c.read(d, 100, 512).unwrap(), vec![0; 512]);
+    // Unlinked: the open image goes on serving what it holds.
+    std::fs::remove_file(&img).unwrap();
+    assert_eq!(c.write(d, 10, &[6; 512]).unwrap(), 512);
+    assert_eq!(c.read(d, 10, 512).unwrap(), vec![6; 512]);
+}

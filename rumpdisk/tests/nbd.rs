@@ -1,0 +1,176 @@
+//! The NBD front end with a real client (qemu-io) and with malformed
+//! requests written by hand.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use rumpdisk::device::Disks;
+use rumpdisk::disk::Disk;
+use rumpdisk::image::Image;
+
+fn serve(name: &str, size: u64, ro: bool) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("rumpdisk-nbd-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("disk.img");
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
+    disks.insert("wd0".into(), Arc::new(Image::open(&img, ro).unwrap()));
+    let sock = dir.join("nbd.sock");
+    rumpdisk::nbd::serve_unix_in_background(Arc::new(Disks::new(disks)), &sock).unwrap();
+    (img, sock)
+}
+
+fn qemu_io_with(flags: &[&str], sock: &std::path::Path, cmds: &[&str]) -> (bool, String) {
+    let mut c = Command::new("qemu-io");
+    c.args(flags);
+    c.args([
+        "-f",
+        "raw",
+        &format!("nbd+unix:///wd0?socket={}", sock.display()),
+    ]);
+    for cmd in cmds {
+        c.args(["-c", cmd]);
+    }
+    let out = c
+        .output()
+        .expect("qemu-io (Debian package qemu-utils, see tests/setup.sh)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success()
+            && !text.contains("failed")
+            && !text.contains("Pattern verification failed"),
+        text,
+    )
+}
+
+fn qemu_io(sock: &std::path::Path, cmds: &[&str]) -> (bool, String) {
+    qemu_io_with(&[], sock, cmds)
+}
+
+#[test]
+fn qemu_io_writes_and_reads_back() {
+    let (img, sock) = serve("rw", 16 << 20, false);
+    let (ok, out) = qemu_io(
+        &sock,
+        &[
+            "write -P 0x3c 1M 512K",
+            "read -P 0x3c 1M 512K",
+            "read -P 0 0 1M",
+            "flush",
+        ],
+    );
+    assert!(ok, "{out}");
+    let mut b = vec![0; 512 * 1024];
+    std::fs::File::open(&img)
+        .unwrap()
+        .read_exact_at(&mut b, 1 << 20)
+        .unwrap();
+    assert!(b.iter().all(|&x| x == 0x3c));
+    // Past the end is refused, not wrapped or truncated.
+    let (ok, out) = qemu_io(&sock, &["read 16M 512"]);
+    assert!(!ok, "{out}");
+}
+
+#[test]
+fn read_only_exports_refuse_writes() {
+    let (_img, sock) = serve("ro", 1 << 20, true);
+    let (ok, out) = qemu_io_with(&["-r"], &sock, &["read -P 0 0 4K"]);
+    assert!(ok, "{out}");
+    // The export says it is read-only: a writer cannot even attach.
+    let (ok, out) = qemu_io(&sock, &["write -P 1 0 4K"]);
+    assert!(!ok && out.contains("denied"), "{out}");
+}
+
+fn handshake(sock: &std::path::Path) -> UnixStream {
+    let mut s = UnixStream::connect(sock).unwrap();
+    let mut hello = [0u8; 18];
+    s.read_exact(&mut hello).unwrap();
+    assert_eq!(&hello[..8], b"NBDMAGIC");
+    s.write_all(&3u32.to_be_bytes()).unwrap(); // fixed newstyle, no zeroes
+    // NBD_OPT_GO "wd0", no info requests.
+    let mut opt = 0x4948_4156_454F_5054u64.to_be_bytes().to_vec();
+    opt.extend_from_slice(&7u32.to_be_bytes());
+    opt.extend_from_slice(&9u32.to_be_bytes());
+    opt.extend_from_slice(&3u32.to_be_bytes());
+    opt.extend_from_slice(b"wd0");
+    opt.extend_from_slice(&0u16.to_be_bytes());
+    s.write_all(&opt).unwrap();
+    // Replies until ACK (type 1).
+    loop {
+        let mut h = [0u8; 20];
+        s.read_exact(&mut h).unwrap();
+        let kind = u32::from_be_bytes(h[12..16].try_into().unwrap());
+        let len = u32::from_be_bytes(h[16..20].try_into().unwrap());
+        let mut data = vec![0; len as usize];
+        s.read_exact(&mut data).unwrap();
+        if kind == 1 {
+            return s;
+        }
+        assert!(kind == 3, "unexpected option reply {kind:#x}");
+    }
+}
+
+fn request(s: &mut UnixStream, cmd: u16, handle: u64, offset: u64, len: u32) {
+    let mut r = 0x2560_9513u32.to_be_bytes().to_vec();
+    r.extend_from_slice(&0u16.to_be_bytes());
+    r.extend_from_slice(&cmd.to_be_bytes());
+    r.extend_from_slice(&handle.to_be_bytes());
+    r.extend_from_slice(&offset.to_be_bytes());
+    r.extend_from_slice(&len.to_be_bytes());
+    s.write_all(&r).unwrap();
+}
+
+fn reply_error(s: &mut UnixStream, handle: u64) -> u32 {
+    let mut h = [0u8; 16];
+    s.read_exact(&mut h).unwrap();
+    assert_eq!(u32::from_be_bytes(h[..4].try_into().unwrap()), 0x6744_6698);
+    assert_eq!(u64::from_be_bytes(h[8..].try_into().unwrap()), handle);
+    u32::from_be_bytes(h[4..8].try_into().unwrap())
+}
+
+#[test]
+fn malformed_requests_get_errors_or_a_closed_connection() {
+    let (_img, sock) = serve("bad", 1 << 20, false);
+    let mut s = handshake(&sock);
+    request(&mut s, 0, 1, 1 << 20, 512); // past the end
+    assert_eq!(reply_error(&mut s, 1), 22);
+    request(&mut s, 0, 2, 100, 512); // misaligned
+    assert_eq!(reply_error(&mut s, 2), 22);
+    request(&mut s, 9, 3, 0, 0); // unknown command
+    assert_eq!(reply_error(&mut s, 3), 95);
+    request(&mut s, 0, 4, 0, 512); // a good one still works
+    assert_eq!(reply_error(&mut s, 4), 0);
+    let mut data = [1u8; 512];
+    s.read_exact(&mut data).unwrap();
+    assert_eq!(data, [0; 512]);
+    // A bad magic ends the connection.
+    s.write_all(&[0xde; 28]).unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(s.read(&mut b).unwrap_or(0), 0);
+    // So does a huge length.
+    let mut s = handshake(&sock);
+    request(&mut s, 1, 5, 0, u32::MAX);
+    assert_eq!(s.read(&mut b).unwrap_or(0), 0);
+    // Bad option magic during the handshake.
+    let mut s = UnixStream::connect(&sock).unwrap();
+    let mut hello = [0u8; 18];
+    s.read_exact(&mut hello).unwrap();
+    s.write_all(&[0, 0, 0, 3]).unwrap();
+    s.write_all(&[0x11; 16]).unwrap();
+    assert_eq!(s.read(&mut b).unwrap_or(0), 0);
+    // The server still takes new clients.
+    let mut s = handshake(&sock);
+    request(&mut s, 3, 6, 0, 0); // flush
+    assert_eq!(reply_error(&mut s, 6), 0);
+    request(&mut s, 2, 7, 0, 0); // disconnect
+}
