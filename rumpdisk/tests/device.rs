@@ -2,6 +2,7 @@
 //! errors, modes, concurrency, dying clients, images changing under the
 //! server.
 
+#![cfg(target_os = "linux")]
 #![allow(clippy::many_single_char_names)]
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! The NBD front end with a real client (qemu-io) and with malformed
 //! requests written by hand.
 
+#![cfg(target_os = "linux")]
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
