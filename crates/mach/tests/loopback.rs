@@ -488,3 +488,38 @@ fn rights_release_themselves() {
     let b = simple(to_port, tn::COPY_SEND, PortName::NULL, 0, 1);
     assert_eq!(send(&client, b.finish()), KernReturn::SEND_INVALID_DEST);
 }
+
+#[test]
+fn a_right_moved_twice_in_one_message_is_refused_and_nothing_is_lost() {
+    // Found by the fuzzer: each move checked alone passed, the second
+    // failed midway.
+    let (k, server, client) = pair();
+    let port = server.port_allocate(Right::Receive).unwrap();
+    let to_server = server.give_send_right(port, &client).unwrap();
+    let mut b = simple(to_server, tn::COPY_SEND, PortName::NULL, 0, 1);
+    b.port(to_server, tn::MOVE_SEND);
+    b.port(to_server, tn::MOVE_SEND);
+    assert_eq!(send(&client, b.finish()), KernReturn::SEND_INVALID_RIGHT);
+    // Destination moved, then copied: the copy finds nothing left.
+    let mut b = simple(to_server, tn::MOVE_SEND, PortName::NULL, 0, 1);
+    b.port(to_server, tn::COPY_SEND);
+    assert_eq!(send(&client, b.finish()), KernReturn::SEND_INVALID_RIGHT);
+    // The client still holds its right: a plain send works.
+    assert_eq!(
+        send(
+            &client,
+            simple(to_server, tn::COPY_SEND, PortName::NULL, 0, 7).finish()
+        ),
+        KernReturn::SUCCESS
+    );
+    assert_eq!(
+        recv(&server, port, Some(100)).unwrap().header().unwrap().id,
+        7
+    );
+    // A right moved once and copied before that is fine.
+    let mut b = simple(to_server, tn::COPY_SEND, PortName::NULL, 0, 8);
+    b.port(to_server, tn::COPY_SEND);
+    b.port(to_server, tn::MOVE_SEND);
+    assert_eq!(send(&client, b.finish()), KernReturn::SUCCESS);
+    assert_eq!(k.stats().queued, 1);
+}

@@ -537,6 +537,46 @@ impl State {
         }
     }
 
+    /// Whether copying in `items` one after the other, as a send does
+    /// (destination, reply port, then the body in order), would succeed:
+    /// a right moved by one item is gone for the next. Returns the index of
+    /// the first item that would fail.
+    fn check_copyins(&self, s: SpaceId, items: &[(PortName, u8)]) -> Result<(), usize> {
+        // Per name: send urefs, send-once right, dead urefs still there.
+        let mut left: HashMap<u32, (u32, bool, u32)> = HashMap::new();
+        for (i, &(name, disp)) in items.iter().enumerate() {
+            if !self.check_copyin(s, name, disp) {
+                return Err(i);
+            }
+            if !name.is_valid() || disp == tn::PORT_NAME {
+                continue;
+            }
+            let e = &self.spaces[&s].names[&name.0];
+            let l = left.entry(name.0).or_insert((e.send, e.send_once, e.dead));
+            let ok = match disp {
+                tn::COPY_SEND => l.0 > 0 || l.2 > 0,
+                tn::MOVE_SEND if l.0 > 0 => {
+                    l.0 -= 1;
+                    true
+                }
+                tn::MOVE_SEND | tn::MOVE_SEND_ONCE if l.2 > 0 => {
+                    l.2 -= 1;
+                    true
+                }
+                tn::MOVE_SEND_ONCE if l.1 => {
+                    l.1 = false;
+                    true
+                }
+                tn::MAKE_SEND | tn::MAKE_SEND_ONCE => true,
+                _ => false,
+            };
+            if !ok {
+                return Err(i);
+            }
+        }
+        Ok(())
+    }
+
     /// Puts a carried right into space `s`; returns its name there.
     fn copyout(&mut self, s: SpaceId, c: Carried) -> PortName {
         match c {
@@ -775,14 +815,23 @@ impl Task {
             return KernReturn::SEND_INVALID_DEST;
         }
         let ldisp = h.local_bits();
-        if h.local != PortName::NULL && (ldisp == 0 || !st.check_copyin(self.space, h.local, ldisp))
-        {
+        if h.local != PortName::NULL && ldisp == 0 {
             return KernReturn::SEND_INVALID_REPLY;
         }
-        for &(_, name, disp) in &parsed.ports {
-            if !st.check_copyin(self.space, name, disp) {
-                return KernReturn::SEND_INVALID_RIGHT;
-            }
+        // Everything the send moves, in the order it moves it.
+        let mut items = vec![(h.remote, rdisp)];
+        if h.local != PortName::NULL {
+            items.push((h.local, ldisp));
+        }
+        let body_at = items.len();
+        items.extend(parsed.ports.iter().map(|&(_, name, disp)| (name, disp)));
+        let refusal = |i: usize| match i {
+            0 => KernReturn::SEND_INVALID_DEST,
+            i if i < body_at => KernReturn::SEND_INVALID_REPLY,
+            _ => KernReturn::SEND_INVALID_RIGHT,
+        };
+        if let Err(i) = st.check_copyins(self.space, &items) {
+            return refusal(i);
         }
         let dest_port = match st.entry(self.space, h.remote) {
             Ok(e) if e.dead > 0 => return KernReturn::SEND_INVALID_DEST,
@@ -809,8 +858,9 @@ impl Task {
                     Ok(st) => st,
                     Err(e) => return e,
                 };
-                if !st.check_copyin(self.space, h.remote, rdisp) {
-                    return KernReturn::SEND_INVALID_DEST;
+                // Other threads of the task may have changed its rights.
+                if let Err(i) = st.check_copyins(self.space, &items) {
+                    return refusal(i);
                 }
             }
         }
