@@ -531,21 +531,48 @@ pub fn decode_get_status_reply(bytes: &[u8]) -> Result<Vec<i32>, KernReturn> {
         .collect())
 }
 
-/// A device-interface client over an [`Ipc`]: each call is one RPC with a
-/// fresh reply port.
+/// A device-interface client over an [`Ipc`]. Like MIG's stubs it keeps
+/// one reply port for its RPCs, made on first use and replaced after an
+/// RPC that failed at the transport.
 #[derive(Debug)]
 pub struct Client<'a, I: Ipc + ?Sized> {
     ipc: &'a I,
+    reply: std::cell::Cell<PortName>,
+}
+
+impl<I: Ipc + ?Sized> Drop for Client<'_, I> {
+    fn drop(&mut self) {
+        let r = self.reply.get();
+        if r.is_valid() {
+            let _ = self.ipc.port_mod_refs(r, mach::port::Right::Receive, -1);
+        }
+    }
 }
 
 impl<'a, I: Ipc + ?Sized> Client<'a, I> {
     /// A client on `ipc`.
     pub fn new(ipc: &'a I) -> Self {
-        Self { ipc }
+        Self {
+            ipc,
+            reply: std::cell::Cell::new(PortName::NULL),
+        }
     }
 
     fn rpc(&self, build: impl FnOnce(PortName) -> MsgBuf) -> Result<MsgBuf, KernReturn> {
-        crate::rpc::rpc(self.ipc, build)
+        let mut reply = self.reply.get();
+        if !reply.is_valid() {
+            reply = self.ipc.port_allocate(mach::port::Right::Receive)?;
+            self.reply.set(reply);
+        }
+        let r = crate::rpc::call(self.ipc, reply, build);
+        if r.is_err() {
+            // Whatever may still arrive on it belongs to the failed call.
+            let _ = self
+                .ipc
+                .port_mod_refs(reply, mach::port::Right::Receive, -1);
+            self.reply.set(PortName::NULL);
+        }
+        r
     }
 
     /// `device_open`: a send right to the device.

@@ -219,6 +219,17 @@ pub fn rpc<I: Ipc + ?Sized>(
     build: impl FnOnce(PortName) -> MsgBuf,
 ) -> Result<MsgBuf, KernReturn> {
     let reply = ipc.port_allocate(Right::Receive)?;
+    let r = call(ipc, reply, build);
+    let _ = ipc.port_mod_refs(reply, Right::Receive, -1);
+    r
+}
+
+/// One RPC with the caller's reply port `reply` (a receive right).
+pub fn call<I: Ipc + ?Sized>(
+    ipc: &I,
+    reply: PortName,
+    build: impl FnOnce(PortName) -> MsgBuf,
+) -> Result<MsgBuf, KernReturn> {
     let mut m = build(reply);
     let len = m.len() as u32;
     m.resize(RCV_MAX.max(m.len()));
@@ -234,7 +245,6 @@ pub fn rpc<I: Ipc + ?Sized>(
             PortName::NULL,
         )
     };
-    let _ = ipc.port_mod_refs(reply, Right::Receive, -1);
     r.result()?;
     Ok(m)
 }

@@ -263,6 +263,7 @@ fn a_dying_client_leaks_no_open() {
         c.open(master, Mode::READ, "ram0").unwrap();
     }
     assert_eq!(f.server.open_count(), 5);
+    drop(c);
     drop(other);
     wait_until("no-senders cleanup", || f.server.open_count() == 0);
     assert_eq!(f.closes.load(Ordering::SeqCst), 5);
