@@ -113,6 +113,14 @@ fn patch_body(w: &World, bytes: &mut [u8]) {
             if d.size != 64 {
                 return;
             }
+            // Rights are made from the harness's own receive right or
+            // copied; moving its only master or device right away would end
+            // the run.
+            let moves = matches!(d.name, tn::MOVE_SEND | tn::MOVE_SEND_ONCE | tn::MOVE_RECEIVE);
+            if moves {
+                d.name = if d.name == tn::MOVE_SEND { tn::MAKE_SEND } else { tn::MAKE_SEND_ONCE };
+                bytes[pos..pos + 8].copy_from_slice(&d.encode());
+            }
             for i in 0..d.number as usize {
                 let at = data + i * 8;
                 if at + 8 > bytes.len() {
@@ -120,6 +128,7 @@ fn patch_body(w: &World, bytes: &mut [u8]) {
                 }
                 let name = match bytes[at] % 4 {
                     0 => PortName::NULL,
+                    _ if moves || matches!(d.name, tn::MAKE_SEND | tn::MAKE_SEND_ONCE) => w.own,
                     1 => w.own,
                     2 => w.device,
                     _ => w.master,
