@@ -459,6 +459,39 @@ pub fn get_status_request(device: PortName, reply: PortName, flavor: u32, count:
     b.finish()
 }
 
+/// `device_intr_register(id, flags, receive_port)`: interrupts of line
+/// `id` arrive as messages on `receive_port` (sent with `disp`, usually
+/// `MAKE_SEND`).
+#[must_use]
+pub fn intr_register_request(
+    device: PortName,
+    reply: PortName,
+    id: i32,
+    flags: i32,
+    receive_port: PortName,
+    disp: u8,
+) -> MsgBuf {
+    let mut b = Builder::new(request_header(device, reply, ID_INTR_REGISTER));
+    b.desc(INT32).raw(&id.to_ne_bytes());
+    b.desc(INT32).raw(&flags.to_ne_bytes());
+    b.port(receive_port, disp);
+    b.finish()
+}
+
+/// `device_intr_ack(receive_port)`: the interrupt delivered on
+/// `receive_port` was handled; the line is unmasked.
+#[must_use]
+pub fn intr_ack_request(
+    device: PortName,
+    reply: PortName,
+    receive_port: PortName,
+    disp: u8,
+) -> MsgBuf {
+    let mut b = Builder::new(request_header(device, reply, ID_INTR_ACK));
+    b.port(receive_port, disp);
+    b.finish()
+}
+
 /// `device_set_status` request.
 #[must_use]
 pub fn set_status_request(
@@ -643,6 +676,25 @@ impl<'a, I: Ipc + ?Sized> Client<'a, I> {
             self.rpc(|r| get_status_request(device, r, flavor, count))?
                 .as_bytes(),
         )
+    }
+
+    /// `device_intr_register` on the "irq" device.
+    pub fn intr_register(
+        &self,
+        device: PortName,
+        id: i32,
+        flags: i32,
+        receive_port: PortName,
+    ) -> Result<(), KernReturn> {
+        let m =
+            self.rpc(|r| intr_register_request(device, r, id, flags, receive_port, tn::MAKE_SEND))?;
+        decode_simple_reply(m.as_bytes(), ID_INTR_REGISTER)
+    }
+
+    /// `device_intr_ack` on the "irq" device.
+    pub fn intr_ack(&self, device: PortName, receive_port: PortName) -> Result<(), KernReturn> {
+        let m = self.rpc(|r| intr_ack_request(device, r, receive_port, tn::MAKE_SEND))?;
+        decode_simple_reply(m.as_bytes(), ID_INTR_ACK)
     }
 
     /// `device_set_status`.

@@ -148,16 +148,32 @@ ds_device_set_filter(mach_port_t device, mach_port_t receive_port, int priority,
 	return D_INVALID_OPERATION;
 }
 
+/* The "irq" device as GNU Mach serves it, reduced to bookkeeping. */
+static int irq_registered = -1, irq_acks;
+
 kern_return_t
 ds_device_intr_register(mach_port_t device, int id, int flags, mach_port_t receive_port)
 {
-	return D_INVALID_OPERATION;
+	if (receive_port == MACH_PORT_NULL || flags != 0)
+		return D_INVALID_OPERATION;
+	irq_registered = id;
+	return KERN_SUCCESS;
 }
 
 kern_return_t
 ds_device_intr_ack(mach_port_t device, mach_port_t receive_port)
 {
-	return D_INVALID_OPERATION;
+	if (irq_registered < 0 || receive_port == MACH_PORT_NULL)
+		return D_INVALID_OPERATION;
+	irq_acks++;
+	return KERN_SUCCESS;
+}
+
+int
+interop_irq_state(int *acks)
+{
+	*acks = irq_acks;
+	return irq_registered;
 }
 
 /* Serves `port` until it is destroyed; returns 0 then, else the error. */

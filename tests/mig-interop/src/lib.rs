@@ -122,6 +122,17 @@ pub unsafe extern "C" fn interop_msg_destroy(msg: *const u8) {
 unsafe extern "C" {
     fn interop_user_run(master: c_uint) -> c_int;
     fn interop_server_run(port: c_uint) -> c_int;
+    fn interop_irq_state(acks: *mut c_int) -> c_int;
+}
+
+/// What the C server's "irq" device saw: the registered line (-1: none)
+/// and the number of acknowledgements.
+#[must_use]
+pub fn irq_state() -> (i32, i32) {
+    let mut acks = 0;
+    // SAFETY: a valid out-pointer.
+    let line = unsafe { interop_irq_state(&raw mut acks) };
+    (line, acks)
 }
 
 /// Runs the MIG user stubs against the device master `master` (a send

@@ -144,6 +144,16 @@ fn rust_client_drives_mig_server_stubs() {
             c.write(d, (1 << 20) / 512, &payload),
             Err(KernReturn::D_INVALID_RECNUM)
         );
+        // The interrupt routines, with a port of the client's own.
+        let irq_port = client_task.port_allocate(Right::Receive).unwrap();
+        c.intr_register(d, 11, 0, irq_port).unwrap();
+        c.intr_ack(d, irq_port).unwrap();
+        c.intr_ack(d, irq_port).unwrap();
+        assert_eq!(
+            c.intr_register(d, 11, 1, irq_port),
+            Err(KernReturn::D_INVALID_OPERATION)
+        );
+        assert_eq!(mig_interop_tests::irq_state(), (11, 2));
         c.close(d).unwrap();
 
         // Stop the server by destroying its port.
