@@ -13,6 +13,9 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_FILESYSTEMS").is_some() {
         sets.push(components::FILESYSTEMS);
     }
+    if std::env::var_os("CARGO_FEATURE_DISK").is_some() {
+        sets.push(components::DISK);
+    }
     let mut libs = Vec::new();
     for set in &sets {
         libs.extend(kernel.resolve(set).unwrap_or_else(|e| panic!("{e}")));

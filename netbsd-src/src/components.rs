@@ -36,6 +36,13 @@ pub const RUMPDISK: ComponentSet = ComponentSet {
     ],
 };
 
+/// Disks through the kernel's disk layer, host images attached with etfs
+/// (rumpdisk's NetBSD back end without PCI drivers).
+pub const DISK: ComponentSet = ComponentSet {
+    required: &["rump", "rumpvfs", "rumpdev", "rumpdev_disk"],
+    optional: &[],
+};
+
 /// File-system components for tests and rumpfs (over etfs block devices).
 pub const FILESYSTEMS: ComponentSet = ComponentSet {
     required: &["rump", "rumpvfs", "rumpdev", "rumpdev_disk"],

@@ -14,3 +14,5 @@ pub mod disk;
 pub mod image;
 #[cfg(target_os = "linux")]
 pub mod nbd;
+#[cfg(rump_kernel)]
+pub mod netbsd;

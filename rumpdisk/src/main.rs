@@ -22,6 +22,11 @@ Serve disks over the Mach device interface.
                              this translator's control port
       --image=NAME=PATH      Serve the host file or block device PATH as
                              device NAME (e.g. wd0=/srv/disk.img); repeatable
+      --netbsd=NAME          Serve the NetBSD kernel's disk NAME (wd0, ld0, sd0 ...;
+                             opened as /dev/rNAMEd); needs a rump kernel
+      --netbsd-image=NAME=PATH
+                             Attach PATH to the NetBSD kernel with etfs and
+                             serve it through the kernel's disk layer as NAME
       --read-only            Serve the images read-only
       --threads=N            At most N server threads (default 64)
       --nbd-unix=PATH        (Linux) Also serve the disks over NBD on the Unix
@@ -42,6 +47,8 @@ Logging: RUST_LOG=debug.
 struct Options {
     boot: BootOptions,
     images: Vec<(String, PathBuf)>,
+    netbsd: Vec<String>,
+    netbsd_images: Vec<(String, PathBuf)>,
     read_only: bool,
     threads: Option<usize>,
     nbd_unix: Option<PathBuf>,
@@ -79,6 +86,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 }
                 o.images.push((name.to_owned(), PathBuf::from(path)));
             }
+            "--netbsd" => o.netbsd.push(value()?),
+            "--netbsd-image" => {
+                let v = value()?;
+                let (name, path) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--netbsd-image {v:?}: expected NAME=PATH"))?;
+                o.netbsd_images.push((name.to_owned(), PathBuf::from(path)));
+            }
             "--read-only" => o.read_only = true,
             "--threads" => {
                 o.threads = Some(value()?.parse().map_err(|_| "--threads: not a number")?);
@@ -111,10 +126,57 @@ fn open_disks(o: &Options) -> Result<Arc<Disks>, String> {
             return Err(format!("device {name} given twice"));
         }
     }
+    add_netbsd_disks(o, &mut disks)?;
     if disks.is_empty() {
-        return Err("no disks to serve (give --image NAME=PATH)".to_owned());
+        return Err(
+            "no disks to serve (give --image NAME=PATH, --netbsd NAME or --netbsd-image NAME=PATH)"
+                .to_owned(),
+        );
     }
     Ok(Arc::new(Disks::new(disks)))
+}
+
+#[cfg(rump_kernel)]
+fn add_netbsd_disks(
+    o: &Options,
+    disks: &mut BTreeMap<String, Arc<dyn Disk>>,
+) -> Result<(), String> {
+    use rumpdisk::netbsd::{NetbsdDisk, raw_device};
+
+    if o.netbsd.is_empty() && o.netbsd_images.is_empty() {
+        return Ok(());
+    }
+    let kernel = rump::Rump::init().map_err(|e| format!("NetBSD kernel: {e}"))?;
+    for name in &o.netbsd {
+        let d = NetbsdDisk::open(kernel, &raw_device(name), o.read_only)
+            .map_err(|e| format!("{name}: {e}"))?;
+        if disks.insert(name.clone(), Arc::new(d)).is_some() {
+            return Err(format!("device {name} given twice"));
+        }
+    }
+    for (name, path) in &o.netbsd_images {
+        let d = NetbsdDisk::attach_image(kernel, name, path, o.read_only)
+            .map_err(|e| format!("{name}: {e}"))?;
+        if disks.insert(name.clone(), Arc::new(d)).is_some() {
+            return Err(format!("device {name} given twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(rump_kernel))]
+fn add_netbsd_disks(
+    o: &Options,
+    _disks: &mut BTreeMap<String, Arc<dyn Disk>>,
+) -> Result<(), String> {
+    if o.netbsd.is_empty() && o.netbsd_images.is_empty() {
+        Ok(())
+    } else {
+        Err(
+            "this rumpdisk was built without a NetBSD rump kernel (build with RUMP_PREFIX set)"
+                .to_owned(),
+        )
+    }
 }
 
 fn main() -> ExitCode {

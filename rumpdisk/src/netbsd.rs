@@ -1,0 +1,149 @@
+//! The NetBSD back end: disks driven by the rump kernel's disk drivers,
+//! read and written with whole `rump_sys_pread`/`pwrite` transfers (no
+//! 4 KiB splitting). Device names map as in the C rumpdisk (`wd0` →
+//! `/dev/rwd0d`); host images are attached with etfs.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rump::{Etfs, EtfsType, Fd, Rump, RumpError, oflags};
+
+use crate::disk::Disk;
+
+/// `DIOCGMEDIASIZE`: `_IOR('d', 132, off_t)`.
+pub const DIOCGMEDIASIZE: u64 = 0x4008_6484;
+/// `DIOCGSECTORSIZE`: `_IOR('d', 133, u_int)`.
+pub const DIOCGSECTORSIZE: u64 = 0x4004_6485;
+/// `DIOCCACHESYNC`: `_IOW('d', 118, int)`.
+pub const DIOCCACHESYNC: u64 = 0x8004_6476;
+
+/// The raw whole-disk device of a Hurd device name (`wd0` → `/dev/rwd0d`).
+#[must_use]
+pub fn raw_device(name: &str) -> String {
+    format!("/dev/r{name}d")
+}
+
+/// A disk in the rump kernel.
+pub struct NetbsdDisk {
+    fd: Fd,
+    sector: u32,
+    read_only: bool,
+    ops: AtomicU64,
+    _etfs: Option<Etfs>,
+}
+
+impl std::fmt::Debug for NetbsdDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetbsdDisk")
+            .field("fd", &self.fd.raw())
+            .field("sector", &self.sector)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetbsdDisk {
+    /// Opens the kernel's disk device `path`.
+    pub fn open(kernel: Rump, path: &str, read_only: bool) -> Result<Self, RumpError> {
+        Self::open_with(kernel, path, read_only, None)
+    }
+
+    /// Attaches host image `image` with etfs as block device `/dev/<key>`
+    /// and opens it.
+    pub fn attach_image(
+        kernel: Rump,
+        key: &str,
+        image: &Path,
+        read_only: bool,
+    ) -> Result<Self, RumpError> {
+        let dev = format!("/dev/{key}");
+        let etfs = kernel.etfs_register(&dev, image, EtfsType::Blk)?;
+        Self::open_with(kernel, &dev, read_only, Some(etfs))
+    }
+
+    fn open_with(
+        kernel: Rump,
+        path: &str,
+        read_only: bool,
+        etfs: Option<Etfs>,
+    ) -> Result<Self, RumpError> {
+        let (fd, read_only) = if read_only {
+            (kernel.open(path, oflags::RDONLY, 0)?, true)
+        } else {
+            match kernel.open(path, oflags::RDWR, 0) {
+                Ok(fd) => (fd, false),
+                Err(e) if e.errno().is_some_and(|e| e.0 == 30) => {
+                    (kernel.open(path, oflags::RDONLY, 0)?, true)
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let mut sector: u32 = 0;
+        // SAFETY: DIOCGSECTORSIZE writes a u_int.
+        let sector = match unsafe { fd.ioctl(DIOCGSECTORSIZE, &mut sector) } {
+            Ok(_) if sector >= 512 && sector.is_power_of_two() => sector,
+            _ => 512,
+        };
+        Ok(Self {
+            fd,
+            sector,
+            read_only,
+            ops: AtomicU64::new(0),
+            _etfs: etfs,
+        })
+    }
+}
+
+fn io_err(e: RumpError) -> io::Error {
+    e.into()
+}
+
+impl Disk for NetbsdDisk {
+    fn size(&self) -> io::Result<u64> {
+        let mut size: i64 = 0;
+        // SAFETY: DIOCGMEDIASIZE writes an off_t.
+        unsafe { self.fd.ioctl(DIOCGMEDIASIZE, &mut size) }.map_err(io_err)?;
+        u64::try_from(size)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative media size"))
+    }
+
+    fn sector_size(&self) -> u32 {
+        self.sector
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        let n = self.fd.pread(buf, offset).map_err(io_err)?;
+        if n == buf.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read"))
+        }
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        let n = self.fd.pwrite(data, offset).map_err(io_err)?;
+        if n == data.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
+        }
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        let mut force: i32 = 1;
+        // SAFETY: DIOCCACHESYNC reads an int.
+        unsafe { self.fd.ioctl(DIOCCACHESYNC, &mut force) }.map_err(io_err)?;
+        self.fd.fsync().map_err(io_err)
+    }
+
+    fn ops(&self) -> u64 {
+        self.ops.load(Ordering::Relaxed)
+    }
+}
