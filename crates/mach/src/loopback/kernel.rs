@@ -89,7 +89,8 @@ struct KMsg {
     reply: Option<Carried>,
     body: Vec<u8>,
     ports: Vec<(usize, Carried, u32)>,
-    ool: Vec<(usize, Vec<u8>)>,
+    /// Out-of-line regions: offset of the address slot, region, length.
+    ool: Vec<(usize, u64, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -97,14 +98,30 @@ struct State {
     ports: HashMap<PortId, Port>,
     spaces: HashMap<SpaceId, Space>,
     next_id: u64,
+    /// The kernel's VM (regions of queued out-of-line data live there).
+    vm: Arc<Vm>,
 }
 
 /// The in-process kernel. Tasks made by [`Kernel::new_task`] share it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Kernel {
     state: Mutex<State>,
     cv: Condvar,
-    vm: Vm,
+    vm: Arc<Vm>,
+}
+
+impl Default for Kernel {
+    fn default() -> Self {
+        let vm = Arc::new(Vm::default());
+        Self {
+            state: Mutex::new(State {
+                vm: Arc::clone(&vm),
+                ..State::default()
+            }),
+            cv: Condvar::new(),
+            vm,
+        }
+    }
 }
 
 /// A task: an IPC space of the loopback kernel. Dropping it terminates the
@@ -318,6 +335,11 @@ impl State {
 
     /// Releases the rights a message carries (when it is destroyed).
     fn destroy_msg(&mut self, m: &KMsg) {
+        for &(_, addr, len) in &m.ool {
+            if len > 0 {
+                let _ = self.vm.deallocate(None, addr, len);
+            }
+        }
         let carried = m
             .reply
             .into_iter()
@@ -711,6 +733,7 @@ impl Task {
         let Some(space) = st.spaces.remove(&self.space) else {
             return;
         };
+        self.kernel.vm.free_all(Some(self.space));
         let mut receives = Vec::new();
         let mut sends = Vec::new();
         let mut send_onces = Vec::new();
@@ -763,7 +786,7 @@ impl Task {
             }
         };
         for &(_, addr, n, dealloc) in &parsed.ool {
-            if dealloc && n > 0 && !self.kernel.vm.owns(addr, n) {
+            if dealloc && n > 0 && !self.kernel.vm.owns(Some(self.space), addr, n) {
                 return Err(KernReturn::SEND_INVALID_MEMORY);
             }
         }
@@ -865,6 +888,13 @@ impl Task {
             }
         }
 
+        // Out-of-line data: a region the sender gives up moves as it is; any
+        // other is copied once into a new region. Nothing has moved yet if
+        // this fails.
+        let ool = match self.copyin_ool(&parsed) {
+            Ok(ool) => ool,
+            Err(e) => return e,
+        };
         // Copy in: everything was checked, so these succeed.
         let dest = st
             .copyin(self.space, h.remote, rdisp)
@@ -877,7 +907,7 @@ impl Task {
                     .expect("checked reply port"),
             )
         };
-        let kmsg = self.copyin_body(&mut st, bytes, &h, &parsed, via_send_once, reply);
+        let kmsg = self.copyin_body(&mut st, bytes, &h, &parsed, via_send_once, reply, ool);
         let (Carried::Send(Some(p)) | Carried::SendOnce(Some(p))) = dest else {
             st.destroy_msg(&kmsg);
             return KernReturn::SEND_INVALID_DEST;
@@ -903,6 +933,42 @@ impl Task {
         KernReturn::SUCCESS
     }
 
+    /// The out-of-line regions of a message about to be queued (offsets
+    /// relative to the body).
+    fn copyin_ool(&self, parsed: &Parsed) -> Result<Vec<(usize, u64, usize)>, KernReturn> {
+        let mut out: Vec<(usize, u64, usize)> = Vec::new();
+        for &(at, addr, n, dealloc) in &parsed.ool {
+            let off = at - HEADER_SIZE;
+            if n == 0 {
+                out.push((off, 0, 0));
+            } else if dealloc && self.kernel.vm.transfer(addr, Some(self.space), None) {
+                // A whole region of the sender's: it changes hands.
+                out.push((off, addr, n));
+            } else {
+                match self.kernel.vm.allocate(n, None) {
+                    Ok(region) => {
+                        // SAFETY: the sender vouches (mach_msg's contract) that
+                        // `addr` is readable for `n` bytes; `region` is new.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(addr as *const u8, region as *mut u8, n)
+                        };
+                        out.push((off, region, n));
+                    }
+                    Err(_) => {
+                        // Undo: moved regions go back, copies are freed.
+                        for &(_, a, l) in &out {
+                            if l > 0 && !self.kernel.vm.transfer(a, None, Some(self.space)) {
+                                let _ = self.kernel.vm.deallocate(None, a, l);
+                            }
+                        }
+                        return Err(KernReturn::SEND_NO_BUFFER);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Takes the body's rights and out-of-line data into a kernel message.
     fn copyin_body(
         &self,
@@ -912,6 +978,7 @@ impl Task {
         parsed: &Parsed,
         via_send_once: bool,
         reply: Option<Carried>,
+        ool: Vec<(usize, u64, usize)>,
     ) -> KMsg {
         let mut body = bytes[HEADER_SIZE..].to_vec();
         let mut ports = Vec::new();
@@ -930,20 +997,8 @@ impl Task {
                 body[dpos - HEADER_SIZE] = recv;
             }
         }
-        let mut ool = Vec::new();
-        for &(at, addr, n, dealloc) in &parsed.ool {
-            let data = if n == 0 {
-                Vec::new()
-            } else {
-                // SAFETY: the sender vouches (mach_msg's contract) that the
-                // region is readable.
-                unsafe { std::slice::from_raw_parts(addr as *const u8, n) }.to_vec()
-            };
-            if dealloc && n > 0 {
-                let _ = self.kernel.vm.deallocate(addr, n);
-            }
-            body[at - HEADER_SIZE..at - HEADER_SIZE + 8].fill(0);
-            ool.push((at - HEADER_SIZE, data));
+        for &(at, _, _) in &ool {
+            body[at..at + 8].fill(0);
         }
         KMsg {
             bits: h.bits & msg::BITS_COMPLEX,
@@ -1055,21 +1110,10 @@ impl Task {
                 .copy_from_slice(&u64::from(n.0).to_ne_bytes());
         }
         drop(st);
-        for (off, data) in kmsg.ool {
-            let addr = if data.is_empty() {
-                0
-            } else {
-                match self.kernel.vm.allocate(data.len()) {
-                    Ok(a) => {
-                        // SAFETY: a fresh region of at least `data.len()` bytes.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(data.as_ptr(), a as *mut u8, data.len());
-                        }
-                        a
-                    }
-                    Err(e) => return e,
-                }
-            };
+        for &(off, addr, len) in &kmsg.ool {
+            if len > 0 {
+                self.kernel.vm.transfer(addr, None, Some(self.space));
+            }
             buf[HEADER_SIZE + off..HEADER_SIZE + off + 8].copy_from_slice(&addr.to_ne_bytes());
         }
         self.kernel.cv.notify_all();
@@ -1317,11 +1361,11 @@ impl Ipc for Task {
     }
 
     fn vm_allocate(&self, size: usize) -> Result<u64, KernReturn> {
-        self.kernel.vm.allocate(size)
+        self.kernel.vm.allocate(size, Some(self.space))
     }
 
     unsafe fn vm_deallocate(&self, addr: u64, size: usize) -> KernReturn {
-        self.kernel.vm.deallocate(addr, size)
+        self.kernel.vm.deallocate(Some(self.space), addr, size)
     }
 }
 

@@ -4,8 +4,10 @@
 //! Modelled: receive, send and send-once rights with user references and
 //! name merging; port sets; message queues with a queue limit (blocking or
 //! timed sends); send and receive timeouts; `MACH_RCV_TOO_LARGE` (and
-//! `MACH_RCV_LARGE`); out-of-line memory handed over by copy, the sender's
-//! region freed when the deallocate bit is set; no-senders, dead-name,
+//! `MACH_RCV_LARGE`); out-of-line memory handed over by copy — or, when the
+//! sender gives up a region of its own (deallocate bit), moved without a
+//! copy, as GNU Mach remaps pages; VM regions belong to a task, which can
+//! free only its own, and are freed when it dies; no-senders, dead-name,
 //! port-deleted and send-once notifications; task termination releasing
 //! every right the task held (so servers see no-senders and clients see
 //! dead names, and pending RPCs get `MIG_SERVER_DIED` from their stubs).

@@ -1,5 +1,7 @@
 //! The loopback kernel's `vm_allocate`: page-aligned zeroed regions, kept
-//! in a table so `vm_deallocate` and out-of-line deallocation find them.
+//! in a table with their owner (a task's space, or the kernel while the
+//! region travels in a message), so a task can only free its own regions
+//! and a region handed over in a message moves without being copied.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::BTreeMap;
@@ -9,14 +11,17 @@ use crate::kern::KernReturn;
 
 const PAGE: usize = 4096;
 
+/// Who holds a region: a task's space id, or `None` for the kernel.
+pub type Owner = Option<u64>;
+
 /// Regions handed out, by start address.
 #[derive(Debug, Default)]
 pub struct Vm {
-    regions: Mutex<BTreeMap<u64, Layout>>,
+    regions: Mutex<BTreeMap<u64, (Layout, Owner)>>,
 }
 
 impl Vm {
-    /// Regions handed out and not yet freed.
+    /// Regions not yet freed.
     pub fn regions(&self) -> usize {
         self.regions.lock().expect("vm lock").len()
     }
@@ -26,8 +31,8 @@ impl Vm {
         size.div_ceil(PAGE).max(1) * PAGE
     }
 
-    /// A zeroed region of at least `size` bytes.
-    pub fn allocate(&self, size: usize) -> Result<u64, KernReturn> {
+    /// A zeroed region of at least `size` bytes for `owner`.
+    pub fn allocate(&self, size: usize, owner: Owner) -> Result<u64, KernReturn> {
         let layout =
             Layout::from_size_align(Self::round(size), PAGE).map_err(|_| KernReturn::NO_SPACE)?;
         // SAFETY: the layout has a non-zero size.
@@ -36,27 +41,41 @@ impl Vm {
             return Err(KernReturn::RESOURCE_SHORTAGE);
         }
         let addr = p as u64;
-        self.regions.lock().expect("vm lock").insert(addr, layout);
+        self.regions
+            .lock()
+            .expect("vm lock")
+            .insert(addr, (layout, owner));
         Ok(addr)
     }
 
-    /// Whether `[addr, addr+size)` is exactly one region handed out.
-    pub fn owns(&self, addr: u64, size: usize) -> bool {
+    /// Whether `[addr, addr+size)` is exactly one region of `owner`.
+    pub fn owns(&self, owner: Owner, addr: u64, size: usize) -> bool {
         self.regions
             .lock()
             .expect("vm lock")
             .get(&addr)
-            .is_some_and(|l| l.size() == Self::round(size))
+            .is_some_and(|(l, o)| l.size() == Self::round(size) && *o == owner)
     }
 
-    /// Frees a whole region.
-    pub fn deallocate(&self, addr: u64, size: usize) -> KernReturn {
+    /// Hands a whole region of `from` to `to`.
+    pub fn transfer(&self, addr: u64, from: Owner, to: Owner) -> bool {
+        match self.regions.lock().expect("vm lock").get_mut(&addr) {
+            Some((_, o)) if *o == from => {
+                *o = to;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Frees a whole region of `owner`.
+    pub fn deallocate(&self, owner: Owner, addr: u64, size: usize) -> KernReturn {
         if size == 0 {
             return KernReturn::SUCCESS;
         }
         let mut regions = self.regions.lock().expect("vm lock");
         match regions.get(&addr) {
-            Some(l) if l.size() == Self::round(size) => {
+            Some((l, o)) if l.size() == Self::round(size) && *o == owner => {
                 let l = *l;
                 regions.remove(&addr);
                 // SAFETY: the region was allocated with this layout and is
@@ -65,6 +84,21 @@ impl Vm {
                 KernReturn::SUCCESS
             }
             _ => KernReturn::INVALID_ADDRESS,
+        }
+    }
+
+    /// Frees every region of `owner` (its task died).
+    pub fn free_all(&self, owner: Owner) {
+        let mut regions = self.regions.lock().expect("vm lock");
+        let mine: Vec<u64> = regions
+            .iter()
+            .filter(|(_, (_, o))| *o == owner)
+            .map(|(a, _)| *a)
+            .collect();
+        for a in mine {
+            let (l, _) = regions.remove(&a).expect("region");
+            // SAFETY: removed from the table; freed once.
+            unsafe { dealloc(a as *mut u8, l) };
         }
     }
 }
