@@ -599,6 +599,30 @@ impl State {
         Ok(())
     }
 
+    /// Queues `kmsg` on the port `dest` names, consuming that right.
+    fn enqueue(&mut self, dest: Carried, kmsg: KMsg) -> KernReturn {
+        let (Carried::Send(Some(p)) | Carried::SendOnce(Some(p))) = dest else {
+            self.destroy_msg(&kmsg);
+            return KernReturn::SEND_INVALID_DEST;
+        };
+        match dest {
+            Carried::Send(_) => self.release_send(p),
+            _ => {
+                if let Some(port) = self.ports.get_mut(&p) {
+                    port.sorights = port.sorights.saturating_sub(1);
+                }
+            }
+        }
+        if let Some(port) = self.ports.get_mut(&p)
+            && port.receiver.is_some()
+        {
+            port.queue.push_back(kmsg);
+            return KernReturn::SUCCESS;
+        }
+        self.destroy_msg(&kmsg);
+        KernReturn::SEND_INVALID_DEST
+    }
+
     /// Puts a carried right into space `s`; returns its name there.
     fn copyout(&mut self, s: SpaceId, c: Carried) -> PortName {
         match c {
@@ -907,30 +931,20 @@ impl Task {
                     .expect("checked reply port"),
             )
         };
-        let kmsg = self.copyin_body(&mut st, bytes, &h, &parsed, via_send_once, reply, ool);
-        let (Carried::Send(Some(p)) | Carried::SendOnce(Some(p))) = dest else {
-            st.destroy_msg(&kmsg);
-            return KernReturn::SEND_INVALID_DEST;
+        let (body, ports) = self.copyin_body(&mut st, bytes, &parsed, &ool);
+        let kmsg = KMsg {
+            bits: h.bits & msg::BITS_COMPLEX,
+            id: h.id,
+            via_send_once,
+            reply,
+            body,
+            ports,
+            ool,
         };
-        // The destination right is consumed by the send.
-        match dest {
-            Carried::Send(_) => st.release_send(p),
-            _ => {
-                if let Some(port) = st.ports.get_mut(&p) {
-                    port.sorights = port.sorights.saturating_sub(1);
-                }
-            }
-        }
-        match st.ports.get_mut(&p) {
-            Some(port) if port.receiver.is_some() => port.queue.push_back(kmsg),
-            _ => {
-                st.destroy_msg(&kmsg);
-                return KernReturn::SEND_INVALID_DEST;
-            }
-        }
+        let r = st.enqueue(dest, kmsg);
         drop(st);
         self.kernel.cv.notify_all();
-        KernReturn::SUCCESS
+        r
     }
 
     /// The out-of-line regions of a message about to be queued (offsets
@@ -945,41 +959,36 @@ impl Task {
                 // A whole region of the sender's: it changes hands.
                 out.push((off, addr, n));
             } else {
-                match self.kernel.vm.allocate(n, None) {
-                    Ok(region) => {
-                        // SAFETY: the sender vouches (mach_msg's contract) that
-                        // `addr` is readable for `n` bytes; `region` is new.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(addr as *const u8, region as *mut u8, n)
-                        };
-                        out.push((off, region, n));
-                    }
-                    Err(_) => {
-                        // Undo: moved regions go back, copies are freed.
-                        for &(_, a, l) in &out {
-                            if l > 0 && !self.kernel.vm.transfer(a, None, Some(self.space)) {
-                                let _ = self.kernel.vm.deallocate(None, a, l);
-                            }
+                let Ok(region) = self.kernel.vm.allocate(n, None) else {
+                    // Undo: moved regions go back, copies are freed.
+                    for &(_, a, l) in &out {
+                        if l > 0 && !self.kernel.vm.transfer(a, None, Some(self.space)) {
+                            let _ = self.kernel.vm.deallocate(None, a, l);
                         }
-                        return Err(KernReturn::SEND_NO_BUFFER);
                     }
+                    return Err(KernReturn::SEND_NO_BUFFER);
+                };
+                // SAFETY: the sender vouches (mach_msg's contract) that `addr`
+                // is readable for `n` bytes; `region` is new.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(addr as *const u8, region as *mut u8, n);
                 }
+                out.push((off, region, n));
             }
         }
         Ok(out)
     }
 
     /// Takes the body's rights and out-of-line data into a kernel message.
+    /// The body with its port slots cleared, and the rights it carries.
+    #[allow(clippy::type_complexity)]
     fn copyin_body(
         &self,
         st: &mut State,
         bytes: &[u8],
-        h: &Header,
         parsed: &Parsed,
-        via_send_once: bool,
-        reply: Option<Carried>,
-        ool: Vec<(usize, u64, usize)>,
-    ) -> KMsg {
+        ool: &[(usize, u64, usize)],
+    ) -> (Vec<u8>, Vec<(usize, Carried, u32)>) {
         let mut body = bytes[HEADER_SIZE..].to_vec();
         let mut ports = Vec::new();
         for &(at, name, disp) in &parsed.ports {
@@ -997,18 +1006,10 @@ impl Task {
                 body[dpos - HEADER_SIZE] = recv;
             }
         }
-        for &(at, _, _) in &ool {
+        for &(at, _, _) in ool {
             body[at..at + 8].fill(0);
         }
-        KMsg {
-            bits: h.bits & msg::BITS_COMPLEX,
-            id: h.id,
-            via_send_once,
-            reply,
-            body,
-            ports,
-            ool,
-        }
+        (body, ports)
     }
 
     /// Offset of the descriptor whose data contains `data_at` (for port
