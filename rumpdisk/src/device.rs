@@ -16,8 +16,9 @@ pub const DEV_GET_SIZE: u32 = 0;
 pub const DEV_GET_RECORDS: u32 = 1;
 /// `BLKRRPART` (re-read partitions; partitions live in libstore: a no-op).
 pub const BLKRRPART: u32 = 0x125f;
-/// `DEV_FLUSH_CACHE`: write the drive's cache out.
-pub const DEV_FLUSH_CACHE: u32 = 0x4;
+/// `DEV_FLUSH_CACHE`: write the drive's cache out (GNU Mach 2026,
+/// `device/device_types.h`).
+pub const DEV_FLUSH_CACHE: u32 = 2;
 
 /// Maps a back-end error to a device error.
 fn dev_err(e: &io::Error) -> KernReturn {
@@ -38,37 +39,45 @@ struct OpenDisk {
 }
 
 impl OpenDisk {
-    /// Checks a transfer of `len` bytes at record `recnum`; returns the
-    /// byte offset.
-    fn span(&self, recnum: u64, len: usize) -> Result<u64, KernReturn> {
+    /// The bytes a transfer of `len` at record `recnum` covers, as GNU
+    /// Mach's block glue decides: a start past the end is `D_INVALID_SIZE`,
+    /// a start at the end covers nothing, a transfer running past the end
+    /// is cut there. Returns the byte offset and length.
+    fn span(&self, recnum: u64, len: usize) -> Result<(u64, usize), KernReturn> {
         let sector = u64::from(self.disk.sector_size());
         let size = self.disk.size().map_err(|e| dev_err(&e))?;
-        if !(len as u64).is_multiple_of(sector) {
-            return Err(KernReturn::D_INVALID_SIZE);
-        }
         let offset = recnum
             .checked_mul(sector)
-            .ok_or(KernReturn::D_INVALID_RECNUM)?;
+            .ok_or(KernReturn::D_INVALID_SIZE)?;
         if offset > size {
-            return Err(KernReturn::D_INVALID_RECNUM);
-        }
-        if offset + len as u64 > size {
             return Err(KernReturn::D_INVALID_SIZE);
         }
-        Ok(offset)
+        let len = len.min(usize::try_from(size - offset).unwrap_or(usize::MAX));
+        Ok((offset, len))
+    }
+
+    /// `len` rounded up to whole sectors (the disk ends on a sector).
+    fn whole(&self, len: usize) -> usize {
+        len.next_multiple_of(self.disk.sector_size() as usize)
+    }
+
+    fn fail(&self, what: &str, len: usize, offset: u64, e: &io::Error) -> KernReturn {
+        log::warn!("{}: {what} of {len} bytes at {offset}: {e}", self.name);
+        dev_err(e)
     }
 }
 
 impl Device for OpenDisk {
     fn read(&self, recnum: u64, len: usize) -> Result<Vec<u8>, KernReturn> {
-        let offset = self.span(recnum, len)?;
-        let mut buf = vec![0u8; len];
-        if len > 0 {
-            self.disk.read_at(offset, &mut buf).map_err(|e| {
-                log::warn!("{}: read of {len} bytes at {offset}: {e}", self.name);
-                dev_err(&e)
-            })?;
+        let (offset, len) = self.span(recnum, len)?;
+        // A partial last sector is read whole and cut.
+        let mut buf = vec![0u8; self.whole(len)];
+        if !buf.is_empty() {
+            self.disk
+                .read_at(offset, &mut buf)
+                .map_err(|e| self.fail("read", buf.len(), offset, &e))?;
         }
+        buf.truncate(len);
         Ok(buf)
     }
 
@@ -76,18 +85,31 @@ impl Device for OpenDisk {
         if self.disk.read_only() {
             return Err(KernReturn::D_READ_ONLY);
         }
-        let offset = self.span(recnum, data.len())?;
-        if !data.is_empty() {
-            self.disk.write_at(offset, data).map_err(|e| {
-                log::warn!(
-                    "{}: write of {} bytes at {offset}: {e}",
-                    self.name,
-                    data.len()
-                );
-                dev_err(&e)
-            })?;
+        let (offset, len) = self.span(recnum, data.len())?;
+        let data = &data[..len];
+        let whole = self.whole(len);
+        if whole == len {
+            if len > 0 {
+                self.disk
+                    .write_at(offset, data)
+                    .map_err(|e| self.fail("write", len, offset, &e))?;
+            }
+            return Ok(len);
         }
-        Ok(data.len())
+        // A partial last sector: read, modify, write back.
+        let mut buf = vec![0u8; whole];
+        self.disk
+            .read_at(offset, &mut buf)
+            .map_err(|e| self.fail("read", whole, offset, &e))?;
+        buf[..len].copy_from_slice(data);
+        self.disk
+            .write_at(offset, &buf)
+            .map_err(|e| self.fail("write", whole, offset, &e))?;
+        Ok(len)
+    }
+
+    fn inband(&self) -> bool {
+        false
     }
 
     fn get_status(&self, flavor: u32, max: usize) -> Result<Vec<i32>, KernReturn> {

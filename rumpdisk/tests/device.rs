@@ -134,26 +134,38 @@ fn transfers_and_their_errors() {
     assert_eq!(c.read(d, 16, data.len() as i32).unwrap(), data);
     assert_eq!(file_bytes(&rig.image("wd0"), 16 * 512, data.len()), data);
     c.set_status(d, DEV_FLUSH_CACHE, &[]).unwrap();
-    // Inband transfers (at most 128 bytes) cannot hold a 512-byte record.
+    // As GNU Mach's disks: no inband transfers.
     assert_eq!(
         c.write_inband(d, 1, &[9; 128]),
-        Err(KernReturn::D_INVALID_SIZE)
+        Err(KernReturn::D_INVALID_OPERATION)
     );
-    assert_eq!(c.read_inband(d, 1, 128), Err(KernReturn::D_INVALID_SIZE));
-    // Beyond the end, across the end, misaligned.
-    assert_eq!(c.read(d, 2049, 512), Err(KernReturn::D_INVALID_RECNUM));
-    assert_eq!(c.read(d, 2047, 1024), Err(KernReturn::D_INVALID_SIZE));
     assert_eq!(
-        c.write(d, 2047, &[0; 1024]),
-        Err(KernReturn::D_INVALID_SIZE)
+        c.read_inband(d, 1, 128),
+        Err(KernReturn::D_INVALID_OPERATION)
     );
-    assert_eq!(c.read(d, 0, 100), Err(KernReturn::D_INVALID_SIZE));
-    assert_eq!(c.write(d, 0, &[0; 100]), Err(KernReturn::D_INVALID_SIZE));
+    // A start past the end is refused; at the end nothing is transferred;
+    // across the end the transfer is cut; negative sizes are refused.
+    assert_eq!(c.read(d, 2049, 512), Err(KernReturn::D_INVALID_SIZE));
+    assert_eq!(c.read(d, 2048, 512).unwrap(), Vec::<u8>::new());
+    assert_eq!(c.read(d, 2047, 1024).unwrap().len(), 512);
+    assert_eq!(c.write(d, 2047, &[3; 1024]).unwrap(), 512);
     assert_eq!(
         c.read(d, u64::MAX / 2, 512),
-        Err(KernReturn::D_INVALID_RECNUM)
+        Err(KernReturn::D_INVALID_SIZE)
     );
     assert_eq!(c.read(d, 0, -1), Err(KernReturn::D_INVALID_SIZE));
+    assert_eq!(c.read(d, 0, 0).unwrap(), Vec::<u8>::new());
+    assert_eq!(c.write(d, 0, &[]), Err(KernReturn::D_INVALID_SIZE));
+    // Partial sectors: read cut from the whole sector, written by
+    // read-modify-write, the rest of the sector untouched.
+    assert_eq!(c.write(d, 3, &[0xee; 700]).unwrap(), 700);
+    let back = c.read(d, 3, 1024).unwrap();
+    assert!(back[..700].iter().all(|&b| b == 0xee));
+    assert_eq!(
+        &back[700..1024],
+        &file_bytes(&rig.image("wd0"), 3 * 512 + 700, 324)[..]
+    );
+    assert_eq!(c.read(d, 3, 100).unwrap(), vec![0xee; 100]);
     // The data around the refused writes is intact.
     assert_eq!(c.read(d, 16, data.len() as i32).unwrap(), data);
 }
@@ -168,9 +180,15 @@ fn read_only_images_and_opens_refuse_writes() {
         Err(KernReturn::D_READ_ONLY)
     );
     let ro = c.open(m, Mode::READ, "wd0").unwrap();
-    assert_eq!(c.write(ro, 0, &[1; 512]), Err(KernReturn::D_READ_ONLY));
+    assert_eq!(
+        c.write(ro, 0, &[1; 512]),
+        Err(KernReturn::D_INVALID_OPERATION)
+    );
     let ro1 = c.open(m, Mode::READ, "wd1").unwrap();
-    assert_eq!(c.write(ro1, 0, &[1; 512]), Err(KernReturn::D_READ_ONLY));
+    assert_eq!(
+        c.write(ro1, 0, &[1; 512]),
+        Err(KernReturn::D_INVALID_OPERATION)
+    );
     assert_eq!(c.read(ro1, 0, 512).unwrap(), vec![0; 512]);
 }
 
@@ -264,7 +282,7 @@ fn images_that_shrink_or_vanish_under_the_server() {
         .set_len(1 << 20)
         .unwrap();
     assert_eq!(c.get_status(d, DEV_GET_RECORDS, 2).unwrap(), [2048, 512]);
-    assert_eq!(c.read(d, 4000, 512), Err(KernReturn::D_INVALID_RECNUM));
+    assert_eq!(c.read(d, 4000, 512), Err(KernReturn::D_INVALID_SIZE));
     assert_eq!(c.read(d, 100, 512).unwrap(), vec![0; 512]);
     // Unlinked: the open image goes on serving what it holds.
     std::fs::remove_file(&img).unwrap();

@@ -59,6 +59,12 @@ pub trait Device: Send + Sync {
     /// went away). Called once.
     fn close(&self) {}
 
+    /// Whether `device_read_inband`/`device_write_inband` are served (GNU
+    /// Mach's disks do not serve them: `D_INVALID_OPERATION`).
+    fn inband(&self) -> bool {
+        true
+    }
+
     /// Reads and answers through `reply`, now or later from any thread
     /// (the request's thread returns at once). The default reads in place.
     fn read_async(&self, recnum: u64, len: usize, reply: DataReply) {

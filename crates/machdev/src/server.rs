@@ -459,7 +459,7 @@ impl DeviceServer {
         match req {
             Request::Read { recnum, len, .. } | Request::ReadInband { recnum, len, .. } => {
                 let inband = matches!(req, Request::ReadInband { .. });
-                if !open.mode.can_read() {
+                if !open.mode.can_read() || (inband && !open.device.inband()) {
                     responder.error(KernReturn::D_INVALID_OPERATION);
                 } else if len > MAX_READ {
                     responder.error(KernReturn::D_INVALID_SIZE);
@@ -479,22 +479,25 @@ impl DeviceServer {
                 // SAFETY: the kernel mapped this region into our task with
                 // the request, and nothing else refers to it.
                 let data = unsafe { Data::ool(Arc::clone(&self.ipc), addr, len) };
-                if open.mode.can_write() {
+                if !open.mode.can_write() {
+                    responder.error(KernReturn::D_INVALID_OPERATION);
+                } else if data.is_empty() {
+                    // GNU Mach: no data arrived, so there is nothing to write.
+                    responder.error(KernReturn::D_INVALID_SIZE);
+                } else {
                     open.device
                         .write_async(recnum, data, WriteReply::new(responder));
-                } else {
-                    responder.error(KernReturn::D_READ_ONLY);
                 }
             }
             Request::WriteInband { recnum, data, .. } => {
-                if open.mode.can_write() {
+                if open.mode.can_write() && open.device.inband() {
                     open.device.write_async(
                         recnum,
                         Data::inline(data.to_vec()),
                         WriteReply::new(responder),
                     );
                 } else {
-                    responder.error(KernReturn::D_READ_ONLY);
+                    responder.error(KernReturn::D_INVALID_OPERATION);
                 }
             }
             Request::GetStatus { flavor, count } => {

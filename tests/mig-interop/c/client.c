@@ -88,7 +88,7 @@ interop_user_run(mach_port_t master)
 	kr = device_open(master, D_READ, "ram0", &ro);
 	CHECK(kr == KERN_SUCCESS);
 	kr = device_write(ro, 0, 0, buf, 512, &written);
-	CHECK(kr == D_READ_ONLY);
+	CHECK(kr == D_INVALID_OPERATION);
 	kr = device_read(dev, 0, (recnum_t)1 << 40, 512, &data, &cnt);
 	CHECK(kr == D_INVALID_RECNUM);
 	kr = device_read(master, 0, 0, 512, &data, &cnt);
