@@ -5,9 +5,7 @@ use mach::ipc::Ipc;
 use mach::msg::{self, Builder, HEADER_SIZE, MsgBuf, TypeDesc};
 use mach::port::{PortName, type_name as tn};
 
-use crate::rpc::{
-    INT32, bad, check, int32, reply_body, reply_header, request_header, ret_code, set_complex,
-};
+use crate::rpc::{INT32, bad, check, int32, reply_body, reply_header, request_header, ret_code};
 pub use crate::rpc::{
     REPLY_HEADER_SIZE, REPLY_OFFSET, ReplyTo, decode_simple_reply, destroy_request_resources,
     error_reply, reply_to, simple_reply,
@@ -327,19 +325,9 @@ pub fn open_reply(to: &ReplyTo, port: PortName, disp: u8) -> MsgBuf {
 pub fn read_reply(to: &ReplyTo, addr: u64, len: usize) -> MsgBuf {
     let mut b = Builder::new(reply_header(to));
     ret_code(&mut b, KernReturn::SUCCESS);
-    b.desc(TypeDesc {
-        name: tn::INTEGER_8,
-        size: 8,
-        number: len as u32,
-        inline: false,
-        longform: true,
-        deallocate: true,
-    })
-    .raw(&addr.to_ne_bytes());
-    let mut m = b.finish();
-    // MIG marks the reply complex even when no data travels.
-    set_complex(&mut m);
-    m
+    // Complex even when no data travels, as MIG makes it.
+    b.ool(addr, len, true);
+    b.finish()
 }
 
 /// `device_read_inband` reply.
@@ -425,18 +413,8 @@ pub fn write_request(
     let mut b = Builder::new(request_header(device, reply, ID_WRITE));
     b.desc(MODE).raw(&0u32.to_ne_bytes());
     b.desc(RECNUM).raw(&recnum.to_ne_bytes());
-    b.desc(TypeDesc {
-        name: tn::INTEGER_8,
-        size: 8,
-        number: len as u32,
-        inline: false,
-        longform: true,
-        deallocate: false,
-    })
-    .raw(&addr.to_ne_bytes());
-    let mut m = b.finish();
-    set_complex(&mut m);
-    m
+    b.ool(addr, len, false);
+    b.finish()
 }
 
 /// `device_write_inband` request (at most 128 bytes).

@@ -138,14 +138,6 @@ pub fn simple_reply(to: &ReplyTo) -> MsgBuf {
     error_reply(to, KernReturn::SUCCESS)
 }
 
-/// Sets `MACH_MSGH_BITS_COMPLEX` (MIG sets it on replies and requests
-/// that carry out-of-line data even when none travels).
-pub fn set_complex(m: &mut MsgBuf) {
-    let bytes = m.as_bytes_mut();
-    let bits = u32::from_ne_bytes(bytes[0..4].try_into().expect("4 bytes")) | msg::BITS_COMPLEX;
-    bytes[0..4].copy_from_slice(&bits.to_ne_bytes());
-}
-
 /// The header of a request to `dest` with reply port `reply`
 /// (`COPY_SEND`, `MAKE_SEND_ONCE`).
 #[must_use]

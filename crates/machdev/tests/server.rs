@@ -211,7 +211,10 @@ fn each_open_keeps_its_own_mode() {
     let rw = c.open(f.master, Mode::READ | Mode::WRITE, "ram0").unwrap();
     let wo = c.open(f.master, Mode::WRITE, "ram0").unwrap();
     assert_ne!(ro, rw);
-    assert_eq!(c.write(ro, 0, &[1; 512]), Err(KernReturn::D_INVALID_OPERATION));
+    assert_eq!(
+        c.write(ro, 0, &[1; 512]),
+        Err(KernReturn::D_INVALID_OPERATION)
+    );
     assert_eq!(
         c.write_inband(ro, 0, &[1; 16]),
         Err(KernReturn::D_INVALID_OPERATION)
