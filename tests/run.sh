@@ -33,4 +33,7 @@ fi
 grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$fuzz_log"
 rm -f "$fuzz_log"
 
+step "main job (README): rumpdisk/demo.sh"
+bash rumpdisk/demo.sh
+
 step "all green"
