@@ -19,10 +19,11 @@ pid=$!
 for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
 
 echo "== the same disk over NBD: qemu-io reads back the bytes the client wrote"
+status=0
 out=$(qemu-io -f raw "nbd+unix:///wd0?socket=$sock" \
-    -c 'read -P 0xab 1M 256K' -c 'read -P 0x00 0 1M' 2>&1)
+    -c 'read -P 0xab 1M 256K' -c 'read -P 0x00 0 1M' 2>&1) || status=$?
 echo "$out"
-if grep -qiE 'verification failed|failed|error' <<<"$out"; then
+if [ "$status" -ne 0 ] || grep -qiE 'verification failed|failed|error' <<<"$out"; then
     echo "== FAILED: NBD did not return the bytes written through the device interface"
     exit 1
 fi
