@@ -31,6 +31,9 @@ struct Port {
     mscount: u32,
     in_set: Option<PortId>,
     no_senders: Option<PortId>,
+    /// Threads receiving on this port (or set) or waiting for room in its
+    /// queue sleep here, so a message wakes only them.
+    cv: Arc<Condvar>,
 }
 
 impl Port {
@@ -45,6 +48,7 @@ impl Port {
             mscount: 0,
             in_set: None,
             no_senders: None,
+            cv: Arc::new(Condvar::new()),
         }
     }
 }
@@ -106,7 +110,6 @@ struct State {
 #[derive(Debug)]
 pub struct Kernel {
     state: Mutex<State>,
-    cv: Condvar,
     vm: Arc<Vm>,
 }
 
@@ -118,7 +121,6 @@ impl Default for Kernel {
                 vm: Arc::clone(&vm),
                 ..State::default()
             }),
-            cv: Condvar::new(),
             vm,
         }
     }
@@ -189,6 +191,16 @@ impl Kernel {
 }
 
 impl State {
+    /// Wakes the threads waiting on port `p` and on the set it is in.
+    fn wake(&self, p: PortId) {
+        if let Some(port) = self.ports.get(&p) {
+            port.cv.notify_all();
+            if let Some(set) = port.in_set.and_then(|s| self.ports.get(&s)) {
+                set.cv.notify_all();
+            }
+        }
+    }
+
     fn new_port(&mut self, owner: SpaceId, is_set: bool) -> PortId {
         self.next_id += 1;
         let id = self.next_id;
@@ -319,6 +331,7 @@ impl State {
                 ool: Vec::new(),
             });
         }
+        self.wake(target);
         self.gc_port(target);
     }
 
@@ -361,6 +374,7 @@ impl State {
     /// rights become dead names (with dead-name notifications), the
     /// no-senders request's right is released.
     fn destroy_port(&mut self, p: PortId) {
+        self.wake(p);
         let Some(port) = self.ports.get_mut(&p) else {
             return;
         };
@@ -617,6 +631,7 @@ impl State {
             && port.receiver.is_some()
         {
             port.queue.push_back(kmsg);
+            self.wake(p);
             return KernReturn::SUCCESS;
         }
         self.destroy_msg(&kmsg);
@@ -786,7 +801,6 @@ impl Task {
             st.release_send_once(p);
         }
         drop(st);
-        self.kernel.cv.notify_all();
     }
 
     /// Checks what can be checked without the kernel lock.
@@ -820,16 +834,14 @@ impl Task {
     /// Waits for the kernel's state to change, until `deadline` when
     /// `timed` (then `expired` is the error).
     fn wait<'a>(
-        &'a self,
         st: MutexGuard<'a, State>,
+        cv: &Condvar,
         timed: bool,
         deadline: Option<Instant>,
         expired: KernReturn,
     ) -> Result<MutexGuard<'a, State>, KernReturn> {
         if !timed {
-            return Ok(self
-                .kernel
-                .cv
+            return Ok(cv
                 .wait(st)
                 .unwrap_or_else(std::sync::PoisonError::into_inner));
         }
@@ -838,9 +850,7 @@ impl Task {
         if now >= deadline {
             return Err(expired);
         }
-        Ok(self
-            .kernel
-            .cv
+        Ok(cv
             .wait_timeout(st, deadline - now)
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0)
@@ -896,8 +906,10 @@ impl Task {
                     Some(_) => {}
                     None => return KernReturn::SEND_INVALID_DEST,
                 }
-                st = match self.wait(
+                let cv = Arc::clone(&st.ports[&dest_port].cv);
+                st = match Self::wait(
                     st,
+                    &cv,
                     option & option::SEND_TIMEOUT != 0,
                     timeout,
                     KernReturn::SEND_TIMED_OUT,
@@ -943,7 +955,6 @@ impl Task {
         };
         let r = st.enqueue(dest, kmsg);
         drop(st);
-        self.kernel.cv.notify_all();
         r
     }
 
@@ -1053,15 +1064,19 @@ impl Task {
                     }
                     let m = port.queue.pop_front().expect("queued");
                     st.destroy_msg(&m);
-                    drop(st);
-                    self.kernel.cv.notify_all();
+                    st.wake(p);
                     return KernReturn::RCV_TOO_LARGE;
                 }
                 port.seqno = port.seqno.wrapping_add(1);
-                break (p, port.queue.pop_front().expect("queued"));
+                let m = port.queue.pop_front().expect("queued");
+                // Room for a blocked sender.
+                st.wake(p);
+                break (p, m);
             }
-            st = match self.wait(
+            let cv = Arc::clone(&st.ports[&target].cv);
+            st = match Self::wait(
                 st,
+                &cv,
                 option & option::RCV_TIMEOUT != 0,
                 timeout,
                 KernReturn::RCV_TIMED_OUT,
@@ -1117,7 +1132,6 @@ impl Task {
             }
             buf[HEADER_SIZE + off..HEADER_SIZE + off + 8].copy_from_slice(&addr.to_ne_bytes());
         }
-        self.kernel.cv.notify_all();
         KernReturn::SUCCESS
     }
 }
@@ -1178,9 +1192,7 @@ impl Ipc for Task {
     }
 
     fn port_deallocate(&self, name: PortName) -> KernReturn {
-        let r = self.kernel.lock().deallocate(self.space, name);
-        self.kernel.cv.notify_all();
-        r
+        self.kernel.lock().deallocate(self.space, name)
     }
 
     fn port_mod_refs(&self, name: PortName, right: Right, delta: i32) -> KernReturn {
@@ -1231,7 +1243,6 @@ impl Ipc for Task {
             _ => KernReturn::INVALID_VALUE,
         };
         drop(st);
-        self.kernel.cv.notify_all();
         r
     }
 
@@ -1276,9 +1287,14 @@ impl Ipc for Task {
                 Err(e) => return e,
             }
         };
+        let old = st.ports[&mp].in_set;
+        st.wake(mp);
         st.ports.get_mut(&mp).expect("port").in_set = sp;
+        st.wake(mp);
+        if let Some(o) = old {
+            st.wake(o);
+        }
         drop(st);
-        self.kernel.cv.notify_all();
         KernReturn::SUCCESS
     }
 
@@ -1323,7 +1339,6 @@ impl Ipc for Task {
                     }
                 }
                 drop(st);
-                self.kernel.cv.notify_all();
                 Ok(prev_name)
             }
             notify::DEAD_NAME => {
@@ -1343,7 +1358,6 @@ impl Ipc for Task {
                         .raw(&name.0.to_ne_bytes());
                     st.send_notification(t, notify::DEAD_NAME, &b.finish());
                     drop(st);
-                    self.kernel.cv.notify_all();
                     return Ok(PortName::NULL);
                 }
                 let previous = st.entry(self.space, name)?.dead_request.replace(t);
