@@ -560,6 +560,37 @@ impl<I: Ipc + ?Sized> Drop for Client<'_, I> {
     }
 }
 
+/// Out-of-line data received by this task: `len` bytes at `addr`, given
+/// back with `vm_deallocate` on drop.
+pub struct Region<'a, I: Ipc + ?Sized> {
+    ipc: &'a I,
+    addr: u64,
+    len: usize,
+}
+
+impl<I: Ipc + ?Sized> std::ops::Deref for Region<'_, I> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the kernel mapped `len` bytes at `addr` into this task and
+        // they stay mapped until `drop` deallocates them.
+        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+    }
+}
+
+impl<I: Ipc + ?Sized> Drop for Region<'_, I> {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            // SAFETY: the region is this task's and no slice of it outlives
+            // `self`.
+            let _ = unsafe { self.ipc.vm_deallocate(self.addr, self.len) };
+        }
+    }
+}
+
 impl<'a, I: Ipc + ?Sized> Client<'a, I> {
     /// A client on `ipc`.
     pub fn new(ipc: &'a I) -> Self {
@@ -599,18 +630,26 @@ impl<'a, I: Ipc + ?Sized> Client<'a, I> {
         decode_simple_reply(self.rpc(|r| close_request(device, r))?.as_bytes(), ID_CLOSE)
     }
 
-    /// `device_read` (out of line).
+    /// `device_read` (out of line), copied into a vector.
     pub fn read(&self, device: PortName, recnum: u64, len: i32) -> Result<Vec<u8>, KernReturn> {
+        Ok(self.read_region(device, recnum, len)?.to_vec())
+    }
+
+    /// `device_read` (out of line) without a copy: the pages the kernel
+    /// mapped into this task, deallocated when the [`Region`] drops.
+    pub fn read_region(
+        &self,
+        device: PortName,
+        recnum: u64,
+        len: i32,
+    ) -> Result<Region<'a, I>, KernReturn> {
         let m = self.rpc(|r| read_request(device, r, false, recnum, len))?;
-        let (addr, n) = decode_read_reply(m.as_bytes())?;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        // SAFETY: the kernel mapped `n` bytes at `addr` into this task.
-        let data = unsafe { std::slice::from_raw_parts(addr as *const u8, n) }.to_vec();
-        // SAFETY: the region is ours and copied out.
-        let _ = unsafe { self.ipc.vm_deallocate(addr, n) };
-        Ok(data)
+        let (addr, len) = decode_read_reply(m.as_bytes())?;
+        Ok(Region {
+            ipc: self.ipc,
+            addr,
+            len,
+        })
     }
 
     /// `device_read_inband`.

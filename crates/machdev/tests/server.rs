@@ -180,6 +180,14 @@ fn open_read_write_status_close() {
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
     assert_eq!(c.write(d, 100, &payload).unwrap(), payload.len() as i32);
     assert_eq!(c.read(d, 100, payload.len() as i32).unwrap(), payload);
+    // The zero-copy read hands over the kernel's pages, and gives them
+    // back when dropped.
+    let before = f.kernel.stats().vm_regions;
+    let region = c.read_region(d, 100, payload.len() as i32).unwrap();
+    assert_eq!(&region[..], &payload[..]);
+    assert_eq!(f.kernel.stats().vm_regions, before + 1);
+    drop(region);
+    assert_eq!(f.kernel.stats().vm_regions, before);
 
     assert_eq!(c.write_inband(d, 3, b"inband!").unwrap(), 7);
     assert_eq!(c.read_inband(d, 3, 7).unwrap(), b"inband!");

@@ -108,7 +108,7 @@ mod linux {
         let t = Instant::now();
         for i in 0..mib {
             let d = c
-                .read(dev, (i * MIB / 512) as u64, MIB as i32)
+                .read_region(dev, (i * MIB / 512) as u64, MIB as i32)
                 .expect("device_read");
             assert_eq!(d.len(), MIB);
         }
@@ -175,7 +175,7 @@ mod linux {
                         let d = c.open(m, Mode::READ, "wd0").expect("open");
                         let mut x = k as u64 + 1;
                         for _ in 0..n {
-                            c.read(d, (lcg(&mut x) % records) * 8, 4096)
+                            c.read_region(d, (lcg(&mut x) % records) * 8, 4096)
                                 .expect("device_read");
                         }
                     });

@@ -970,7 +970,10 @@ impl Task {
                 // A whole region of the sender's: it changes hands.
                 out.push((off, addr, n));
             } else {
-                let Ok(region) = self.kernel.vm.allocate(n, None) else {
+                // SAFETY: the sender vouches (mach_msg's contract) that `addr`
+                // is readable for `n` bytes, and `n` is not zero.
+                let copied = unsafe { self.kernel.vm.copy(addr as *const u8, n, None) };
+                let Ok(region) = copied else {
                     // Undo: moved regions go back, copies are freed.
                     for &(_, a, l) in &out {
                         if l > 0 && !self.kernel.vm.transfer(a, None, Some(self.space)) {
@@ -979,11 +982,6 @@ impl Task {
                     }
                     return Err(KernReturn::SEND_NO_BUFFER);
                 };
-                // SAFETY: the sender vouches (mach_msg's contract) that `addr`
-                // is readable for `n` bytes; `region` is new.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(addr as *const u8, region as *mut u8, n);
-                }
                 out.push((off, region, n));
             }
         }

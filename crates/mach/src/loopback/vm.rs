@@ -3,7 +3,7 @@
 //! region travels in a message), so a task can only free its own regions
 //! and a region handed over in a message moves without being copied.
 
-use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::alloc::{Layout, alloc, alloc_zeroed, dealloc};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -39,6 +39,34 @@ impl Vm {
         let p = unsafe { alloc_zeroed(layout) };
         if p.is_null() {
             return Err(KernReturn::RESOURCE_SHORTAGE);
+        }
+        let addr = p as u64;
+        self.regions
+            .lock()
+            .expect("vm lock")
+            .insert(addr, (layout, owner));
+        Ok(addr)
+    }
+
+    /// A region for `owner` holding a copy of the `n` bytes at `src`, the
+    /// rest of its last page zeroed (one pass over the memory, not a
+    /// zeroing pass and then a copy).
+    ///
+    /// # Safety
+    /// `src` must be readable for `n` bytes, and `n` must not be zero.
+    pub unsafe fn copy(&self, src: *const u8, n: usize, owner: Owner) -> Result<u64, KernReturn> {
+        let layout =
+            Layout::from_size_align(Self::round(n), PAGE).map_err(|_| KernReturn::NO_SPACE)?;
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { alloc(layout) };
+        if p.is_null() {
+            return Err(KernReturn::RESOURCE_SHORTAGE);
+        }
+        // SAFETY: `p` is fresh and `layout.size() >= n`; the caller vouches
+        // for `src`; the tail written is inside the allocation.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src, p, n);
+            std::ptr::write_bytes(p.add(n), 0, layout.size() - n);
         }
         let addr = p as u64;
         self.regions
