@@ -81,6 +81,19 @@ impl Device for OpenDisk {
         Ok(buf)
     }
 
+    fn read_async(&self, recnum: u64, len: usize, reply: machdev::DataReply) {
+        match self.span(recnum, len) {
+            // Whole sectors go straight from the disk into the reply's pages.
+            Ok((offset, len)) if self.whole(len) == len => reply.fill(len, |buf| {
+                self.disk
+                    .read_at(offset, buf)
+                    .map_err(|e| self.fail("read", len, offset, &e))
+            }),
+            Ok(_) => reply.send(self.read(recnum, len)),
+            Err(e) => reply.send(Err(e)),
+        }
+    }
+
     fn write(&self, recnum: u64, data: &[u8]) -> Result<usize, KernReturn> {
         if self.disk.read_only() {
             return Err(KernReturn::D_READ_ONLY);

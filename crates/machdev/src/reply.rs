@@ -128,6 +128,45 @@ impl DataReply {
     }
 }
 
+impl DataReply {
+    /// Sends `len` bytes that `fill` writes straight into the reply's
+    /// out-of-line region (no intermediate buffer and no copy), or the
+    /// error `fill` returns. `fill` must write all `len` bytes; it is not
+    /// called when `len` is zero.
+    pub fn fill(self, len: usize, fill: impl FnOnce(&mut [u8]) -> Result<(), KernReturn>) {
+        if len == 0 {
+            return self.send(Ok(Vec::new()));
+        }
+        if self.inband {
+            let mut buf = vec![0u8; len];
+            let result = fill(&mut buf).map(|()| buf);
+            return self.send(result);
+        }
+        let ipc = Arc::clone(&self.responder.ipc);
+        let Ok(addr) = ipc.vm_allocate(len) else {
+            return self.send(Err(KernReturn::D_NO_MEMORY));
+        };
+        // SAFETY: a fresh region of at least `len` bytes, this task's alone
+        // until it is sent or deallocated below.
+        let buf = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
+        if let Err(e) = fill(buf) {
+            // SAFETY: the region was never sent and nothing refers to it.
+            let _ = unsafe { ipc.vm_deallocate(addr, len) };
+            return self.send(Err(e));
+        }
+        let mut this = self;
+        match this.responder.take() {
+            Some(to) => {
+                let _ = send_reply(&*ipc, dev::read_reply(&to, addr, len), Some((addr, len)));
+            }
+            None => {
+                // SAFETY: no reply will carry the region.
+                let _ = unsafe { ipc.vm_deallocate(addr, len) };
+            }
+        }
+    }
+}
+
 impl Drop for DataReply {
     fn drop(&mut self) {
         if let Some(to) = self.responder.take() {

@@ -16,15 +16,19 @@ use mach::{KernReturn, PortName};
 use machdev::{Device, DeviceServer, Driver, Mode, PoolConfig};
 use mig_bindings::device::{self as dev, Client};
 
-/// A RAM disk; a name with "slow" makes every read take 2 s.
+/// A RAM disk; a name with "slow" makes every read take 2 s, one with
+/// "fill" reads straight into the reply (`DataReply::fill`) and fails
+/// reads at record `FILL_FAILS`.
 struct RamDisk {
     data: Arc<Mutex<Vec<u8>>>,
     slow: bool,
+    fill: bool,
     closes: Arc<AtomicUsize>,
 }
 
 const RECORD: usize = 512;
 const SLOW: Duration = Duration::from_secs(2);
+const FILL_FAILS: u64 = 3;
 
 impl Device for RamDisk {
     fn read(&self, recnum: u64, len: usize) -> Result<Vec<u8>, KernReturn> {
@@ -37,6 +41,22 @@ impl Device for RamDisk {
             return Err(KernReturn::D_INVALID_RECNUM);
         }
         Ok(d[start..(start + len).min(d.len())].to_vec())
+    }
+
+    fn read_async(&self, recnum: u64, len: usize, reply: machdev::DataReply) {
+        if !self.fill {
+            return reply.send(self.read(recnum, len));
+        }
+        let d = self.data.lock().unwrap();
+        let start = recnum as usize * RECORD;
+        let len = len.min(d.len().saturating_sub(start));
+        reply.fill(len, |buf| {
+            if recnum == FILL_FAILS {
+                return Err(KernReturn::D_IO_ERROR);
+            }
+            buf.copy_from_slice(&d[start..start + len]);
+            Ok(())
+        });
     }
 
     fn write(&self, recnum: u64, data: &[u8]) -> Result<usize, KernReturn> {
@@ -93,6 +113,7 @@ impl Driver for RamDriver {
         Ok(Arc::new(RamDisk {
             data: Arc::clone(&self.data),
             slow: name.contains("slow"),
+            fill: name.contains("fill"),
             closes: Arc::clone(&self.closes),
         }))
     }
@@ -166,6 +187,25 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+#[test]
+fn reads_filled_in_place() {
+    let f = fixture();
+    let c = Client::new(&f.client);
+    let d = c.open(f.master, Mode::READ, "ramfill").unwrap();
+    let before = f.kernel.stats().vm_regions;
+    let want = f.data.lock().unwrap()[512..512 + 8192].to_vec();
+    assert_eq!(c.read(d, 1, 8192).unwrap(), want);
+    assert_eq!(c.read_inband(d, 1, 8192).unwrap(), want[..128]);
+    assert_eq!(c.read(d, 1, 0).unwrap(), Vec::<u8>::new());
+    // A failing fill answers its error and frees the region it was given.
+    assert_eq!(c.read(d, FILL_FAILS, 4096), Err(KernReturn::D_IO_ERROR));
+    assert_eq!(
+        c.read_inband(d, FILL_FAILS, 64),
+        Err(KernReturn::D_IO_ERROR)
+    );
+    assert_eq!(f.kernel.stats().vm_regions, before);
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! in a table with their owner (a task's space, or the kernel while the
 //! region travels in a message), so a task can only free its own regions
 //! and a region handed over in a message moves without being copied.
+//! Freed regions stay mapped in a bounded cache for reuse, as a real
+//! kernel's warm pages would.
 
 use std::alloc::{Layout, alloc, alloc_zeroed, dealloc};
 use std::collections::BTreeMap;
@@ -14,10 +16,26 @@ const PAGE: usize = 4096;
 /// Who holds a region: a task's space id, or `None` for the kernel.
 pub type Owner = Option<u64>;
 
+/// Bytes of freed regions kept mapped for reuse.
+const CACHE_BYTES: usize = 64 << 20;
+
 /// Regions handed out, by start address.
 #[derive(Debug, Default)]
 pub struct Vm {
     regions: Mutex<BTreeMap<u64, (Layout, Owner)>>,
+    /// Freed regions kept mapped (at most [`CACHE_BYTES`]), so a stream of
+    /// same-sized transfers does not fault fresh pages in every time.
+    cache: Mutex<Vec<(u64, Layout)>>,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        for (a, l) in self.cache.get_mut().expect("vm cache lock").drain(..) {
+            // SAFETY: cached regions are in no table and referred to by no
+            // task; each is freed once.
+            unsafe { dealloc(a as *mut u8, l) };
+        }
+    }
 }
 
 impl Vm {
@@ -31,12 +49,42 @@ impl Vm {
         size.div_ceil(PAGE).max(1) * PAGE
     }
 
+    /// A cached region of exactly `layout`, if one is kept.
+    fn reuse(&self, layout: Layout) -> Option<*mut u8> {
+        let mut cache = self.cache.lock().expect("vm cache lock");
+        let i = cache.iter().rposition(|(_, l)| *l == layout)?;
+        Some(cache.swap_remove(i).0 as *mut u8)
+    }
+
+    /// Frees a region taken out of the table, or keeps it for reuse.
+    ///
+    /// # Safety
+    /// `addr` was allocated with `layout`, is in no table, and nothing
+    /// refers to it any more.
+    unsafe fn release(&self, addr: u64, layout: Layout) {
+        let mut cache = self.cache.lock().expect("vm cache lock");
+        let kept: usize = cache.iter().map(|(_, l)| l.size()).sum();
+        if kept + layout.size() <= CACHE_BYTES {
+            cache.push((addr, layout));
+        } else {
+            // SAFETY: the caller's contract; freed once.
+            unsafe { dealloc(addr as *mut u8, layout) };
+        }
+    }
+
     /// A zeroed region of at least `size` bytes for `owner`.
     pub fn allocate(&self, size: usize, owner: Owner) -> Result<u64, KernReturn> {
         let layout =
             Layout::from_size_align(Self::round(size), PAGE).map_err(|_| KernReturn::NO_SPACE)?;
-        // SAFETY: the layout has a non-zero size.
-        let p = unsafe { alloc_zeroed(layout) };
+        let p = match self.reuse(layout) {
+            // SAFETY: a cached region of `layout`, ours alone.
+            Some(p) => unsafe {
+                std::ptr::write_bytes(p, 0, layout.size());
+                p
+            },
+            // SAFETY: the layout has a non-zero size.
+            None => unsafe { alloc_zeroed(layout) },
+        };
         if p.is_null() {
             return Err(KernReturn::RESOURCE_SHORTAGE);
         }
@@ -58,11 +106,13 @@ impl Vm {
         let layout =
             Layout::from_size_align(Self::round(n), PAGE).map_err(|_| KernReturn::NO_SPACE)?;
         // SAFETY: the layout has a non-zero size.
-        let p = unsafe { alloc(layout) };
+        let p = self
+            .reuse(layout)
+            .unwrap_or_else(|| unsafe { alloc(layout) });
         if p.is_null() {
             return Err(KernReturn::RESOURCE_SHORTAGE);
         }
-        // SAFETY: `p` is fresh and `layout.size() >= n`; the caller vouches
+        // SAFETY: `p` is ours alone and `layout.size() >= n`; the caller vouches
         // for `src`; the tail written is inside the allocation.
         unsafe {
             std::ptr::copy_nonoverlapping(src, p, n);
@@ -107,8 +157,8 @@ impl Vm {
                 let l = *l;
                 regions.remove(&addr);
                 // SAFETY: the region was allocated with this layout and is
-                // removed from the table, so it is freed once.
-                unsafe { dealloc(addr as *mut u8, l) };
+                // removed from the table, so it is released once.
+                unsafe { self.release(addr, l) };
                 KernReturn::SUCCESS
             }
             _ => KernReturn::INVALID_ADDRESS,
@@ -125,8 +175,8 @@ impl Vm {
             .collect();
         for a in mine {
             let (l, _) = regions.remove(&a).expect("region");
-            // SAFETY: removed from the table; freed once.
-            unsafe { dealloc(a as *mut u8, l) };
+            // SAFETY: removed from the table; released once.
+            unsafe { self.release(a, l) };
         }
     }
 }
