@@ -74,8 +74,7 @@ impl Vm {
 
     /// A zeroed region of at least `size` bytes for `owner`.
     pub fn allocate(&self, size: usize, owner: Owner) -> Result<u64, KernReturn> {
-        let layout =
-            Layout::from_size_align(Self::round(size), PAGE).map_err(|_| KernReturn::NO_SPACE)?;
+        let layout = Self::layout(size)?;
         let p = match self.reuse(layout) {
             // SAFETY: a cached region of `layout`, ours alone.
             Some(p) => unsafe {
@@ -85,15 +84,7 @@ impl Vm {
             // SAFETY: the layout has a non-zero size.
             None => unsafe { alloc_zeroed(layout) },
         };
-        if p.is_null() {
-            return Err(KernReturn::RESOURCE_SHORTAGE);
-        }
-        let addr = p as u64;
-        self.regions
-            .lock()
-            .expect("vm lock")
-            .insert(addr, (layout, owner));
-        Ok(addr)
+        self.record(p, layout, owner)
     }
 
     /// A region for `owner` holding a copy of the `n` bytes at `src`, the
@@ -103,8 +94,7 @@ impl Vm {
     /// # Safety
     /// `src` must be readable for `n` bytes, and `n` must not be zero.
     pub unsafe fn copy(&self, src: *const u8, n: usize, owner: Owner) -> Result<u64, KernReturn> {
-        let layout =
-            Layout::from_size_align(Self::round(n), PAGE).map_err(|_| KernReturn::NO_SPACE)?;
+        let layout = Self::layout(n)?;
         // SAFETY: the layout has a non-zero size.
         let p = self
             .reuse(layout)
@@ -117,6 +107,19 @@ impl Vm {
         unsafe {
             std::ptr::copy_nonoverlapping(src, p, n);
             std::ptr::write_bytes(p.add(n), 0, layout.size() - n);
+        }
+        self.record(p, layout, owner)
+    }
+
+    /// Whole, page-aligned pages for `size` bytes.
+    fn layout(size: usize) -> Result<Layout, KernReturn> {
+        Layout::from_size_align(Self::round(size), PAGE).map_err(|_| KernReturn::NO_SPACE)
+    }
+
+    /// Enters a region just allocated (null: allocation failed) in the table.
+    fn record(&self, p: *mut u8, layout: Layout, owner: Owner) -> Result<u64, KernReturn> {
+        if p.is_null() {
+            return Err(KernReturn::RESOURCE_SHORTAGE);
         }
         let addr = p as u64;
         self.regions
