@@ -55,6 +55,7 @@ mod linux {
             .unwrap_or(256);
         let dir = std::env::temp_dir().join(format!("rumpdisk-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("bench dir");
+        let _cleanup = RemoveOnDrop(dir.clone());
         let img = dir.join("disk.img");
         let f = std::fs::OpenOptions::new()
             .read(true)
@@ -204,7 +205,6 @@ mod linux {
         }
 
         nbd_and_process(&img, &dir);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// qemu-img bench over NBD against the file, and the rumpdisk process's
@@ -215,7 +215,7 @@ mod linux {
             .with_file_name("rumpdisk");
         let sock = dir.join("nbd.sock");
         let t = Instant::now();
-        let mut child = Command::new(&exe)
+        let child = Command::new(&exe)
             .args([
                 "--image",
                 &format!("wd0={}", img.display()),
@@ -231,6 +231,9 @@ mod linux {
                     exe.display()
                 )
             });
+        // Killed however this function ends (a panic included, e.g. when
+        // stdout is a closed pipe), so no server outlives the bench.
+        let child = KillOnDrop(child);
         while !sock.exists() {
             assert!(
                 t.elapsed() < Duration::from_secs(10),
@@ -240,7 +243,7 @@ mod linux {
         }
         let started = t.elapsed();
         std::thread::sleep(Duration::from_millis(500));
-        let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        let rss = std::fs::read_to_string(format!("/proc/{}/status", child.0.id()))
             .ok()
             .and_then(|s| {
                 s.lines()
@@ -274,8 +277,25 @@ mod linux {
                 println!("qemu-img bench {what}: qemu-img not available");
             }
         }
-        let _ = child.kill();
-        let _ = child.wait();
+    }
+
+    /// A directory removed when dropped.
+    struct RemoveOnDrop(std::path::PathBuf);
+
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A child process killed and reaped when dropped.
+    struct KillOnDrop(std::process::Child);
+
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 
     fn qemu_img_bench(target: &str, write: bool, cache: &str) -> Option<f64> {
