@@ -207,28 +207,18 @@ fn pool(o: &Options) -> PoolConfig {
 
 #[cfg(target_os = "linux")]
 fn run(o: &Options) -> Result<(), String> {
-    use mach::ipc::Ipc;
-    use mach::loopback::Kernel;
-
     if o.boot != BootOptions::default() {
         return Err("the bootstrap-chain options need GNU Mach".to_owned());
     }
     let disks = open_disks(o)?;
     // On Linux the device interface is served inside this process, on the
     // loopback kernel; NBD serves other processes.
-    let kernel = Kernel::new();
-    let server_task = Arc::new(kernel.new_task());
-    let ipc: Arc<dyn Ipc> = server_task.clone();
     let driver: Arc<dyn machdev::Driver> = disks.clone();
-    let server = machdev::DeviceServer::new(ipc, vec![driver], None, pool(o))
+    let local = machdev::loopback::LocalServer::start(vec![driver], pool(o))
         .map_err(|e| format!("device server: {e}"))?;
-    server.start();
     log::info!("serving {disks:?} over the device interface");
     if let Some(script) = &o.ctl {
-        let client = kernel.new_task();
-        let master = server_task
-            .give_send_right(server.master_port(), &client)
-            .map_err(|e| e.to_string())?;
+        let (client, master) = local.client().map_err(|e| e.to_string())?;
         for line in rumpdisk::ctl::run(&client, master, script)? {
             println!("{line}");
         }

@@ -10,19 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mach::ipc::Ipc;
-use mach::loopback::{Kernel, Task};
+use mach::loopback::Task;
 use mach::{KernReturn, PortName};
-use machdev::{DeviceServer, Mode, PoolConfig};
+use machdev::loopback::LocalServer;
+use machdev::{Mode, PoolConfig};
 use mig_bindings::device::Client;
 use rumpdisk::device::{BLKRRPART, DEV_FLUSH_CACHE, DEV_GET_RECORDS, DEV_GET_SIZE, Disks};
 use rumpdisk::disk::Disk;
 use rumpdisk::image::Image;
 
 struct Rig {
-    kernel: Arc<Kernel>,
-    server_task: Arc<Task>,
-    server: Arc<DeviceServer>,
+    local: LocalServer,
     dir: PathBuf,
 }
 
@@ -38,32 +36,13 @@ impl Rig {
             f.set_len(size).unwrap();
             disks.insert(dev.to_owned(), Arc::new(Image::open(&path, ro).unwrap()));
         }
-        let kernel = Kernel::new();
-        let server_task = Arc::new(kernel.new_task());
-        let ipc: Arc<dyn Ipc> = server_task.clone();
-        let server = DeviceServer::new(
-            ipc,
-            vec![Arc::new(Disks::new(disks))],
-            None,
-            PoolConfig::default(),
-        )
-        .unwrap();
-        server.start();
-        Self {
-            kernel,
-            server_task,
-            server,
-            dir,
-        }
+        let local =
+            LocalServer::start(vec![Arc::new(Disks::new(disks))], PoolConfig::default()).unwrap();
+        Self { local, dir }
     }
 
     fn client(&self) -> (Task, PortName) {
-        let t = self.kernel.new_task();
-        let m = self
-            .server_task
-            .give_send_right(self.server.master_port(), &t)
-            .unwrap();
-        (t, m)
+        self.local.client().unwrap()
     }
 
     fn image(&self, dev: &str) -> PathBuf {
@@ -253,7 +232,7 @@ fn a_client_killed_mid_transfer_leaves_the_server_serving() {
     victim.terminate();
     writer.join().unwrap();
     let t0 = Instant::now();
-    while rig.server.open_count() != 0 {
+    while rig.local.server().open_count() != 0 {
         assert!(
             t0.elapsed() < Duration::from_secs(5),
             "the dead client's open leaked"
@@ -264,7 +243,7 @@ fn a_client_killed_mid_transfer_leaves_the_server_serving() {
     let c = Client::new(&t);
     let d = c.open(m, Mode::READ, "wd0").unwrap();
     assert_eq!(c.read(d, 0, 512).unwrap().len(), 512);
-    assert_eq!(rig.kernel.stats().queued, 0);
+    assert_eq!(rig.local.kernel().stats().queued, 0);
 }
 
 #[test]

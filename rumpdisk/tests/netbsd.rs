@@ -19,9 +19,8 @@ fn netbsd_back_end_serves_an_etfs_image() {
     use std::sync::Arc;
 
     use mach::KernReturn;
-    use mach::ipc::Ipc;
-    use mach::loopback::Kernel;
-    use machdev::{DeviceServer, Mode, PoolConfig};
+    use machdev::loopback::LocalServer;
+    use machdev::{Mode, PoolConfig};
     use mig_bindings::device::Client;
     use rumpdisk::device::{DEV_FLUSH_CACHE, DEV_GET_RECORDS, Disks};
     use rumpdisk::disk::Disk;
@@ -38,21 +37,9 @@ fn netbsd_back_end_serves_an_etfs_image() {
     let disk = Arc::new(NetbsdDisk::attach_image(kernel, "rumpdisk_wd0", &img, false).unwrap());
     let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
     disks.insert("wd0".into(), disk.clone());
-    let k = Kernel::new();
-    let server_task = Arc::new(k.new_task());
-    let ipc: Arc<dyn Ipc> = server_task.clone();
-    let server = DeviceServer::new(
-        ipc,
-        vec![Arc::new(Disks::new(disks))],
-        None,
-        PoolConfig::default(),
-    )
-    .unwrap();
-    server.start();
-    let t = k.new_task();
-    let m = server_task
-        .give_send_right(server.master_port(), &t)
-        .unwrap();
+    let local =
+        LocalServer::start(vec![Arc::new(Disks::new(disks))], PoolConfig::default()).unwrap();
+    let (t, m) = local.client().unwrap();
     let c = Client::new(&t);
     let d = c.open(m, Mode::READ | Mode::WRITE, "wd0").unwrap();
     assert_eq!(c.get_status(d, DEV_GET_RECORDS, 2).unwrap(), [32768, 512]);

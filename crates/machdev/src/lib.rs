@@ -10,10 +10,13 @@
 //! no driver claims to the next device master. [`boot`] adds the Hurd's
 //! bootstrap chain: a control port answering `fsys_getpriv` with this
 //! server's master port, forwarding `fsys_startup`/`fsys_init`, and
-//! `startup_dosync` as a driver sync.
+//! `startup_dosync` as a driver sync. [`loopback`] (feature `loopback`)
+//! runs a server on an in-process kernel, with client tasks beside it.
 
 pub mod boot;
 mod device;
+#[cfg(feature = "loopback")]
+pub mod loopback;
 mod reply;
 mod server;
 pub mod sys;

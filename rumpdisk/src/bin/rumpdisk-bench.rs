@@ -20,9 +20,8 @@ mod linux {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use mach::ipc::Ipc;
-    use mach::loopback::Kernel;
-    use machdev::{DeviceServer, Mode, PoolConfig};
+    use machdev::loopback::LocalServer;
+    use machdev::{Mode, PoolConfig};
     use mig_bindings::device::Client;
     use rumpdisk::device::Disks;
     use rumpdisk::disk::Disk;
@@ -75,21 +74,9 @@ mod linux {
         let disk = Arc::new(Image::open(&img, false).expect("open image"));
         let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
         disks.insert("wd0".into(), disk.clone());
-        let kernel = Kernel::new();
-        let server_task = Arc::new(kernel.new_task());
-        let ipc: Arc<dyn Ipc> = server_task.clone();
-        let server = DeviceServer::new(
-            ipc,
-            vec![Arc::new(Disks::new(disks))],
-            None,
-            PoolConfig::default(),
-        )
-        .expect("server");
-        server.start();
-        let client = kernel.new_task();
-        let master = server_task
-            .give_send_right(server.master_port(), &client)
-            .expect("master");
+        let local = LocalServer::start(vec![Arc::new(Disks::new(disks))], PoolConfig::default())
+            .expect("server");
+        let (client, master) = local.client().expect("client");
         let c = Client::new(&client);
         let dev = c
             .open(master, Mode::READ | Mode::WRITE, "wd0")
@@ -177,13 +164,13 @@ mod linux {
                 }
             });
             let raw = (n * clients) as f64 / t.elapsed().as_secs_f64();
-            let tasks: Vec<_> = (0..clients).map(|_| kernel.new_task()).collect();
+            let tasks: Vec<_> = (0..clients)
+                .map(|_| local.client().expect("client"))
+                .collect();
             let t = Instant::now();
             std::thread::scope(|s| {
-                for (k, task) in tasks.iter().enumerate() {
-                    let m = server_task
-                        .give_send_right(server.master_port(), task)
-                        .expect("master");
+                for (k, (task, m)) in tasks.iter().enumerate() {
+                    let m = *m;
                     s.spawn(move || {
                         let c = Client::new(task);
                         let d = c.open(m, Mode::READ, "wd0").expect("open");
