@@ -260,22 +260,28 @@ fn decode_write_inband<'a>(
     }
     let mode = int32(r)? as u32;
     let recnum = recnum(r)?;
-    let d = r.desc().map_err(|_| bad())?;
-    let n = d.number as usize;
-    if d.name != tn::CHAR
-        || d.size != 8
-        || !d.inline
-        || d.longform
-        || d.deallocate
-        || n > INBAND_MAX
-    {
-        return Err(bad());
-    }
+    let n = inline_array(r, tn::CHAR, 8, INBAND_MAX)?;
     if size != 72 + msg::pad(n) {
         return Err(bad());
     }
     let data = r.data(n).map_err(|_| bad())?;
     Ok(Request::WriteInband { mode, recnum, data })
+}
+
+/// The element count of an inline array of `name` (`bits` wide) with at
+/// most `max` elements, its descriptor checked as MIG's server does.
+fn inline_array(
+    r: &mut msg::Reader<'_>,
+    name: u8,
+    bits: u16,
+    max: usize,
+) -> Result<usize, KernReturn> {
+    let d = r.desc().map_err(|_| bad())?;
+    let n = d.number as usize;
+    if d.name != name || d.size != bits || !d.inline || d.longform || d.deallocate || n > max {
+        return Err(bad());
+    }
+    Ok(n)
 }
 
 fn decode_set_status<'a>(
@@ -287,17 +293,7 @@ fn decode_set_status<'a>(
         return Err(bad());
     }
     let flavor = int32(r)? as u32;
-    let d = r.desc().map_err(|_| bad())?;
-    let n = d.number as usize;
-    if d.name != tn::INTEGER_32
-        || d.size != 32
-        || !d.inline
-        || d.longform
-        || d.deallocate
-        || n > STATUS_MAX
-    {
-        return Err(bad());
-    }
+    let n = inline_array(r, tn::INTEGER_32, 32, STATUS_MAX)?;
     if size != 56 + msg::pad(4 * n) {
         return Err(bad());
     }
