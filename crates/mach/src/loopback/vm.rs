@@ -25,15 +25,26 @@ pub struct Vm {
     regions: Mutex<BTreeMap<u64, (Layout, Owner)>>,
     /// Freed regions kept mapped (at most [`CACHE_BYTES`]), so a stream of
     /// same-sized transfers does not fault fresh pages in every time.
-    cache: Mutex<Vec<(u64, Layout)>>,
+    cache: Mutex<Cache>,
+}
+
+/// Freed regions by layout, and the bytes they hold.
+#[derive(Debug, Default)]
+struct Cache {
+    free: BTreeMap<usize, Vec<u64>>,
+    bytes: usize,
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        for (a, l) in self.cache.get_mut().expect("vm cache lock").drain(..) {
-            // SAFETY: cached regions are in no table and referred to by no
-            // task; each is freed once.
-            unsafe { dealloc(a as *mut u8, l) };
+        let cache = self.cache.get_mut().expect("vm cache lock");
+        for (&size, addrs) in &cache.free {
+            let layout = Layout::from_size_align(size, PAGE).expect("cached layout");
+            for &a in addrs {
+                // SAFETY: cached regions are in no table and referred to by
+                // no task; each is freed once.
+                unsafe { dealloc(a as *mut u8, layout) };
+            }
         }
     }
 }
@@ -52,8 +63,9 @@ impl Vm {
     /// A cached region of exactly `layout`, if one is kept.
     fn reuse(&self, layout: Layout) -> Option<*mut u8> {
         let mut cache = self.cache.lock().expect("vm cache lock");
-        let i = cache.iter().rposition(|(_, l)| *l == layout)?;
-        Some(cache.swap_remove(i).0 as *mut u8)
+        let addr = cache.free.get_mut(&layout.size())?.pop()?;
+        cache.bytes -= layout.size();
+        Some(addr as *mut u8)
     }
 
     /// Frees a region taken out of the table, or keeps it for reuse.
@@ -63,9 +75,9 @@ impl Vm {
     /// refers to it any more.
     unsafe fn release(&self, addr: u64, layout: Layout) {
         let mut cache = self.cache.lock().expect("vm cache lock");
-        let kept: usize = cache.iter().map(|(_, l)| l.size()).sum();
-        if kept + layout.size() <= CACHE_BYTES {
-            cache.push((addr, layout));
+        if cache.bytes + layout.size() <= CACHE_BYTES {
+            cache.bytes += layout.size();
+            cache.free.entry(layout.size()).or_default().push(addr);
         } else {
             // SAFETY: the caller's contract; freed once.
             unsafe { dealloc(addr as *mut u8, layout) };
