@@ -19,6 +19,7 @@
 # Prints at the end:
 #   MIG=<cache>/mig/bin/x86_64-gnu-mig
 #   MACH_INCLUDE=<dir containing mach/ and device/>
+#   GNUMACH_KERNEL=<the amd64 GNU Mach kernel (trixie's gnumach-image-1.8-amd64-up, unpacked)>
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -180,6 +181,27 @@ download_gnumach() {
     rm -rf "$GNUMACH"; mv "$GNUMACH.tmp" "$GNUMACH"
 }
 
+# GNU Mach's amd64 kernel for the test bed (tests/gnumach): unpacked, never installed.
+KERNEL_DIR=$CACHE/gnumach-kernel
+KERNEL_PKG=gnumach-image-1.8-amd64-up
+download_kernel() {
+    if compgen -G "$KERNEL_DIR/boot/gnumach-*-amd64-up.gz" >/dev/null; then return 0; fi
+    local debfile
+    debfile=$(find_one "$DL/${KERNEL_PKG}_*_amd64.deb")
+    if [ -z "$debfile" ]; then
+        private_apt_update
+        mkdir -p "$DL"
+        log "apt-get download $KERNEL_PKG/$MIG_SUITE"
+        (cd "$DL" && apt-get "${APT_OPTS[@]}" -q download "$KERNEL_PKG/$MIG_SUITE" >&2)
+        debfile=$(find_one "$DL/${KERNEL_PKG}_*_amd64.deb")
+        [ -n "$debfile" ] || die "$KERNEL_PKG not downloaded"
+    fi
+    log "dpkg-deb -x $(basename "$debfile") -> $KERNEL_DIR"
+    rm -rf "$KERNEL_DIR.tmp"
+    dpkg-deb -x "$debfile" "$KERNEL_DIR.tmp"
+    rm -rf "$KERNEL_DIR"; mv "$KERNEL_DIR.tmp" "$KERNEL_DIR"
+}
+
 # ---------------------------------------------------------------- 2. unpack + patch
 unpack_mig() {
     local orig deb dir
@@ -264,15 +286,17 @@ exec gcc -I'$MACH_INCLUDE' \"\$@\""
 
 # ---------------------------------------------------------------- main
 if [ -x "$MIG_BIN" ] && [ -d "$GNUMACH/usr/include/x86_64-linux-gnu/mach" ] && [ -f "$SRC/.unpacked" ] \
-   && [ -x "$WRAPDIR/$TARGET-gcc" ]; then
+   && [ -x "$WRAPDIR/$TARGET-gcc" ] && compgen -G "$KERNEL_DIR/boot/gnumach-*-amd64-up.gz" >/dev/null; then
     : # fast path: everything present (build_mig below only re-checks the wrapper)
 else
     ensure_host_tools
     download_mig_source
     download_gnumach
+    download_kernel
     unpack_mig
 fi
 build_mig
 
 echo "MIG=$MIG_BIN"
 echo "MACH_INCLUDE=$MACH_INCLUDE"
+echo "GNUMACH_KERNEL=$(find_one "$KERNEL_DIR/boot/gnumach-*-amd64-up.gz")"

@@ -14,6 +14,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p mach --no-default-features --features gnumach --locked -- -D warnings
+
+step "GNU Mach test-bed tasks (their own workspace): fmt, clippy"
+(cd tests/gnumach/tasks && cargo fmt -- --check \
+    && cargo clippy --release --locked --target-dir ../../../target/gnumach-tasks -- -D warnings)
 
 step "cargo test${RUMP_PREFIX:+ (RUMP_PREFIX=$RUMP_PREFIX)}"
 cargo test --workspace --locked

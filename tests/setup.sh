@@ -20,6 +20,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The GNU Mach test bed (tests/gnumach): grub-mkrescue makes the boot ISO;
+# QEMU 10 from bookworm-backports boots it (bookworm's QEMU 7 lacks what the
+# later VM tests use). The backports source takes this machine's mirror.
+for p in grub-pc-bin grub-common xorriso mtools; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || GRUB_MISSING=1
+done
+if [ "${GRUB_MISSING:-0}" = 1 ]; then
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        grub-pc-bin grub-common xorriso mtools
+fi
+if ! qemu-system-x86_64 --version 2>/dev/null | grep -q 'version 1[0-9]\.'; then
+    if [ ! -f /etc/apt/sources.list.d/bookworm-backports.sources ]; then
+        uri=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+        printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            "${uri%% *}" | $SUDO tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+    fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -t bookworm-backports qemu-system-x86 qemu-system-common qemu-system-data
+fi
+
 # Rust: std sources for the GNU/Hurd type-check, and the linters.
 rustup component add rust-src clippy rustfmt >/dev/null 2>&1 || rustup component add rust-src clippy rustfmt
 
@@ -29,7 +50,8 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz@0.13.2
 fi
 
-# The current MIG and GNU Mach's .defs/headers (Debian trixie sources, built
-# into target/mig-toolchain; nothing is installed from trixie).
-bash "$(dirname "$0")/../mig-bindings/setup-mig.sh" | tail -n 2
+# The current MIG, GNU Mach's .defs/headers and its amd64 kernel (Debian
+# trixie, built or unpacked into target/mig-toolchain; nothing is installed
+# from trixie).
+bash "$(dirname "$0")/../mig-bindings/setup-mig.sh" | tail -n 3
 echo "setup: done"

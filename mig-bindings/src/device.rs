@@ -1,5 +1,7 @@
 //! GNU Mach's device interface (`device/device.defs`, subsystem 2800).
 
+use alloc::vec::Vec;
+
 use mach::KernReturn;
 use mach::ipc::Ipc;
 use mach::msg::{self, Builder, HEADER_SIZE, MsgBuf, TypeDesc};
@@ -163,7 +165,7 @@ fn name_str(bytes: &[u8]) -> Result<&str, KernReturn> {
     // MIG forces termination at the last byte.
     let b = &bytes[..bytes.len().min(NAME_MAX - 1)];
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    std::str::from_utf8(&b[..end]).map_err(|_| KernReturn::D_NO_SUCH_DEVICE)
+    core::str::from_utf8(&b[..end]).map_err(|_| KernReturn::D_NO_SUCH_DEVICE)
 }
 
 /// Decodes a request with the checks of MIG's server stubs: exact sizes,
@@ -544,7 +546,7 @@ pub fn decode_get_status_reply(bytes: &[u8]) -> Result<Vec<i32>, KernReturn> {
 #[derive(Debug)]
 pub struct Client<'a, I: Ipc + ?Sized> {
     ipc: &'a I,
-    reply: std::cell::Cell<PortName>,
+    reply: core::cell::Cell<PortName>,
 }
 
 impl<I: Ipc + ?Sized> Drop for Client<'_, I> {
@@ -564,7 +566,7 @@ pub struct Region<'a, I: Ipc + ?Sized> {
     len: usize,
 }
 
-impl<I: Ipc + ?Sized> std::ops::Deref for Region<'_, I> {
+impl<I: Ipc + ?Sized> core::ops::Deref for Region<'_, I> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
@@ -573,7 +575,7 @@ impl<I: Ipc + ?Sized> std::ops::Deref for Region<'_, I> {
         }
         // SAFETY: the kernel mapped `len` bytes at `addr` into this task and
         // they stay mapped until `drop` deallocates them.
-        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+        unsafe { core::slice::from_raw_parts(self.addr as *const u8, self.len) }
     }
 }
 
@@ -592,7 +594,7 @@ impl<'a, I: Ipc + ?Sized> Client<'a, I> {
     pub fn new(ipc: &'a I) -> Self {
         Self {
             ipc,
-            reply: std::cell::Cell::new(PortName::NULL),
+            reply: core::cell::Cell::new(PortName::NULL),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The Hurd's `fsys` interface (subsystem 22000): the routines of the
 //! bootstrap chain a translator's control port answers and forwards.
 
+use alloc::string::String;
+
 use mach::KernReturn;
 use mach::msg::{self, Builder, MsgBuf, TypeDesc};
 use mach::port::{PortName, type_name as tn};

@@ -17,6 +17,10 @@
 //! `tests/layouts.rs` pins their bytes to what the current MIG generates for
 //! those interfaces.
 
+#![no_std]
+
+extern crate alloc;
+
 pub mod acpi;
 pub mod device;
 pub mod fsys;

@@ -2,6 +2,8 @@
 //! side: configuration space and device regions of one device port
 //! (`/servers/bus/pci/<domain>/<bus>/<dev>/<func>/config`).
 
+use alloc::vec::Vec;
+
 use mach::KernReturn;
 use mach::ipc::Ipc;
 use mach::msg::{Builder, MsgBuf, TypeDesc};
@@ -82,7 +84,7 @@ pub fn decode_data_reply<I: Ipc + ?Sized>(
         return Ok(Vec::new());
     }
     // SAFETY: the kernel mapped `n` bytes at `addr` into this task.
-    let v = unsafe { std::slice::from_raw_parts(addr as *const u8, n) }.to_vec();
+    let v = unsafe { core::slice::from_raw_parts(addr as *const u8, n) }.to_vec();
     // SAFETY: the region is ours and copied out.
     let _ = unsafe { ipc.vm_deallocate(addr, n) };
     Ok(v)

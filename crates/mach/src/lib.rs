@@ -5,6 +5,8 @@
 //! names and dispositions, return codes, and the [`ipc::Ipc`] transport
 //! trait. Transports:
 //! - `sys::hurd` (GNU/Hurd): glibc's `mach_msg` and the kernel RPCs;
+//! - `sys::gnumach` (feature `gnumach`, `no_std`): GNU Mach's traps
+//!   without glibc, for bootstrap tasks on a bare kernel;
 //! - [`loopback`] (feature `loopback`): an in-process kernel with Mach's
 //!   semantics, the test transport on Linux.
 //!
@@ -25,7 +27,7 @@ pub mod rights;
 #[cfg(feature = "loopback")]
 pub mod loopback;
 
-#[cfg(all(feature = "std", target_os = "hurd"))]
+#[cfg(any(all(feature = "std", target_os = "hurd"), feature = "gnumach"))]
 pub mod sys;
 
 pub use ipc::Ipc;

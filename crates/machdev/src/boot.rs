@@ -7,6 +7,11 @@
 //! with the startup server — is [`BootHost`]; the Hurd implements it with
 //! Mach and Hurd RPCs, tests with the loopback kernel.
 
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use mach::{KernReturn, PortName};
 
 /// Ports from the command line (`--host-priv-port`, `--device-master-port`,

@@ -1,7 +1,8 @@
 //! What a driver implements: a name space of devices ([`Driver`]) and the
 //! operations on one open device ([`Device`]).
 
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use mach::KernReturn;
 

@@ -13,12 +13,18 @@
 //! `startup_dosync` as a driver sync. [`loopback`] (feature `loopback`)
 //! runs a server on an in-process kernel, with client tasks beside it.
 
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
 pub mod boot;
 mod device;
 #[cfg(feature = "loopback")]
 pub mod loopback;
 mod reply;
 mod server;
+mod sync;
+#[cfg(feature = "std")]
 pub mod sys;
 
 pub use boot::{BootHost, BootOptions, Chain};

@@ -1,8 +1,10 @@
 //! Answering requests, at once or later (deferred replies), and the data a
 //! write brings.
 
-use std::ops::Deref;
-use std::sync::Arc;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Deref;
 
 use mach::ipc::{Ipc, option};
 use mach::msg::MsgBuf;
@@ -50,8 +52,8 @@ pub struct Responder {
     to: Option<ReplyTo>,
 }
 
-impl std::fmt::Debug for Responder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Responder")
             .field("to", &self.to)
             .finish_non_exhaustive()
@@ -114,7 +116,7 @@ impl DataReply {
                 Ok(addr) => {
                     // SAFETY: a fresh region of at least `data.len()` bytes.
                     unsafe {
-                        std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len());
+                        core::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len());
                     }
                     (
                         dev::read_reply(&to, addr, data.len()),
@@ -148,7 +150,7 @@ impl DataReply {
         };
         // SAFETY: a fresh region of at least `len` bytes, this task's alone
         // until it is sent or deallocated below.
-        let buf = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len) };
+        let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) };
         if let Err(e) = fill(buf) {
             // SAFETY: the region was never sent and nothing refers to it.
             let _ = unsafe { ipc.vm_deallocate(addr, len) };
@@ -234,8 +236,8 @@ enum DataInner {
     },
 }
 
-impl std::fmt::Debug for Data {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Data {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "Data({} bytes)", self.len())
     }
 }
@@ -266,7 +268,7 @@ impl Deref for Data {
             DataInner::Ool { len: 0, .. } => &[],
             // SAFETY: the region is mapped and ours until drop.
             DataInner::Ool { addr, len, .. } => unsafe {
-                std::slice::from_raw_parts(*addr as *const u8, *len)
+                core::slice::from_raw_parts(*addr as *const u8, *len)
             },
         }
     }

@@ -2,9 +2,12 @@
 //! a pool of threads receiving on one port set, no-senders cleanup, and
 //! names no driver claims forwarded to the next device master.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use mach::ipc::{Ipc, option};
 use mach::msg::{Header, MsgBuf};
@@ -12,11 +15,11 @@ use mach::port::{Right, notify, type_name as tn};
 use mach::{KernReturn, PortName};
 use mig_bindings::device::{self as dev, Request};
 use mig_bindings::{fsys, rpc, startup};
-use parking_lot::RwLock;
 
 use crate::boot::{BootHost, Chain, HURD_EBUSY, HURD_EOPNOTSUPP};
 use crate::device::{Device, Driver, Mode};
 use crate::reply::{Data, DataReply, Responder, WriteReply};
+use crate::sync::{Mutex, RwLock};
 
 /// Largest request the server receives (`device_set_status` with 1024 words
 /// and its descriptors fits).
@@ -85,16 +88,18 @@ pub struct DeviceServer {
     master: PortName,
     drivers: Vec<Arc<dyn Driver>>,
     next_master: Option<PortName>,
-    objects: RwLock<HashMap<PortName, Object>>,
+    objects: RwLock<BTreeMap<PortName, Object>>,
+    #[cfg(feature = "std")]
     config: PoolConfig,
     threads: AtomicUsize,
+    #[cfg(feature = "std")]
     idle: AtomicUsize,
     stopping: AtomicBool,
-    boot: parking_lot::Mutex<Option<Boot>>,
+    boot: Mutex<Option<Boot>>,
 }
 
-impl std::fmt::Debug for DeviceServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for DeviceServer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("DeviceServer")
             .field("master", &self.master)
             .finish_non_exhaustive()
@@ -112,6 +117,9 @@ impl DeviceServer {
         next_master: Option<PortName>,
         config: PoolConfig,
     ) -> Result<Arc<Self>, KernReturn> {
+        // A `no_std` task has no threads: it calls `serve_one`.
+        #[cfg(not(feature = "std"))]
+        let _ = config;
         let portset = ipc.port_allocate(Right::PortSet)?;
         let master = ipc.port_allocate(Right::Receive)?;
         ipc.port_move_member(master, portset).result()?;
@@ -121,12 +129,14 @@ impl DeviceServer {
             master,
             drivers,
             next_master,
-            objects: RwLock::new(HashMap::from([(master, Object::Master)])),
+            objects: RwLock::new(BTreeMap::from([(master, Object::Master)])),
+            #[cfg(feature = "std")]
             config,
             threads: AtomicUsize::new(0),
+            #[cfg(feature = "std")]
             idle: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
-            boot: parking_lot::Mutex::new(None),
+            boot: Mutex::new(None),
         });
         Ok(server)
     }
@@ -182,6 +192,7 @@ impl DeviceServer {
     }
 
     /// Starts the worker pool.
+    #[cfg(feature = "std")]
     pub fn start(self: &Arc<Self>) {
         for _ in 0..self.config.min_threads.max(1) {
             self.spawn_worker();
@@ -198,7 +209,7 @@ impl DeviceServer {
     /// Stops serving: the port set and every port go away; workers exit.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
-        let objects: Vec<(PortName, Object)> = self.objects.write().drain().collect();
+        let objects = core::mem::take(&mut *self.objects.write());
         for (name, obj) in objects {
             if let Object::Device(open) = &obj {
                 open.close();
@@ -237,6 +248,7 @@ impl DeviceServer {
         Ok(())
     }
 
+    #[cfg(feature = "std")]
     fn spawn_worker(self: &Arc<Self>) {
         let me = Arc::clone(self);
         self.threads.fetch_add(1, Ordering::AcqRel);
@@ -251,6 +263,7 @@ impl DeviceServer {
         }
     }
 
+    #[cfg(feature = "std")]
     fn worker(self: Arc<Self>) {
         let mut buf = MsgBuf::zeroed(RCV_SIZE);
         loop {

@@ -1,3 +1,6 @@
-//! Host transports for real GNU Mach.
+//! Transports for real GNU Mach.
 
+#[cfg(feature = "gnumach")]
+pub mod gnumach;
+#[cfg(all(feature = "std", target_os = "hurd"))]
 pub mod hurd;

@@ -1,0 +1,225 @@
+//! The GNU Mach test bed: runs test programs as bootstrap tasks of the real
+//! kernel and reads what they print.
+//!
+//! [`Boot`] builds the task programs (`tasks/`, their own workspace,
+//! linked for a bare kernel into `target/gnumach-tasks`), writes a GRUB
+//! boot script with one `module` line per task, makes an ISO with
+//! `grub-mkrescue`, boots it with QEMU (TCG, `-no-reboot`) and returns the
+//! serial console. Tasks print `GMT-PASS <check>`, `GMT-FAIL <check>: why`,
+//! `GMT-PANIC ...` and `GMT-END <task>`, then end the run with
+//! `host_reboot`. The kernel is trixie's `gnumach-image-1.8-amd64-up`,
+//! unpacked by `mig-bindings/setup-mig.sh` (run by `tests/setup.sh`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One boot: the tasks (in boot-script order) and the QEMU devices.
+#[derive(Debug, Default)]
+pub struct Boot {
+    modules: Vec<(String, String)>,
+    qemu_args: Vec<String>,
+    timeout: Option<Duration>,
+}
+
+/// What a boot printed.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The serial console.
+    pub log: String,
+    /// How long QEMU ran.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// What follows `prefix` on the lines that have it (the kernel may
+    /// print before a task's first line, e.g. `start hello: `).
+    #[must_use]
+    pub fn lines(&self, prefix: &str) -> Vec<&str> {
+        self.log
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim_end_matches('\r');
+                l.find(prefix).map(|i| &l[i + prefix.len()..])
+            })
+            .collect()
+    }
+
+    /// Asserts no failure or panic, every task in `ended` ended, and every
+    /// check in `expected` passed.
+    pub fn assert_passed(&self, ended: &[&str], expected: &[&str]) {
+        let fails = self.lines("GMT-FAIL ");
+        let panics = self.lines("GMT-PANIC ");
+        assert!(
+            fails.is_empty() && panics.is_empty(),
+            "failures {fails:?} panics {panics:?}\n{}",
+            self.log
+        );
+        let passes = self.lines("GMT-PASS ");
+        for e in expected {
+            assert!(
+                passes.iter().any(|p| p.starts_with(e)),
+                "check {e:?} did not pass\n{}",
+                self.log
+            );
+        }
+        let ends = self.lines("GMT-END ");
+        for t in ended {
+            assert!(ends.contains(t), "task {t} did not end\n{}", self.log);
+        }
+    }
+}
+
+impl Boot {
+    /// A boot with no task yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a task: `program` (a binary of `tasks/`) with the rest of its
+    /// `module` line, in GNU Mach's boot-script syntax (`${host-port}`,
+    /// `$(task-create)`, ...).
+    #[must_use]
+    pub fn task(mut self, program: &str, words: &str) -> Self {
+        self.modules.push((program.to_owned(), words.to_owned()));
+        self
+    }
+
+    /// Extra QEMU arguments (devices, drives).
+    #[must_use]
+    pub fn qemu(mut self, args: &[&str]) -> Self {
+        self.qemu_args.extend(args.iter().map(|s| (*s).to_owned()));
+        self
+    }
+
+    /// Boots and waits for QEMU to exit (at most 120 s by default).
+    #[must_use]
+    pub fn run(self, name: &str) -> Outcome {
+        let kernel = kernel();
+        let tasks = build_tasks();
+        let dir = repo().join("target/gnumach-testbed").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let boot = dir.join("iso/boot");
+        std::fs::create_dir_all(&boot).expect("create the ISO tree");
+        std::fs::copy(&kernel, boot.join("gnumach.gz")).expect("copy the kernel");
+        let mut cfg = String::from(
+            "set timeout=0\nserial --unit=0 --speed=115200\nterminal_output serial console\n\
+             menuentry \"gnumach-testbed\" {\n  multiboot /boot/gnumach.gz console=com0\n",
+        );
+        for (program, words) in &self.modules {
+            std::fs::copy(tasks.join(program), boot.join(program))
+                .unwrap_or_else(|e| panic!("task program {program}: {e}"));
+            let _ = writeln!(cfg, "  module /boot/{program} {program} {words}");
+        }
+        cfg.push_str("}\n");
+        std::fs::create_dir_all(boot.join("grub")).expect("grub dir");
+        std::fs::write(boot.join("grub/grub.cfg"), cfg).expect("grub.cfg");
+        let iso = dir.join("boot.iso");
+        let out = Command::new("grub-mkrescue")
+            .arg("-o")
+            .arg(&iso)
+            .arg(dir.join("iso"))
+            .output()
+            .expect("grub-mkrescue (tests/setup.sh installs grub-pc-bin, xorriso, mtools)");
+        assert!(
+            out.status.success(),
+            "grub-mkrescue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let serial = dir.join("serial.log");
+        let start = Instant::now();
+        let mut child = Command::new("qemu-system-x86_64")
+            .args([
+                "-accel",
+                "tcg",
+                "-m",
+                "512",
+                "-display",
+                "none",
+                "-no-reboot",
+            ])
+            .arg("-cdrom")
+            .arg(&iso)
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .args(&self.qemu_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("qemu-system-x86_64 (tests/setup.sh installs QEMU 10)");
+        let limit = self.timeout.unwrap_or(Duration::from_mins(2));
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait for QEMU") {
+                break Some(s);
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let elapsed = start.elapsed();
+        let log = String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+        match status {
+            None => panic!("GNU Mach run {name} did not end within {limit:?}\n{log}"),
+            Some(s) if !s.success() => panic!("QEMU failed ({s})\n{log}"),
+            Some(_) => {}
+        }
+        eprintln!("gnumach-testbed {name}: {elapsed:.2?} from QEMU start to exit");
+        Outcome { log, elapsed }
+    }
+}
+
+/// The kernel image (fetched by `mig-bindings/setup-mig.sh`).
+fn kernel() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(repo().join("mig-bindings/setup-mig.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run mig-bindings/setup-mig.sh");
+    assert!(out.status.success(), "mig-bindings/setup-mig.sh failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("GNUMACH_KERNEL="))
+        .expect("setup-mig.sh names the kernel");
+    PathBuf::from(path)
+}
+
+/// Builds the task programs once per test process; returns their directory.
+fn build_tasks() -> PathBuf {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(p) = &*built {
+        return p.clone();
+    }
+    let dir = repo().join("tests/gnumach/tasks");
+    let target = repo().join("target/gnumach-tasks");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&dir)
+        .args(["build", "--release", "--locked", "--target-dir"])
+        .arg(&target)
+        // The outer cargo's settings are for the host test binaries.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("cargo build the GNU Mach tasks");
+    assert!(status.success(), "building tests/gnumach/tasks failed");
+    let p = target.join("x86_64-unknown-linux-gnu/release");
+    *built = Some(p.clone());
+    p
+}

@@ -1,0 +1,56 @@
+//! Output on GNU Mach's `console` device (the serial line with
+//! `console=com0`): `device_open` on the kernel's device master, then
+//! `device_write_inband` of at most 128 bytes at a time.
+
+use alloc::string::{String, ToString};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use mach::PortName;
+use mig_bindings::device::{Client, INBAND_MAX};
+use spin::Mutex;
+
+use crate::MACH;
+
+static CONSOLE: AtomicU32 = AtomicU32::new(0);
+static NAME: Mutex<String> = Mutex::new(String::new());
+
+/// Opens the console through `master` (the kernel's device master).
+pub(crate) fn init(name: &str, master: Option<u32>) {
+    *NAME.lock() = name.to_string();
+    if let Some(m) = master {
+        // D_WRITE
+        if let Ok(port) = Client::new(&MACH).open(PortName(m), 2, "console") {
+            CONSOLE.store(port.0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The task's name (argv[0]).
+#[must_use]
+pub fn task_name() -> String {
+    NAME.lock().clone()
+}
+
+/// Writes `text` and a newline; lines of several tasks do not mix within
+/// one 128-byte piece.
+pub fn line(text: &str) {
+    let port = PortName(CONSOLE.load(Ordering::Relaxed));
+    if !port.is_valid() {
+        return;
+    }
+    let mut s = String::with_capacity(text.len() + 1);
+    s.push_str(text);
+    s.push('\n');
+    let client = Client::new(&MACH);
+    for piece in s.as_bytes().chunks(INBAND_MAX) {
+        if client.write_inband(port, 0, piece).is_err() {
+            return;
+        }
+    }
+}
+
+/// `format!` then [`line`].
+#[macro_export]
+macro_rules! say {
+    ($($t:tt)*) => { $crate::console::line(&alloc::format!($($t)*)) };
+}
