@@ -163,43 +163,34 @@ download_mig_source() {
     fi
 }
 
-download_gnumach() {
-    if [ -d "$GNUMACH/usr/include/x86_64-linux-gnu/mach" ]; then return 0; fi
-    local debfile
-    debfile=$(find_one "$DL/gnumach-dev_*_amd64.deb")
+# unpack_deb PACKAGE DEST: downloads PACKAGE from $MIG_SUITE through the
+# private apt state (kept in $DL) and unpacks it into DEST (never installed).
+unpack_deb() {
+    local pkg=$1 dest=$2 debfile
+    debfile=$(find_one "$DL/${pkg}_*_amd64.deb")
     if [ -z "$debfile" ]; then
         private_apt_update
         mkdir -p "$DL"
-        log "apt-get download gnumach-dev/$MIG_SUITE"
-        (cd "$DL" && apt-get "${APT_OPTS[@]}" -q download "gnumach-dev/$MIG_SUITE" >&2)
-        debfile=$(find_one "$DL/gnumach-dev_*_amd64.deb")
-        [ -n "$debfile" ] || die "gnumach-dev not downloaded"
+        log "apt-get download $pkg/$MIG_SUITE"
+        (cd "$DL" && apt-get "${APT_OPTS[@]}" -q download "$pkg/$MIG_SUITE" >&2)
+        debfile=$(find_one "$DL/${pkg}_*_amd64.deb")
+        [ -n "$debfile" ] || die "$pkg not downloaded"
     fi
-    log "dpkg-deb -x $(basename "$debfile") -> $GNUMACH"
-    rm -rf "$GNUMACH.tmp"
-    dpkg-deb -x "$debfile" "$GNUMACH.tmp"
-    rm -rf "$GNUMACH"; mv "$GNUMACH.tmp" "$GNUMACH"
+    log "dpkg-deb -x $(basename "$debfile") -> $dest"
+    rm -rf "$dest.tmp"
+    dpkg-deb -x "$debfile" "$dest.tmp"
+    rm -rf "$dest"; mv "$dest.tmp" "$dest"
 }
 
-# GNU Mach's amd64 kernel for the test bed (tests/gnumach): unpacked, never installed.
+download_gnumach() {
+    [ -d "$GNUMACH/usr/include/x86_64-linux-gnu/mach" ] || unpack_deb gnumach-dev "$GNUMACH"
+}
+
+# GNU Mach's amd64 kernel for the test bed (tests/gnumach).
 KERNEL_DIR=$CACHE/gnumach-kernel
-KERNEL_PKG=gnumach-image-1.8-amd64-up
 download_kernel() {
-    if compgen -G "$KERNEL_DIR/boot/gnumach-*-amd64-up.gz" >/dev/null; then return 0; fi
-    local debfile
-    debfile=$(find_one "$DL/${KERNEL_PKG}_*_amd64.deb")
-    if [ -z "$debfile" ]; then
-        private_apt_update
-        mkdir -p "$DL"
-        log "apt-get download $KERNEL_PKG/$MIG_SUITE"
-        (cd "$DL" && apt-get "${APT_OPTS[@]}" -q download "$KERNEL_PKG/$MIG_SUITE" >&2)
-        debfile=$(find_one "$DL/${KERNEL_PKG}_*_amd64.deb")
-        [ -n "$debfile" ] || die "$KERNEL_PKG not downloaded"
-    fi
-    log "dpkg-deb -x $(basename "$debfile") -> $KERNEL_DIR"
-    rm -rf "$KERNEL_DIR.tmp"
-    dpkg-deb -x "$debfile" "$KERNEL_DIR.tmp"
-    rm -rf "$KERNEL_DIR"; mv "$KERNEL_DIR.tmp" "$KERNEL_DIR"
+    compgen -G "$KERNEL_DIR/boot/gnumach-*-amd64-up.gz" >/dev/null \
+        || unpack_deb gnumach-image-1.8-amd64-up "$KERNEL_DIR"
 }
 
 # ---------------------------------------------------------------- 2. unpack + patch

@@ -142,13 +142,7 @@ pub fn simple_reply(to: &ReplyTo) -> MsgBuf {
 /// (`COPY_SEND`, `MAKE_SEND_ONCE`).
 #[must_use]
 pub fn request_header(dest: PortName, reply: PortName, id: i32) -> Header {
-    Header {
-        bits: msg::bits(tn::COPY_SEND, tn::MAKE_SEND_ONCE),
-        remote: dest,
-        local: reply,
-        id,
-        ..Header::default()
-    }
+    Header::request(dest, reply, id)
 }
 
 /// Checks a reply as MIG's user stubs do and returns its body reader once

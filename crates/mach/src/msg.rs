@@ -55,6 +55,20 @@ pub struct Header {
 }
 
 impl Header {
+    /// The header of an RPC request to `dest` with reply port `reply`
+    /// (`COPY_SEND`, `MAKE_SEND_ONCE`), as MIG's user stubs build it.
+    #[must_use]
+    pub fn request(dest: PortName, reply: PortName, id: i32) -> Self {
+        use crate::port::type_name as tn;
+        Self {
+            bits: bits(tn::COPY_SEND, tn::MAKE_SEND_ONCE),
+            remote: dest,
+            local: reply,
+            id,
+            ..Self::default()
+        }
+    }
+
     /// Disposition (send) or right (receive) of the remote port.
     #[must_use]
     pub fn remote_bits(&self) -> u8 {

@@ -8,7 +8,7 @@
 use alloc::vec::Vec;
 
 use crate::kern::KernReturn;
-use crate::msg::{self, Builder, Header, MsgBuf, Reader, TypeDesc};
+use crate::msg::{Builder, Header, MsgBuf, Reader, TypeDesc};
 use crate::port::{PortName, notify, type_name as tn};
 
 /// `mach_port_mod_refs` (`mach_port.defs`).
@@ -32,16 +32,6 @@ pub const IO_PERM_MODIFY: i32 = 3806;
 
 const REPLY_OFFSET: i32 = 100;
 
-fn header(dest: PortName, reply: PortName, id: i32) -> Header {
-    Header {
-        bits: msg::bits(tn::COPY_SEND, tn::MAKE_SEND_ONCE),
-        remote: dest,
-        local: reply,
-        id,
-        ..Header::default()
-    }
-}
-
 fn port_name(b: &mut Builder, name: PortName) {
     b.desc(TypeDesc::inline(tn::PORT_NAME, 32, 1))
         .raw(&name.0.to_ne_bytes());
@@ -61,7 +51,7 @@ pub fn port_mod_refs_request(
     right: u32,
     delta: i32,
 ) -> MsgBuf {
-    let mut b = Builder::new(header(task, reply, PORT_MOD_REFS));
+    let mut b = Builder::new(Header::request(task, reply, PORT_MOD_REFS));
     port_name(&mut b, name);
     b.int32(right as i32).int32(delta);
     b.finish()
@@ -75,7 +65,7 @@ pub fn port_move_member_request(
     member: PortName,
     after: PortName,
 ) -> MsgBuf {
-    let mut b = Builder::new(header(task, reply, PORT_MOVE_MEMBER));
+    let mut b = Builder::new(Header::request(task, reply, PORT_MOVE_MEMBER));
     port_name(&mut b, member);
     port_name(&mut b, after);
     b.finish()
@@ -92,7 +82,7 @@ pub fn request_notification_request(
     notify: PortName,
     notify_disposition: u8,
 ) -> MsgBuf {
-    let mut b = Builder::new(header(task, reply, PORT_REQUEST_NOTIFICATION));
+    let mut b = Builder::new(Header::request(task, reply, PORT_REQUEST_NOTIFICATION));
     port_name(&mut b, name);
     b.int32(id)
         .int32(sync as i32)
@@ -103,7 +93,7 @@ pub fn request_notification_request(
 /// `task_get_special_port(task, which)`.
 #[must_use]
 pub fn task_get_special_port_request(task: PortName, reply: PortName, which: i32) -> MsgBuf {
-    let mut b = Builder::new(header(task, reply, TASK_GET_SPECIAL_PORT));
+    let mut b = Builder::new(Header::request(task, reply, TASK_GET_SPECIAL_PORT));
     b.int32(which);
     b.finish()
 }
@@ -111,7 +101,7 @@ pub fn task_get_special_port_request(task: PortName, reply: PortName, which: i32
 /// `host_reboot(host_priv, options)`.
 #[must_use]
 pub fn host_reboot_request(host_priv: PortName, reply: PortName, options: i32) -> MsgBuf {
-    let mut b = Builder::new(header(host_priv, reply, HOST_REBOOT));
+    let mut b = Builder::new(Header::request(host_priv, reply, HOST_REBOOT));
     b.int32(options);
     b.finish()
 }
@@ -127,7 +117,7 @@ pub fn vm_allocate_contiguous_request(
     pmax: u64,
     palign: u64,
 ) -> MsgBuf {
-    let mut b = Builder::new(header(host_priv, reply, VM_ALLOCATE_CONTIGUOUS));
+    let mut b = Builder::new(Header::request(host_priv, reply, VM_ALLOCATE_CONTIGUOUS));
     b.port(task, tn::COPY_SEND)
         .int64(size as i64)
         .int64(pmin as i64)
@@ -145,7 +135,7 @@ pub fn vm_pages_phys_request(
     vaddr: u64,
     size: u64,
 ) -> MsgBuf {
-    let mut b = Builder::new(header(host_priv, reply, VM_PAGES_PHYS));
+    let mut b = Builder::new(Header::request(host_priv, reply, VM_PAGES_PHYS));
     b.port(task, tn::COPY_SEND)
         .int64(vaddr as i64)
         .int64(size as i64);
@@ -155,7 +145,7 @@ pub fn vm_pages_phys_request(
 /// `i386_io_perm_create(master, from, to)`.
 #[must_use]
 pub fn io_perm_create_request(master: PortName, reply: PortName, from: u16, to: u16) -> MsgBuf {
-    let mut b = Builder::new(header(master, reply, IO_PERM_CREATE));
+    let mut b = Builder::new(Header::request(master, reply, IO_PERM_CREATE));
     int16(&mut b, from);
     int16(&mut b, to);
     b.finish()
@@ -169,7 +159,7 @@ pub fn io_perm_modify_request(
     io_perm: PortName,
     enable: bool,
 ) -> MsgBuf {
-    let mut b = Builder::new(header(task, reply, IO_PERM_MODIFY));
+    let mut b = Builder::new(Header::request(task, reply, IO_PERM_MODIFY));
     b.port(io_perm, tn::COPY_SEND)
         .desc(TypeDesc::inline(tn::BOOLEAN, 32, 1))
         .raw(&u32::from(enable).to_ne_bytes());
