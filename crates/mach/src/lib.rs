@@ -20,6 +20,7 @@ pub mod ipc;
 pub mod kern;
 pub mod msg;
 pub mod port;
+pub mod rpc;
 
 #[cfg(feature = "std")]
 pub mod rights;

@@ -3,13 +3,15 @@
 //! `mach.defs`, `mach_host.defs`, `gnumach.defs` and `mach_i386.defs`
 //! (ids and item types from the current MIG's user stubs; `tests` below
 //! pins the bytes). Requests are pure functions of their arguments; replies
-//! are decoded with the checks MIG's user stubs make.
+//! are decoded with the checks MIG's user stubs make ([`crate::rpc`]).
 
 use alloc::vec::Vec;
 
 use crate::kern::KernReturn;
-use crate::msg::{Builder, Header, MsgBuf, Reader, TypeDesc};
-use crate::port::{PortName, notify, type_name as tn};
+use crate::msg::{Builder, Header, MsgBuf, TypeDesc};
+use crate::port::{PortName, type_name as tn};
+pub use crate::rpc::decode_simple_reply;
+use crate::rpc::reply_body;
 
 /// `mach_port_mod_refs` (`mach_port.defs`).
 pub const PORT_MOD_REFS: i32 = 3208;
@@ -17,7 +19,7 @@ pub const PORT_MOD_REFS: i32 = 3208;
 pub const PORT_MOVE_MEMBER: i32 = 3213;
 /// `mach_port_request_notification`.
 pub const PORT_REQUEST_NOTIFICATION: i32 = 3214;
-/// `task_terminate` (`mach.defs`; the trap is used instead, kept for tests).
+/// `task_get_special_port` (`mach.defs`).
 pub const TASK_GET_SPECIAL_PORT: i32 = 2058;
 /// `host_reboot` (`mach_host.defs`).
 pub const HOST_REBOOT: i32 = 2635;
@@ -30,7 +32,9 @@ pub const IO_PERM_CREATE: i32 = 3805;
 /// `i386_io_perm_modify`.
 pub const IO_PERM_MODIFY: i32 = 3806;
 
-const REPLY_OFFSET: i32 = 100;
+/// A reply with a return code and one port (`task_get_special_port`,
+/// `mach_port_request_notification`, `i386_io_perm_create`).
+const PORT_REPLY_SIZE: usize = 64;
 
 fn port_name(b: &mut Builder, name: PortName) {
     b.desc(TypeDesc::inline(tn::PORT_NAME, 32, 1))
@@ -166,39 +170,16 @@ pub fn io_perm_modify_request(
     b.finish()
 }
 
-/// Checks a reply to `request_id` as MIG's user stubs do and returns the
-/// reader after a `KERN_SUCCESS` return code (an error code is `Err`).
-pub fn reply_body(bytes: &[u8], request_id: i32) -> Result<Reader<'_>, KernReturn> {
-    let (h, mut r) = Reader::new(bytes).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    if h.id != request_id + REPLY_OFFSET {
-        return Err(if h.id == notify::SEND_ONCE {
-            KernReturn::MIG_SERVER_DIED
-        } else {
-            KernReturn::MIG_REPLY_MISMATCH
-        });
-    }
-    let code = r.int32().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    if code != 0 {
-        return Err(KernReturn(code));
-    }
-    Ok(r)
-}
-
-/// A reply that carries only its return code.
-pub fn decode_simple_reply(bytes: &[u8], request_id: i32) -> Result<(), KernReturn> {
-    reply_body(bytes, request_id).map(drop)
-}
-
 /// A reply carrying one port right (`PORT_SEND` or `PORT_SEND_ONCE`).
 pub fn decode_port_reply(bytes: &[u8], request_id: i32, right: u8) -> Result<PortName, KernReturn> {
-    reply_body(bytes, request_id)?
+    reply_body(bytes, request_id, Some(PORT_REPLY_SIZE), true)?
         .port(right)
         .map_err(|_| KernReturn::MIG_TYPE_ERROR)
 }
 
 /// `vm_allocate_contiguous`: the virtual and the physical address.
 pub fn decode_vm_allocate_contiguous_reply(bytes: &[u8]) -> Result<(u64, u64), KernReturn> {
-    let mut r = reply_body(bytes, VM_ALLOCATE_CONTIGUOUS)?;
+    let mut r = reply_body(bytes, VM_ALLOCATE_CONTIGUOUS, Some(80), false)?;
     let vaddr = r.int64().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
     let paddr = r.int64().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
     Ok((vaddr as u64, paddr as u64))
@@ -208,7 +189,15 @@ pub fn decode_vm_allocate_contiguous_reply(bytes: &[u8]) -> Result<(u64, u64), K
 /// pages) out of line; the out-of-line region is returned for the caller
 /// to read and deallocate as `(addr, bytes)`.
 pub fn decode_vm_pages_phys_reply(bytes: &[u8]) -> Result<PhysPages, KernReturn> {
-    let mut r = reply_body(bytes, VM_PAGES_PHYS)?;
+    // Inline addresses make a simple reply, out-of-line ones a complex one.
+    let complex = Header::read(bytes).is_ok_and(|h| h.is_complex());
+    let mut r = reply_body(bytes, VM_PAGES_PHYS, None, complex).map_err(|e| {
+        if e == KernReturn::SUCCESS {
+            KernReturn::MIG_TYPE_ERROR
+        } else {
+            e
+        }
+    })?;
     let d = r.desc().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
     if d.name != tn::INTEGER_64 || d.size != 64 || !d.longform {
         return Err(KernReturn::MIG_TYPE_ERROR);
@@ -247,6 +236,7 @@ mod tests {
     //! descriptor words from `mach_portUser.c`, `gnumachUser.c`,
     //! `mach_i386User.c`, `mach_hostUser.c`, `machUser.c`).
     use super::*;
+    use crate::port::notify;
 
     fn word(m: &MsgBuf, off: usize) -> u32 {
         u32::from_ne_bytes(m.as_bytes()[off..off + 4].try_into().unwrap())

@@ -15,10 +15,8 @@ use crate::ipc::{Ipc, option};
 use crate::kern::KernReturn;
 use crate::msg::MsgBuf;
 use crate::port::{PortName, Right, type_name as tn};
+use crate::rpc;
 use kernel::PhysPages;
-
-/// Largest kernel reply the transport receives.
-const RPC_RCV_SIZE: usize = 4096;
 
 /// `TASK_BOOTSTRAP_PORT` (`mach/task_special_ports.h`).
 pub const TASK_BOOTSTRAP_PORT: i32 = 4;
@@ -78,30 +76,25 @@ impl GnuMach {
             0 => unsafe { trap::gnumach_mach_reply_port() },
             r => r,
         };
-        let mut m = build(PortName(reply));
-        let len = m.len() as u32;
-        m.resize(RPC_RCV_SIZE.max(m.len()));
-        // SAFETY: a complete request in a buffer that also takes the reply.
-        let r = unsafe {
-            self.mach_msg(
-                m.as_mut_ptr(),
-                option::SEND_MSG | option::RCV_MSG,
-                len,
-                m.len() as u32,
-                PortName(reply),
-                0,
-                PortName::NULL,
-            )
-        };
-        if r == KernReturn::SUCCESS || r == KernReturn::RCV_TOO_LARGE {
-            self.put_reply_port(reply);
-        } else {
-            // The port's state is unknown (a send that failed half-way
-            // may leave a reply queued): drop it, fire and forget.
-            self.destroy_receive(PortName(reply));
+        let r = rpc::call(self, PortName(reply), build);
+        match r {
+            Ok(_) | Err(KernReturn::RCV_TOO_LARGE) => self.put_reply_port(reply),
+            // The port's state is unknown (a send that failed half-way may
+            // leave a reply queued): drop it, fire and forget.
+            Err(_) => self.destroy_receive(PortName(reply)),
         }
-        r.result()?;
-        Ok(m)
+        r
+    }
+
+    /// A kernel RPC whose reply carries only a return code.
+    fn simple_rpc(&self, id: i32, build: impl FnOnce(PortName) -> MsgBuf) -> KernReturn {
+        match self
+            .rpc(build)
+            .and_then(|m| kernel::decode_simple_reply(m.as_bytes(), id))
+        {
+            Ok(()) => KernReturn::SUCCESS,
+            Err(e) => e,
+        }
     }
 
     fn put_reply_port(&self, reply: u32) {
@@ -165,12 +158,9 @@ impl GnuMach {
 
     /// `host_reboot(host_priv, options)`.
     pub fn host_reboot(&self, host_priv: PortName, options: i32) -> KernReturn {
-        match self.rpc(|r| kernel::host_reboot_request(host_priv, r, options)) {
-            Ok(m) => kernel::decode_simple_reply(m.as_bytes(), kernel::HOST_REBOOT)
-                .err()
-                .unwrap_or(KernReturn::SUCCESS),
-            Err(e) => e,
-        }
+        self.simple_rpc(kernel::HOST_REBOOT, |r| {
+            kernel::host_reboot_request(host_priv, r, options)
+        })
     }
 
     /// `vm_allocate_contiguous`: `size` bytes of physically contiguous,
@@ -230,8 +220,10 @@ impl GnuMach {
     /// access to the ports of `io_perm`.
     pub fn io_perm_modify(&self, io_perm: PortName, enable: bool) -> Result<(), KernReturn> {
         let task = PortName(self.task());
-        let m = self.rpc(|r| kernel::io_perm_modify_request(task, r, io_perm, enable))?;
-        kernel::decode_simple_reply(m.as_bytes(), kernel::IO_PERM_MODIFY)
+        self.simple_rpc(kernel::IO_PERM_MODIFY, |r| {
+            kernel::io_perm_modify_request(task, r, io_perm, enable)
+        })
+        .result()
     }
 }
 
@@ -271,12 +263,9 @@ impl Ipc for GnuMach {
 
     fn port_mod_refs(&self, name: PortName, right: Right, delta: i32) -> KernReturn {
         let task = PortName(self.task());
-        match self.rpc(|r| kernel::port_mod_refs_request(task, r, name, right as u32, delta)) {
-            Ok(m) => kernel::decode_simple_reply(m.as_bytes(), kernel::PORT_MOD_REFS)
-                .err()
-                .unwrap_or(KernReturn::SUCCESS),
-            Err(e) => e,
-        }
+        self.simple_rpc(kernel::PORT_MOD_REFS, |r| {
+            kernel::port_mod_refs_request(task, r, name, right as u32, delta)
+        })
     }
 
     fn port_insert_right(&self, name: PortName, poly: PortName, disposition: u8) -> KernReturn {
@@ -293,12 +282,9 @@ impl Ipc for GnuMach {
 
     fn port_move_member(&self, member: PortName, set: PortName) -> KernReturn {
         let task = PortName(self.task());
-        match self.rpc(|r| kernel::port_move_member_request(task, r, member, set)) {
-            Ok(m) => kernel::decode_simple_reply(m.as_bytes(), kernel::PORT_MOVE_MEMBER)
-                .err()
-                .unwrap_or(KernReturn::SUCCESS),
-            Err(e) => e,
-        }
+        self.simple_rpc(kernel::PORT_MOVE_MEMBER, |r| {
+            kernel::port_move_member_request(task, r, member, set)
+        })
     }
 
     fn request_notification(
