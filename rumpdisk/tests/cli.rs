@@ -68,6 +68,16 @@ fn missing_images_and_kernels_are_clear_errors() {
     assert_eq!(o.status.code(), Some(1));
 }
 
+/// The host file holds `len` bytes of `byte` at `offset`.
+fn assert_filled(img: &std::path::Path, offset: u64, len: usize, byte: u8) {
+    let mut b = vec![0u8; len];
+    std::fs::File::open(img)
+        .unwrap()
+        .read_exact_at(&mut b, offset)
+        .unwrap();
+    assert!(b.iter().all(|&x| x == byte));
+}
+
 #[test]
 fn ctl_writes_reads_and_verifies_through_the_device_interface() {
     let img = image("ctl", 8 << 20);
@@ -89,12 +99,7 @@ fn ctl_writes_reads_and_verifies_through_the_device_interface() {
         out.contains("verified 8192 bytes of 0x42 at 65536"),
         "{out}"
     );
-    let mut b = [0u8; 8192];
-    std::fs::File::open(&img)
-        .unwrap()
-        .read_exact_at(&mut b, 65536)
-        .unwrap();
-    assert!(b.iter().all(|&x| x == 0x42));
+    assert_filled(&img, 65536, 8192, 0x42);
     // A failed verification and an unknown command are errors.
     let o = rumpdisk(&["--image", &arg, "--exit", "--ctl", "verify wd0 0 512 0x42"]);
     assert_eq!(o.status.code(), Some(1));
@@ -136,11 +141,6 @@ fn netbsd_image_through_the_kernel_disk_layer() {
         "size wd0; write wd0 1m 1m 0x77; verify wd0 1m 1m 0x77; flush wd0",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let mut b = vec![0u8; 1 << 20];
-    std::fs::File::open(&img)
-        .unwrap()
-        .read_exact_at(&mut b, 1 << 20)
-        .unwrap();
-    assert!(b.iter().all(|&x| x == 0x77));
+    assert_filled(&img, 1 << 20, 1 << 20, 0x77);
     let _ = std::fs::remove_file(img);
 }

@@ -26,8 +26,10 @@ fn repo() -> PathBuf {
 pub struct Boot {
     modules: Vec<(String, String)>,
     qemu_args: Vec<String>,
-    timeout: Option<Duration>,
 }
+
+/// QEMU is killed after this long (a boot normally takes 1.5–4 s).
+const QEMU_LIMIT: Duration = Duration::from_mins(2);
 
 /// What a boot printed.
 #[derive(Debug)]
@@ -100,7 +102,7 @@ impl Boot {
         self
     }
 
-    /// Boots and waits for QEMU to exit (at most 120 s by default).
+    /// Boots and waits for QEMU to exit (at most [`QEMU_LIMIT`]).
     #[must_use]
     pub fn run(self, name: &str) -> Outcome {
         let kernel = kernel();
@@ -156,12 +158,11 @@ impl Boot {
             .stderr(Stdio::piped())
             .spawn()
             .expect("qemu-system-x86_64 (tests/setup.sh installs QEMU 10)");
-        let limit = self.timeout.unwrap_or(Duration::from_mins(2));
         let status = loop {
             if let Some(s) = child.try_wait().expect("wait for QEMU") {
                 break Some(s);
             }
-            if start.elapsed() > limit {
+            if start.elapsed() > QEMU_LIMIT {
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -171,7 +172,7 @@ impl Boot {
         let elapsed = start.elapsed();
         let log = String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
         match status {
-            None => panic!("GNU Mach run {name} did not end within {limit:?}\n{log}"),
+            None => panic!("GNU Mach run {name} did not end within {QEMU_LIMIT:?}\n{log}"),
             Some(s) if !s.success() => panic!("QEMU failed ({s})\n{log}"),
             Some(_) => {}
         }

@@ -35,16 +35,10 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// Sends a hand-made request and returns the server's return code.
 fn raw(msg: impl FnOnce(PortName) -> MsgBuf) -> Result<KernReturn, KernReturn> {
     let m = rpc::rpc(&MACH, msg)?;
-    let h = m.header().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    let code = m
-        .as_bytes()
-        .get(40..44)
-        .map(|b| i32::from_ne_bytes(b.try_into().expect("4")));
-    Ok(KernReturn(if h.size as usize == rpc::REPLY_HEADER_SIZE {
-        code.unwrap_or(0)
-    } else {
-        0
-    }))
+    let id = m.header().map_err(|_| KernReturn::MIG_TYPE_ERROR)?.id - rpc::REPLY_OFFSET;
+    Ok(rpc::decode_simple_reply(m.as_bytes(), id)
+        .err()
+        .unwrap_or(KernReturn::SUCCESS))
 }
 
 fn server_master(server_task: PortName) -> PortName {
