@@ -24,6 +24,11 @@ pub mod open_flags {
     pub const EXCL: i32 = 0x0008;
     /// Will be used with `rumpuser_bio` (advisory).
     pub const BIO: i32 = 0x0010;
+    /// Bypass the host's cache (Linux `O_DIRECT`): transfers must follow
+    /// [`direct_alignment`](super::direct_alignment). Not a rumpuser flag:
+    /// the C interface refuses it; hosts without direct I/O (the Hurd)
+    /// answer `EOPNOTSUPP`.
+    pub const DIRECT: i32 = 0x1_0000;
 }
 
 /// `RUMPUSER_FT_*`.
@@ -58,9 +63,18 @@ pub fn open(path: &CStr, flags: i32) -> HyResult<RawFd> {
         open_flags::RDWR => libc::O_RDWR,
         _ => return Err(NetbsdErrno(nb::EINVAL)),
     };
-    if flags & !(open_flags::ACCMODE | open_flags::CREATE | open_flags::EXCL | open_flags::BIO) != 0
+    if flags
+        & !(open_flags::ACCMODE
+            | open_flags::CREATE
+            | open_flags::EXCL
+            | open_flags::BIO
+            | open_flags::DIRECT)
+        != 0
     {
         return Err(NetbsdErrno(nb::EINVAL));
+    }
+    if flags & open_flags::DIRECT != 0 {
+        host |= crate::sys::O_DIRECT.ok_or(NetbsdErrno(nb::EOPNOTSUPP))?;
     }
     if flags & open_flags::CREATE != 0 {
         host |= libc::O_CREAT;
@@ -125,6 +139,21 @@ pub fn fd_size(fd: RawFd) -> HyResult<u64> {
     } else {
         Ok(end as u64)
     }
+}
+
+/// What direct I/O on `fd` (opened with [`open_flags::DIRECT`]) needs:
+/// the alignment of buffers in memory and of file offsets and lengths.
+pub fn direct_alignment(fd: RawFd) -> HyResult<DirectAlignment> {
+    crate::sys::direct_alignment(fd)
+}
+
+/// Alignments direct I/O requires, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectAlignment {
+    /// Of buffer addresses.
+    pub memory: u32,
+    /// Of file offsets and transfer lengths.
+    pub offset: u32,
 }
 
 /// `RUMPUSER_IOV_NOSEEK`: use the descriptor's file position.
@@ -243,4 +272,34 @@ pub fn sync(fd: RawFd, flags: i32) -> HyResult<()> {
 pub fn datasync(fd: RawFd) -> HyResult<()> {
     // SAFETY: fdatasync on a descriptor number; a bad one is EBADF.
     cvt(unsafe { libc::fdatasync(fd) }).map(drop)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_opens_report_their_alignment() {
+        let dir = std::env::temp_dir().join(format!("hypercall-direct-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A file system without direct I/O (tmpfs before Linux 6.6) refuses
+        // the open; that is the error callers see, never a cached open.
+        let path = std::ffi::CString::new(dir.join("f").to_str().unwrap()).unwrap();
+        let fd = open(&path, open_flags::RDWR | open_flags::CREATE | open_flags::DIRECT);
+        if let Ok(fd) = fd {
+            // SAFETY: fcntl on the descriptor just opened.
+            let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            assert_ne!(fl & libc::O_DIRECT, 0);
+            let a = direct_alignment(fd).unwrap();
+            assert!(a.offset.is_power_of_two() && a.memory.is_power_of_two(), "{a:?}");
+            close(fd).unwrap();
+        } else {
+            assert_eq!(fd, Err(NetbsdErrno(nb::EINVAL)));
+        }
+        assert_eq!(
+            open(&path, open_flags::RDWR | 0x2_0000),
+            Err(NetbsdErrno(nb::EINVAL))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,6 +1,8 @@
 //! Host images: a regular file or a block device served as a disk through
-//! the hypercall crate's file layer — read-only when the file is.
+//! the hypercall crate's file layer — read-only when the file is — through
+//! the host's page cache or past it ([`Cache`]).
 
+use std::alloc::Layout;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::RawFd;
@@ -15,12 +17,38 @@ use crate::disk::Disk;
 /// Sector size of image files.
 pub const SECTOR: u32 = 512;
 
+/// How an image uses the host's page cache (QEMU's `cache=` names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Cache {
+    /// Through the page cache; a flush makes writes stable.
+    #[default]
+    Writeback,
+    /// Past the page cache (Linux `O_DIRECT`), as a driver of the disk
+    /// itself would: no second copy of data the client's own cache (ext2fs,
+    /// the guest) keeps. A flush still makes writes stable.
+    None,
+}
+
+impl std::str::FromStr for Cache {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "writeback" => Ok(Self::Writeback),
+            "none" => Ok(Self::None),
+            _ => Err(format!("cache mode {s:?}: expected writeback or none")),
+        }
+    }
+}
+
 /// A host image.
 #[derive(Debug)]
 pub struct Image {
     path: PathBuf,
     fd: RawFd,
     read_only: bool,
+    /// With [`Cache::None`]: the buffer alignment direct I/O needs.
+    direct_align: Option<usize>,
     ops: AtomicU64,
 }
 
@@ -30,8 +58,9 @@ fn io_err(e: hypercall::NetbsdErrno) -> io::Error {
 
 impl Image {
     /// Opens `path` read-write, or read-only when `read_only` is asked or
-    /// the file cannot be written.
-    pub fn open(path: &Path, read_only: bool) -> io::Result<Self> {
+    /// the file cannot be written. With [`Cache::None`], a host or file
+    /// system without direct I/O for 512-byte sectors is an error.
+    pub fn open(path: &Path, read_only: bool, cache: Cache) -> io::Result<Self> {
         let c = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
         let (_, ft) = file::file_info(&c).map_err(|e| with_path(path, &io_err(e)))?;
@@ -44,18 +73,40 @@ impl Image {
                 ),
             ));
         }
+        let extra = open_flags::BIO
+            | match cache {
+                Cache::Writeback => 0,
+                Cache::None => open_flags::DIRECT,
+            };
         let (fd, ro) = if read_only {
-            (file::open(&c, open_flags::RDONLY | open_flags::BIO), true)
+            (file::open(&c, open_flags::RDONLY | extra), true)
         } else {
-            match file::open(&c, open_flags::RDWR | open_flags::BIO) {
+            match file::open(&c, open_flags::RDWR | extra) {
                 Ok(fd) => (Ok(fd), false),
                 Err(e) if matches!(e.0, 13 | 30) => {
-                    (file::open(&c, open_flags::RDONLY | open_flags::BIO), true)
+                    (file::open(&c, open_flags::RDONLY | extra), true)
                 }
                 Err(e) => (Err(e), false),
             }
         };
-        let fd = fd.map_err(|e| with_path(path, &io_err(e)))?;
+        let fd = fd.map_err(|e| {
+            let e = io_err(e);
+            if cache == Cache::None {
+                with_path(path, &io::Error::new(e.kind(), format!("cache=none: {e}")))
+            } else {
+                with_path(path, &e)
+            }
+        })?;
+        let direct_align = match cache {
+            Cache::Writeback => None,
+            Cache::None => match Self::direct_align(fd) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    let _ = file::close(fd);
+                    return Err(with_path(path, &e));
+                }
+            },
+        };
         if ro && !read_only {
             log::warn!("{}: not writable, serving it read-only", path.display());
         }
@@ -63,14 +114,44 @@ impl Image {
             path: path.to_owned(),
             fd,
             read_only: ro,
+            direct_align,
             ops: AtomicU64::new(0),
         })
     }
 
-    /// The image's path.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The buffer alignment direct I/O on `fd` needs, once sure sector-sized
+    /// offsets and lengths are allowed.
+    fn direct_align(fd: RawFd) -> io::Result<usize> {
+        let a = file::direct_alignment(fd).map_err(|e| {
+            io::Error::new(
+                e.to_io().kind(),
+                format!(
+                    "cache=none: direct I/O alignment unknown ({}); use cache=writeback",
+                    e.to_io()
+                ),
+            )
+        })?;
+        if a.offset > SECTOR || !SECTOR.is_multiple_of(a.offset) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "cache=none: direct I/O here needs {}-byte aligned offsets, \
+                     more than the {SECTOR}-byte sectors; use cache=writeback",
+                    a.offset
+                ),
+            ));
+        }
+        Ok((a.memory as usize).max(1))
+    }
+
+    /// A bounce buffer for `buf` when direct I/O cannot use its address.
+    fn bounce(&self, buf: &[u8]) -> io::Result<Option<Bounce>> {
+        match self.direct_align {
+            Some(align) if !buf.is_empty() && !(buf.as_ptr() as usize).is_multiple_of(align) => {
+                Bounce::new(buf.len(), align).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 }
 
@@ -95,6 +176,11 @@ impl Disk for Image {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if let Some(mut b) = self.bounce(buf)? {
+            self.read_at(offset, b.as_mut())?;
+            buf.copy_from_slice(b.as_mut());
+            return Ok(());
+        }
         self.ops.fetch_add(1, Ordering::Relaxed);
         let off =
             i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -113,6 +199,10 @@ impl Disk for Image {
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         if self.read_only {
             return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
+        if let Some(mut b) = self.bounce(data)? {
+            b.as_mut().copy_from_slice(data);
+            return self.write_at(offset, b.as_mut());
         }
         self.ops.fetch_add(1, Ordering::Relaxed);
         let off =
@@ -140,5 +230,34 @@ impl Disk for Image {
 impl Drop for Image {
     fn drop(&mut self) {
         let _ = file::close(self.fd);
+    }
+}
+
+/// An aligned heap buffer for direct I/O from a misaligned caller's buffer.
+struct Bounce {
+    ptr: std::ptr::NonNull<u8>,
+    layout: Layout,
+}
+
+impl Bounce {
+    fn new(len: usize, align: usize) -> io::Result<Self> {
+        let layout = Layout::from_size_align(len, align)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: callers never ask for zero bytes.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(p).ok_or(io::ErrorKind::OutOfMemory)?;
+        Ok(Self { ptr, layout })
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: an initialized allocation of `layout.size()` bytes, ours alone.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for Bounce {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use machdev::{BootOptions, PoolConfig};
 use rumpdisk::device::Disks;
 use rumpdisk::disk::Disk;
-use rumpdisk::image::Image;
+use rumpdisk::image::{Cache, Image};
 
 const HELP: &str = "\
 Usage: rumpdisk [OPTION...]
@@ -28,6 +28,9 @@ Serve disks over the Mach device interface.
                              Attach PATH to the NetBSD kernel with etfs and
                              serve it through the kernel's disk layer as NAME
       --read-only            Serve the images read-only
+      --cache=MODE           How images use the host's page cache: writeback
+                             (default) or none (Linux direct I/O, as QEMU's
+                             cache=none)
       --threads=N            At most N server threads (default 64)
       --nbd-unix=PATH        (Linux) Also serve the disks over NBD on the Unix
                              socket PATH; export names are device names
@@ -50,6 +53,7 @@ struct Options {
     netbsd: Vec<String>,
     netbsd_images: Vec<(String, PathBuf)>,
     read_only: bool,
+    cache: Cache,
     threads: Option<usize>,
     nbd_unix: Option<PathBuf>,
     nbd_port: Option<u16>,
@@ -95,6 +99,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 o.netbsd_images.push((name.to_owned(), PathBuf::from(path)));
             }
             "--read-only" => o.read_only = true,
+            "--cache" => o.cache = value()?.parse()?,
             "--threads" => {
                 o.threads = Some(value()?.parse().map_err(|_| "--threads: not a number")?);
             }
@@ -121,7 +126,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
 fn open_disks(o: &Options) -> Result<Arc<Disks>, String> {
     let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
     for (name, path) in &o.images {
-        let img = Image::open(path, o.read_only).map_err(|e| e.to_string())?;
+        let img = Image::open(path, o.read_only, o.cache).map_err(|e| e.to_string())?;
         if disks.insert(name.clone(), Arc::new(img)).is_some() {
             return Err(format!("device {name} given twice"));
         }

@@ -265,13 +265,24 @@ fn errno_of(e: &io::Error) -> u32 {
     }
 }
 
+/// Sends a simple reply: its 16-byte header, then `data` straight from the
+/// caller's buffer (no copy of a whole read into a reply buffer).
 fn simple_reply(s: &mut impl Write, error: u32, handle: u64, data: &[u8]) -> io::Result<()> {
-    let mut b = Vec::with_capacity(16 + data.len());
-    b.extend_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
-    b.extend_from_slice(&error.to_be_bytes());
-    b.extend_from_slice(&handle.to_be_bytes());
-    b.extend_from_slice(data);
-    s.write_all(&b)
+    let mut h = [0u8; 16];
+    h[..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+    h[4..8].copy_from_slice(&error.to_be_bytes());
+    h[8..].copy_from_slice(&handle.to_be_bytes());
+    let mut parts = [io::IoSlice::new(&h), io::IoSlice::new(data)];
+    let mut parts = &mut parts[..];
+    while !parts.is_empty() {
+        match s.write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn connection<S: Read + Write>(disks: &Disks, mut s: S) -> io::Result<()> {
@@ -281,14 +292,18 @@ fn connection<S: Read + Write>(disks: &Disks, mut s: S) -> io::Result<()> {
     log::debug!("NBD client on export {name}");
     let mut buf = Vec::new();
     loop {
-        if read_u32(&mut s)? != REQUEST_MAGIC {
+        // The 28-byte request header in one read.
+        let mut req = [0u8; 28];
+        s.read_exact(&mut req)?;
+        let mut r = &req[..];
+        if read_u32(&mut r)? != REQUEST_MAGIC {
             return Err(protocol("bad request magic"));
         }
-        let flags = read_u16(&mut s)?;
-        let cmd = read_u16(&mut s)?;
-        let handle = read_u64(&mut s)?;
-        let offset = read_u64(&mut s)?;
-        let len = read_u32(&mut s)?;
+        let flags = read_u16(&mut r)?;
+        let cmd = read_u16(&mut r)?;
+        let handle = read_u64(&mut r)?;
+        let offset = read_u64(&mut r)?;
+        let len = read_u32(&mut r)?;
         if len > MAX_PAYLOAD {
             // A write's payload cannot be skipped safely: end the connection.
             return Err(protocol("request too large"));

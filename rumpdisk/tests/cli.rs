@@ -4,7 +4,7 @@
 #![cfg(target_os = "linux")]
 
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn rumpdisk(args: &[&str]) -> Output {
@@ -24,7 +24,8 @@ fn text(o: &Output) -> String {
 }
 
 fn image(name: &str, size: u64) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("rumpdisk-cli-{}-{name}.img", std::process::id()));
+    let p = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rumpdisk-cli-{}-{name}.img", std::process::id()));
     std::fs::File::create(&p).unwrap().set_len(size).unwrap();
     p
 }
@@ -47,6 +48,13 @@ fn help_and_bad_options() {
     let o = rumpdisk(&["--host-priv-port=abc"]);
     assert_eq!(o.status.code(), Some(64));
     assert!(text(&o).contains("not a port name"));
+    let o = rumpdisk(&["--cache=unsafe"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        text(&o).contains("expected writeback or none"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -69,7 +77,7 @@ fn missing_images_and_kernels_are_clear_errors() {
 }
 
 /// The host file holds `len` bytes of `byte` at `offset`.
-fn assert_filled(img: &std::path::Path, offset: u64, len: usize, byte: u8) {
+fn assert_filled(img: &Path, offset: u64, len: usize, byte: u8) {
     let mut b = vec![0u8; len];
     std::fs::File::open(img)
         .unwrap()
@@ -100,6 +108,17 @@ fn ctl_writes_reads_and_verifies_through_the_device_interface() {
         "{out}"
     );
     assert_filled(&img, 65536, 8192, 0x42);
+    // The same past the page cache.
+    let o = rumpdisk(&[
+        "--image",
+        &arg,
+        "--cache=none",
+        "--exit",
+        "--ctl",
+        "write wd0 1m 12k 0x5a; verify wd0 1m 12k 0x5a; flush wd0",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_filled(&img, 1 << 20, 12288, 0x5a);
     // A failed verification and an unknown command are errors.
     let o = rumpdisk(&["--image", &arg, "--exit", "--ctl", "verify wd0 0 512 0x42"]);
     assert_eq!(o.status.code(), Some(1));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rumpdisk::device::Disks;
 use rumpdisk::disk::Disk;
-use rumpdisk::image::Image;
+use rumpdisk::image::{Cache, Image};
 
 fn serve(name: &str, size: u64, ro: bool) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("rumpdisk-nbd-{}-{name}", std::process::id()));
@@ -22,7 +22,10 @@ fn serve(name: &str, size: u64, ro: bool) -> (PathBuf, PathBuf) {
     let img = dir.join("disk.img");
     std::fs::File::create(&img).unwrap().set_len(size).unwrap();
     let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
-    disks.insert("wd0".into(), Arc::new(Image::open(&img, ro).unwrap()));
+    disks.insert(
+        "wd0".into(),
+        Arc::new(Image::open(&img, ro, Cache::Writeback).unwrap()),
+    );
     let sock = dir.join("nbd.sock");
     rumpdisk::nbd::serve_unix_in_background(Arc::new(Disks::new(disks)), &sock).unwrap();
     (img, sock)

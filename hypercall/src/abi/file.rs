@@ -26,7 +26,8 @@ pub unsafe extern "C" fn rumpuser_open(
     ruflags: c_int,
     fdp: *mut c_int,
 ) -> c_int {
-    if path.is_null() || fdp.is_null() {
+    // Direct I/O is the typed API's extension, not a rumpuser flag.
+    if path.is_null() || fdp.is_null() || ruflags & file::open_flags::DIRECT != 0 {
         return nb::EINVAL;
     }
     // SAFETY: the kernel passes a NUL-terminated path.

@@ -763,6 +763,8 @@ test_bio(const char *dir)
 	CHECK(rumpuser_open("/nonexistent/x", RUMPUSER_OPEN_RDONLY, &junk) == NB_ENOENT);
 	CHECK(rumpuser_open(path, RUMPUSER_OPEN_CREATE | RUMPUSER_OPEN_EXCL | RUMPUSER_OPEN_RDWR, &junk) == 17);
 	CHECK(rumpuser_open(path, 0x100, &junk) == NB_EINVAL);
+	/* The typed API's direct-I/O extension is not a rumpuser flag. */
+	CHECK(rumpuser_open(path, RUMPUSER_OPEN_RDONLY | 0x10000, &junk) == NB_EINVAL);
 
 	CHECK(rumpuser_close(fd) == 0);
 	CHECK(rumpuser_close(rofd) == 0);

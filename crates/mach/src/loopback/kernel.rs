@@ -1,7 +1,9 @@
 //! The loopback kernel's ports, spaces and message transfer.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::vm::Vm;
@@ -31,9 +33,11 @@ struct Port {
     mscount: u32,
     in_set: Option<PortId>,
     no_senders: Option<PortId>,
-    /// Threads receiving on this port (or set) or waiting for room in its
-    /// queue sleep here, so a message wakes only them.
-    cv: Arc<Condvar>,
+    /// Threads receiving on this port (or set) sleep here; a message wakes
+    /// one of them, not every thread of the server.
+    recv_cv: Arc<Condvar>,
+    /// Threads waiting for room in this port's queue sleep here.
+    room_cv: Arc<Condvar>,
 }
 
 impl Port {
@@ -48,7 +52,8 @@ impl Port {
             mscount: 0,
             in_set: None,
             no_senders: None,
-            cv: Arc::new(Condvar::new()),
+            recv_cv: Arc::new(Condvar::new()),
+            room_cv: Arc::new(Condvar::new()),
         }
     }
 }
@@ -184,20 +189,39 @@ impl Kernel {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock()
     }
 }
 
 impl State {
-    /// Wakes the threads waiting on port `p` and on the set it is in.
+    /// Wakes every thread waiting on port `p` and on the set it is in (the
+    /// port itself changed: destroyed, or moved between sets).
     fn wake(&self, p: PortId) {
         if let Some(port) = self.ports.get(&p) {
-            port.cv.notify_all();
+            port.recv_cv.notify_all();
+            port.room_cv.notify_all();
             if let Some(set) = port.in_set.and_then(|s| self.ports.get(&s)) {
-                set.cv.notify_all();
+                set.recv_cv.notify_all();
             }
+        }
+    }
+
+    /// A message was queued on `p`: wakes one receiver of the port and one
+    /// of its set. Every receiver re-checks the queues when it wakes, so one
+    /// woken thread per message is enough and the rest sleep on.
+    fn wake_receiver(&self, p: PortId) {
+        if let Some(port) = self.ports.get(&p) {
+            port.recv_cv.notify_one();
+            if let Some(set) = port.in_set.and_then(|s| self.ports.get(&s)) {
+                set.recv_cv.notify_one();
+            }
+        }
+    }
+
+    /// A message left `p`'s queue: wakes one sender waiting for room.
+    fn wake_sender(&self, p: PortId) {
+        if let Some(port) = self.ports.get(&p) {
+            port.room_cv.notify_one();
         }
     }
 
@@ -331,7 +355,7 @@ impl State {
                 ool: Vec::new(),
             });
         }
-        self.wake(target);
+        self.wake_receiver(target);
         self.gc_port(target);
     }
 
@@ -631,7 +655,7 @@ impl State {
             && port.receiver.is_some()
         {
             port.queue.push_back(kmsg);
-            self.wake(p);
+            self.wake_receiver(p);
             return KernReturn::SUCCESS;
         }
         self.destroy_msg(&kmsg);
@@ -834,26 +858,22 @@ impl Task {
     /// Waits for the kernel's state to change, until `deadline` when
     /// `timed` (then `expired` is the error).
     fn wait<'a>(
-        st: MutexGuard<'a, State>,
+        mut st: MutexGuard<'a, State>,
         cv: &Condvar,
         timed: bool,
         deadline: Option<Instant>,
         expired: KernReturn,
     ) -> Result<MutexGuard<'a, State>, KernReturn> {
         if !timed {
-            return Ok(cv
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner));
+            cv.wait(&mut st);
+            return Ok(st);
         }
         let deadline = deadline.unwrap_or_else(Instant::now);
-        let now = Instant::now();
-        if now >= deadline {
+        if Instant::now() >= deadline {
             return Err(expired);
         }
-        Ok(cv
-            .wait_timeout(st, deadline - now)
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0)
+        cv.wait_until(&mut st, deadline);
+        Ok(st)
     }
 
     fn send(&self, bytes: &[u8], option: u32, timeout: Option<Instant>) -> KernReturn {
@@ -906,7 +926,7 @@ impl Task {
                     Some(_) => {}
                     None => return KernReturn::SEND_INVALID_DEST,
                 }
-                let cv = Arc::clone(&st.ports[&dest_port].cv);
+                let cv = Arc::clone(&st.ports[&dest_port].room_cv);
                 st = match Self::wait(
                     st,
                     &cv,
@@ -1062,16 +1082,16 @@ impl Task {
                     }
                     let m = port.queue.pop_front().expect("queued");
                     st.destroy_msg(&m);
-                    st.wake(p);
+                    st.wake_sender(p);
                     return KernReturn::RCV_TOO_LARGE;
                 }
                 port.seqno = port.seqno.wrapping_add(1);
                 let m = port.queue.pop_front().expect("queued");
                 // Room for a blocked sender.
-                st.wake(p);
+                st.wake_sender(p);
                 break (p, m);
             }
-            let cv = Arc::clone(&st.ports[&target].cv);
+            let cv = Arc::clone(&st.ports[&target].recv_cv);
             st = match Self::wait(
                 st,
                 &cv,
