@@ -285,13 +285,19 @@ mod tests {
         // A file system without direct I/O (tmpfs before Linux 6.6) refuses
         // the open; that is the error callers see, never a cached open.
         let path = std::ffi::CString::new(dir.join("f").to_str().unwrap()).unwrap();
-        let fd = open(&path, open_flags::RDWR | open_flags::CREATE | open_flags::DIRECT);
+        let fd = open(
+            &path,
+            open_flags::RDWR | open_flags::CREATE | open_flags::DIRECT,
+        );
         if let Ok(fd) = fd {
             // SAFETY: fcntl on the descriptor just opened.
             let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
             assert_ne!(fl & libc::O_DIRECT, 0);
             let a = direct_alignment(fd).unwrap();
-            assert!(a.offset.is_power_of_two() && a.memory.is_power_of_two(), "{a:?}");
+            assert!(
+                a.offset.is_power_of_two() && a.memory.is_power_of_two(),
+                "{a:?}"
+            );
             close(fd).unwrap();
         } else {
             assert_eq!(fd, Err(NetbsdErrno(nb::EINVAL)));
