@@ -8,8 +8,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: a C compiler for the C shim and the C contract tests,
 # nm, pkg-config; makefs and dosfstools make the FFS and FAT images the
-# NetBSD kernel tests mount; qemu-utils has qemu-io, a real NBD client.
-PKGS=(gcc libc6-dev binutils pkg-config makefs dosfstools qemu-utils)
+# NetBSD kernel tests mount; qemu-utils has qemu-io, a real NBD client;
+# busybox-static and kmod (depmod, modprobe) make the VM test bed's Linux
+# guest (crates/testbed).
+PKGS=(gcc libc6-dev binutils pkg-config makefs dosfstools qemu-utils busybox-static kmod)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -54,4 +56,7 @@ fi
 # trixie, built or unpacked into target/mig-toolchain; nothing is installed
 # from trixie).
 bash "$(dirname "$0")/../mig-bindings/setup-mig.sh" | tail -n 3
+# The VM test bed's guest kernel and modules (Debian's linux-image-amd64,
+# unpacked into target/vm-guest; nothing is installed).
+bash "$(dirname "$0")/../crates/testbed/setup-guest.sh" | tail -n 3
 echo "setup: done"

@@ -11,15 +11,12 @@
 //! unpacked by `mig-bindings/setup-mig.sh` (run by `tests/setup.sh`).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The workspace root.
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use testbed::repo;
 
 /// One boot: the tasks (in boot-script order) and the QEMU devices.
 #[derive(Debug, Default)]
@@ -137,43 +134,17 @@ impl Boot {
             String::from_utf8_lossy(&out.stderr)
         );
         let serial = dir.join("serial.log");
-        let start = Instant::now();
-        let mut child = Command::new("qemu-system-x86_64")
-            .args([
-                "-accel",
-                "tcg",
-                "-m",
-                "512",
-                "-display",
-                "none",
-                "-no-reboot",
-            ])
-            .arg("-cdrom")
-            .arg(&iso)
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .args(&self.qemu_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("qemu-system-x86_64 (tests/setup.sh installs QEMU 10)");
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait for QEMU") {
-                break Some(s);
-            }
-            if start.elapsed() > QEMU_LIMIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let elapsed = start.elapsed();
-        let log = String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
-        match status {
+        let mut args: Vec<String> = ["-m", "512", "-cdrom"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        args.push(iso.display().to_string());
+        args.extend(self.qemu_args.iter().cloned());
+        let run = testbed::qemu::run(&args, &serial, QEMU_LIMIT);
+        let (log, elapsed) = (run.log, run.elapsed);
+        match run.status {
             None => panic!("GNU Mach run {name} did not end within {QEMU_LIMIT:?}\n{log}"),
-            Some(s) if !s.success() => panic!("QEMU failed ({s})\n{log}"),
+            Some(s) if !s.success() => panic!("QEMU failed ({s}): {}\n{log}", run.stderr),
             Some(_) => {}
         }
         eprintln!("gnumach-testbed {name}: {elapsed:.2?} from QEMU start to exit");

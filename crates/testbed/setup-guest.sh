@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The Linux guest of the VM test bed: Debian bookworm's amd64 kernel,
+# downloaded with apt and unpacked into target/vm-guest (never installed),
+# with module dependencies computed by depmod. Needs busybox-static and kmod
+# (tests/setup.sh installs them). Idempotent; prints GUEST_KERNEL=,
+# GUEST_MODULES= and GUEST_KVER= last.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+dir="$root/target/vm-guest"
+mkdir -p "$dir"
+if ! ls "$dir"/root/boot/vmlinuz-* >/dev/null 2>&1; then
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1)
+    if [ -z "$pkg" ]; then
+        echo "setup-guest: no linux-image-*-amd64 package known to apt" >&2
+        exit 1
+    fi
+    echo "[setup-guest] apt-get download $pkg" >&2
+    rm -rf "$dir/deb" "$dir/root.new"
+    mkdir -p "$dir/deb"
+    (cd "$dir/deb" && apt-get download -q "$pkg" >&2)
+    dpkg-deb -x "$dir"/deb/*.deb "$dir/root.new"
+    kver=$(ls "$dir/root.new/lib/modules")
+    depmod -b "$dir/root.new" "$kver"
+    rm -rf "$dir/root" "$dir/deb"
+    mv "$dir/root.new" "$dir/root"
+fi
+kver=$(ls "$dir/root/lib/modules")
+echo "GUEST_KVER=$kver"
+echo "GUEST_MODULES=$dir/root"
+echo "GUEST_KERNEL=$dir/root/boot/vmlinuz-$kver"

@@ -1,0 +1,2 @@
+//! Programs that run inside the VM test bed's Linux guest (`src/bin`), and
+//! the tests that boot them (`tests/`).
