@@ -22,8 +22,6 @@ step "GNU Mach test-bed tasks (their own workspace): fmt, clippy"
 
 step "cargo test${RUMP_PREFIX:+ (RUMP_PREFIX=$RUMP_PREFIX)}"
 cargo test --workspace --locked
-# The raw-trap transport's message layouts (feature `gnumach`).
-cargo test -p mach --features gnumach --lib --locked sys::gnumach
 
 step "GNU/Hurd type-check (x86_64-unknown-hurd-gnu)"
 RUSTC_BOOTSTRAP=1 cargo check --workspace --all-targets --locked \

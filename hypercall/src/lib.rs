@@ -24,6 +24,7 @@ pub mod file;
 pub mod lwp;
 pub mod mem;
 pub mod param;
+pub mod pci;
 pub mod process;
 pub mod random;
 pub mod sched;

@@ -18,6 +18,7 @@ extern crate alloc;
 
 pub mod ipc;
 pub mod kern;
+pub mod kernel_rpc;
 pub mod msg;
 pub mod port;
 pub mod rpc;

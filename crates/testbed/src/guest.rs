@@ -179,7 +179,7 @@ impl Guest {
             "2",
             // The IOMMU comes before the devices it translates for.
             "-device",
-            "intel-iommu,intremap=on",
+            "intel-iommu,intremap=on,aw-bits=48",
         ]
         .iter()
         .map(|s| (*s).to_owned())

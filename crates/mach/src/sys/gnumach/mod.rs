@@ -5,7 +5,6 @@
 //! [`kernel`] with this crate's message code — the same code the Hurd and
 //! loopback transports carry.
 
-pub mod kernel;
 mod trap;
 
 use alloc::vec::Vec;
@@ -13,10 +12,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::ipc::{Ipc, option};
 use crate::kern::KernReturn;
+use crate::kernel_rpc as kernel;
 use crate::msg::MsgBuf;
 use crate::port::{PortName, Right, type_name as tn};
 use crate::rpc;
-use kernel::PhysPages;
 
 /// `TASK_BOOTSTRAP_PORT` (`mach/task_special_ports.h`).
 pub const TASK_BOOTSTRAP_PORT: i32 = 4;
@@ -191,17 +190,7 @@ impl GnuMach {
     ) -> Result<Vec<u64>, KernReturn> {
         let task = PortName(self.task());
         let m = self.rpc(|r| kernel::vm_pages_phys_request(host_priv, r, task, vaddr, size))?;
-        match kernel::decode_vm_pages_phys_reply(m.as_bytes())? {
-            PhysPages::Inline(v) => Ok(v),
-            PhysPages::OutOfLine { addr, count } => {
-                // SAFETY: the kernel mapped `count` addresses at `addr` for
-                // this reply; the region is read, then given back.
-                let v = unsafe { core::slice::from_raw_parts(addr as *const u64, count) }.to_vec();
-                // SAFETY: the region is ours and no longer used.
-                let _ = unsafe { self.vm_deallocate(addr, count * 8) };
-                Ok(v)
-            }
-        }
+        Ok(kernel::decode_vm_pages_phys_reply(m.as_bytes())?.into_vec(self))
     }
 
     /// `i386_io_perm_create(master, from, to)`: the capability for I/O ports

@@ -1,5 +1,6 @@
-//! The kernel RPCs the raw-trap transport needs and that GNU Mach has no
-//! trap for, as MIG builds them from GNU Mach's `mach_port.defs`,
+//! Kernel RPCs GNU Mach has no trap for (the raw-trap transport's port and
+//! task calls; contiguous memory, physical addresses and I/O ports for user
+//! -space drivers on any transport), as MIG builds them from GNU Mach's `mach_port.defs`,
 //! `mach.defs`, `mach_host.defs`, `gnumach.defs` and `mach_i386.defs`
 //! (ids and item types from the current MIG's user stubs; `tests` below
 //! pins the bytes). Requests are pure functions of their arguments; replies
@@ -25,6 +26,10 @@ pub const TASK_GET_SPECIAL_PORT: i32 = 2058;
 pub const HOST_REBOOT: i32 = 2635;
 /// `vm_allocate_contiguous` (`gnumach.defs`).
 pub const VM_ALLOCATE_CONTIGUOUS: i32 = 4210;
+/// `vm_wire` (`mach_host.defs`).
+pub const VM_WIRE: i32 = 2636;
+/// `VM_PROT_READ | VM_PROT_WRITE | VM_PROT_EXECUTE`: wire for any access.
+pub const VM_PROT_ALL: i32 = 7;
 /// `vm_pages_phys` (`gnumach.defs`).
 pub const VM_PAGES_PHYS: i32 = 4212;
 /// `i386_io_perm_create` (`mach_i386.defs`).
@@ -130,6 +135,25 @@ pub fn vm_allocate_contiguous_request(
     b.finish()
 }
 
+/// `vm_wire(host_priv, task, address, size, access)`: keeps the pages in
+/// memory (`access` `VM_PROT_NONE` unwires them), as DMA needs.
+#[must_use]
+pub fn vm_wire_request(
+    host_priv: PortName,
+    reply: PortName,
+    task: PortName,
+    address: u64,
+    size: u64,
+    access: i32,
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(host_priv, reply, VM_WIRE));
+    b.port(task, tn::COPY_SEND)
+        .int64(address as i64)
+        .int64(size as i64)
+        .int32(access);
+    b.finish()
+}
+
 /// `vm_pages_phys(host_priv, task, vaddr, size)`.
 #[must_use]
 pub fn vm_pages_phys_request(
@@ -230,6 +254,24 @@ pub enum PhysPages {
     },
 }
 
+impl PhysPages {
+    /// The addresses; an out-of-line region is copied out and given back
+    /// to `ipc`'s task.
+    pub fn into_vec<I: crate::Ipc + ?Sized>(self, ipc: &I) -> Vec<u64> {
+        match self {
+            Self::Inline(v) => v,
+            Self::OutOfLine { addr, count } => {
+                // SAFETY: the kernel mapped `count` addresses at `addr` for
+                // this reply; the region is read, then given back.
+                let v = unsafe { core::slice::from_raw_parts(addr as *const u64, count) }.to_vec();
+                // SAFETY: the region is ours and no longer used.
+                let _ = unsafe { ipc.vm_deallocate(addr, count * 8) };
+                v
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Bytes as the current MIG's user stubs build them (sizes, bits and
@@ -284,6 +326,11 @@ mod tests {
         assert_eq!((word(&m, 48), word(&m, 56)), (INT64, 8192));
         let m = vm_pages_phys_request(d, r, PortName(3), 0x1000, 8192);
         assert_eq!(m.header().unwrap().size, 80);
+        // MIG's vm_wire: task, two 64-bit integers, one 32-bit, 8-byte items.
+        let m = vm_wire_request(d, r, PortName(3), 0x1000, 8192, VM_PROT_ALL);
+        let h = m.header().unwrap();
+        assert_eq!((h.size, h.bits, h.id), (96, 0x8000_1513, 2636));
+        assert_eq!((word(&m, 80), word(&m, 88)), (0x2000_2002, 7));
         let m = io_perm_create_request(d, r, 0xcf8, 0xcff);
         let h = m.header().unwrap();
         assert_eq!((h.size, h.bits, h.id), (64, 0x1513, 3805));

@@ -1,0 +1,700 @@
+//! Linux back end: sysfs for enumeration, VFIO (type1 IOMMU) for access.
+//!
+//! One container per process holds the IOMMU groups of the devices opened;
+//! DMA memory is mapped into it. A [`super::DmaBuffer`] asked below 4 GiB
+//! gets an IOVA from a window under the x86 MSI range; others, and buffers
+//! given to [`super::dma_map`], are mapped at IOVA = their address, so a
+//! buffer contiguous in the process is contiguous for the device.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use vfio_bindings::bindings::vfio as raw;
+
+use super::{Address, Bar, BarKind, Info, Mmio, bar_lookup, decode_bars, range_lookup};
+use crate::errno::{HyResult, NetbsdErrno, nb};
+
+const PAGE: usize = 4096;
+
+/// VFIO's ioctl numbers: `_IO(VFIO_TYPE, VFIO_BASE + n)`.
+const fn io(n: u32) -> libc::c_ulong {
+    ((raw::VFIO_TYPE as libc::c_ulong) << 8) | (raw::VFIO_BASE + n) as libc::c_ulong
+}
+const GET_API_VERSION: libc::c_ulong = io(0);
+const CHECK_EXTENSION: libc::c_ulong = io(1);
+const SET_IOMMU: libc::c_ulong = io(2);
+const GROUP_GET_STATUS: libc::c_ulong = io(3);
+const GROUP_SET_CONTAINER: libc::c_ulong = io(4);
+const GROUP_GET_DEVICE_FD: libc::c_ulong = io(6);
+const DEVICE_GET_REGION_INFO: libc::c_ulong = io(8);
+const DEVICE_GET_IRQ_INFO: libc::c_ulong = io(9);
+const DEVICE_SET_IRQS: libc::c_ulong = io(10);
+const IOMMU_MAP_DMA: libc::c_ulong = io(13);
+const IOMMU_UNMAP_DMA: libc::c_ulong = io(14);
+
+/// The IOVA window for DMA memory below 4 GiB: above the first MiB, under
+/// the MSI doorbells at `0xfee0_0000`.
+const LOW_WINDOW: (u64, u64) = (0x10_0000, 0xfee0_0000);
+
+fn last_err() -> NetbsdErrno {
+    NetbsdErrno::last_os_error()
+}
+
+/// `ioctl` with a pointer argument; errors as NetBSD errno.
+///
+/// # Safety
+/// `arg` must be what request `req` expects.
+unsafe fn ioctl_ptr<T>(fd: RawFd, req: libc::c_ulong, arg: *mut T) -> HyResult<i32> {
+    // SAFETY: the caller's contract.
+    let r = unsafe { libc::ioctl(fd, req, arg) };
+    if r < 0 { Err(last_err()) } else { Ok(r) }
+}
+
+fn ioctl_val(fd: RawFd, req: libc::c_ulong, arg: libc::c_ulong) -> HyResult<i32> {
+    // SAFETY: the requests used with this take an integer argument.
+    let r = unsafe { libc::ioctl(fd, req, arg) };
+    if r < 0 { Err(last_err()) } else { Ok(r) }
+}
+
+fn sysfs(a: Address) -> PathBuf {
+    PathBuf::from(format!("/sys/bus/pci/devices/{a}"))
+}
+
+fn read_hex(p: &std::path::Path) -> HyResult<u32> {
+    let s = fs::read_to_string(p).map_err(|e| NetbsdErrno::from_io(&e))?;
+    u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).map_err(|_| NetbsdErrno(nb::EIO))
+}
+
+pub(super) fn devices() -> HyResult<Vec<Info>> {
+    let dir = fs::read_dir("/sys/bus/pci/devices").map_err(|e| NetbsdErrno::from_io(&e))?;
+    let mut v = Vec::new();
+    for e in dir.flatten() {
+        let Ok(address) = e.file_name().to_string_lossy().parse::<Address>() else {
+            continue;
+        };
+        let p = e.path();
+        v.push(Info {
+            address,
+            vendor: read_hex(&p.join("vendor"))? as u16,
+            device: read_hex(&p.join("device"))? as u16,
+            class: read_hex(&p.join("class"))? & 0xff_ffff,
+        });
+    }
+    Ok(v)
+}
+
+/// The process's VFIO state.
+#[derive(Default)]
+struct State {
+    container: Option<OwnedFd>,
+    iommu_set: bool,
+    groups: BTreeMap<u32, OwnedFd>,
+    devices: Vec<Weak<Device>>,
+    /// DMA buffers by process address: (length, IOVA).
+    dma: BTreeMap<usize, (usize, u64)>,
+    /// IOVAs of the low window in use: start → length.
+    low: BTreeMap<u64, u64>,
+    /// Identity mappings of callers' buffers: start → (length, users).
+    mapped: BTreeMap<usize, (usize, u32)>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    let mut g = STATE.lock();
+    f(g.get_or_insert_with(State::default))
+}
+
+impl State {
+    fn container(&mut self) -> HyResult<RawFd> {
+        if let Some(c) = &self.container {
+            return Ok(c.as_raw_fd());
+        }
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe { libc::open(c"/dev/vfio/vfio".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(last_err());
+        }
+        // SAFETY: just opened, owned here.
+        let c = unsafe { OwnedFd::from_raw_fd(fd) };
+        if ioctl_val(fd, GET_API_VERSION, 0)? != raw::VFIO_API_VERSION as i32
+            || ioctl_val(fd, CHECK_EXTENSION, raw::VFIO_TYPE1_IOMMU.into())? != 1
+        {
+            return Err(NetbsdErrno(nb::ENXIO));
+        }
+        self.container = Some(c);
+        Ok(fd)
+    }
+
+    fn iommu(&self) -> HyResult<RawFd> {
+        match &self.container {
+            Some(c) if self.iommu_set => Ok(c.as_raw_fd()),
+            // The container gets its IOMMU with the first device's group.
+            _ => Err(NetbsdErrno(nb::ENXIO)),
+        }
+    }
+
+    fn attach_group(&mut self, group: u32) -> HyResult<RawFd> {
+        if let Some(g) = self.groups.get(&group) {
+            return Ok(g.as_raw_fd());
+        }
+        let container = self.container()?;
+        let path = CString::new(format!("/dev/vfio/{group}")).expect("no NUL");
+        // SAFETY: a NUL-terminated path.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(last_err());
+        }
+        // SAFETY: just opened, owned here.
+        let g = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut status = raw::vfio_group_status {
+            argsz: size_of::<raw::vfio_group_status>() as u32,
+            flags: 0,
+        };
+        // SAFETY: the status structure this request fills.
+        unsafe { ioctl_ptr(fd, GROUP_GET_STATUS, &raw mut status)? };
+        if status.flags & raw::VFIO_GROUP_FLAGS_VIABLE == 0 {
+            // Another device of the group is bound to a host driver.
+            return Err(NetbsdErrno(nb::EBUSY));
+        }
+        let mut cfd = container;
+        // SAFETY: the request takes a pointer to the container's fd.
+        unsafe { ioctl_ptr(fd, GROUP_SET_CONTAINER, &raw mut cfd)? };
+        if !self.iommu_set {
+            ioctl_val(container, SET_IOMMU, raw::VFIO_TYPE1_IOMMU.into())?;
+            self.iommu_set = true;
+        }
+        self.groups.insert(group, g);
+        Ok(fd)
+    }
+}
+
+/// Binds `a` to vfio-pci unless it is already.
+fn bind_vfio(a: Address) -> HyResult<()> {
+    let dev = sysfs(a);
+    let driver = fs::read_link(dev.join("driver"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    if driver.as_deref() == Some("vfio-pci") {
+        return Ok(());
+    }
+    let write = |p: PathBuf, v: &str| fs::write(p, v).map_err(|e| NetbsdErrno::from_io(&e));
+    if driver.is_some() {
+        write(dev.join("driver/unbind"), &a.to_string())?;
+    }
+    write(dev.join("driver_override"), "vfio-pci")?;
+    write(PathBuf::from("/sys/bus/pci/drivers_probe"), &a.to_string())?;
+    let now = fs::read_link(dev.join("driver")).ok();
+    if now.as_ref().and_then(|p| p.file_name()) != Some("vfio-pci".as_ref()) {
+        log::warn!("{a}: vfio-pci did not take the device (module not loaded?)");
+        return Err(NetbsdErrno(nb::ENXIO));
+    }
+    Ok(())
+}
+
+/// An open function.
+#[derive(Debug)]
+pub(super) struct Device {
+    address: Address,
+    fd: OwnedFd,
+    regions: Vec<raw::vfio_region_info>,
+    bars: Vec<Bar>,
+    maps: Mutex<BTreeMap<u8, Mmio>>,
+}
+
+const CONFIG: usize = raw::VFIO_PCI_CONFIG_REGION_INDEX as usize;
+
+impl Device {
+    pub(super) fn open(address: Address) -> HyResult<Arc<Self>> {
+        let dev = sysfs(address);
+        if !dev.exists() {
+            return Err(NetbsdErrno(nb::ENOENT));
+        }
+        bind_vfio(address)?;
+        let group: u32 = fs::read_link(dev.join("iommu_group"))
+            .ok()
+            .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+            // No IOMMU group: the host has no IOMMU (Debian's kernels have
+            // no VFIO no-IOMMU mode).
+            .ok_or(NetbsdErrno(nb::ENXIO))?;
+        let name = CString::new(address.to_string()).expect("no NUL");
+        let fd = with_state(|s| -> HyResult<RawFd> {
+            let g = s.attach_group(group)?;
+            // SAFETY: the request takes the device's NUL-terminated name.
+            unsafe { ioctl_ptr(g, GROUP_GET_DEVICE_FD, name.as_ptr().cast_mut()) }
+        })?;
+        // SAFETY: a new descriptor, owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut regions = Vec::new();
+        for index in 0..=CONFIG as u32 {
+            let mut info = raw::vfio_region_info {
+                argsz: size_of::<raw::vfio_region_info>() as u32,
+                index,
+                ..Default::default()
+            };
+            // SAFETY: the structure this request fills.
+            if unsafe { ioctl_ptr(fd.as_raw_fd(), DEVICE_GET_REGION_INFO, &raw mut info) }.is_err()
+            {
+                info.size = 0;
+            }
+            regions.push(info);
+        }
+        let mut this = Self {
+            address,
+            fd,
+            regions,
+            bars: Vec::new(),
+            maps: Mutex::new(BTreeMap::new()),
+        };
+        let mut raw_bars = [0u32; 6];
+        for (i, r) in raw_bars.iter_mut().enumerate() {
+            let mut b = [0; 4];
+            this.config_read(0x10 + 4 * i as u16, &mut b)?;
+            *r = u32::from_le_bytes(b);
+        }
+        let sizes: [u64; 6] = std::array::from_fn(|i| this.regions[i].size);
+        this.bars = decode_bars(raw_bars, sizes);
+        let this = Arc::new(this);
+        with_state(|s| {
+            s.devices.retain(|d| d.strong_count() > 0);
+            s.devices.push(Arc::downgrade(&this));
+        });
+        Ok(this)
+    }
+
+    pub(super) fn address(&self) -> Address {
+        self.address
+    }
+
+    fn region_io(&self, index: usize, offset: u64, len: usize) -> HyResult<i64> {
+        let r = self.regions.get(index).ok_or(NetbsdErrno(nb::EINVAL))?;
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > r.size)
+        {
+            return Err(NetbsdErrno(nb::EINVAL));
+        }
+        i64::try_from(r.offset + offset).map_err(|_| NetbsdErrno(nb::EINVAL))
+    }
+
+    pub(super) fn config_read(&self, offset: u16, buf: &mut [u8]) -> HyResult<()> {
+        let at = self.region_io(CONFIG, offset.into(), buf.len())?;
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::pread(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), at) };
+        if n < 0 {
+            return Err(last_err());
+        }
+        if n as usize != buf.len() {
+            return Err(NetbsdErrno(nb::EIO));
+        }
+        Ok(())
+    }
+
+    pub(super) fn config_write(&self, offset: u16, data: &[u8]) -> HyResult<()> {
+        let at = self.region_io(CONFIG, offset.into(), data.len())?;
+        // SAFETY: `data` is readable for its length.
+        let n = unsafe { libc::pwrite(self.fd.as_raw_fd(), data.as_ptr().cast(), data.len(), at) };
+        if n < 0 {
+            return Err(last_err());
+        }
+        if n as usize != data.len() {
+            return Err(NetbsdErrno(nb::EIO));
+        }
+        Ok(())
+    }
+
+    pub(super) fn bars(&self) -> &[Bar] {
+        &self.bars
+    }
+
+    pub(super) fn map_bar(&self, index: u8) -> HyResult<Mmio> {
+        let mut maps = self.maps.lock();
+        if let Some(m) = maps.get(&index) {
+            return Ok(*m);
+        }
+        let bar = self
+            .bars
+            .iter()
+            .find(|b| b.index == index && matches!(b.kind, BarKind::Memory { .. }))
+            .ok_or(NetbsdErrno(nb::EINVAL))?;
+        let r = &self.regions[usize::from(index)];
+        if r.flags & raw::VFIO_REGION_INFO_FLAG_MMAP == 0 {
+            return Err(NetbsdErrno(nb::EOPNOTSUPP));
+        }
+        let len = usize::try_from(r.size).map_err(|_| NetbsdErrno(nb::EINVAL))?;
+        let off = libc::off_t::try_from(r.offset).map_err(|_| NetbsdErrno(nb::EINVAL))?;
+        // SAFETY: a shared mapping of the device's region; nothing of ours
+        // is overwritten (the kernel chooses the address).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.fd.as_raw_fd(),
+                off,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(last_err());
+        }
+        // SAFETY: mapped above for `len` bytes; unmapped only when the
+        // device is dropped.
+        let m = unsafe { Mmio::new(p.cast(), len, bar.address) };
+        maps.insert(index, m);
+        Ok(m)
+    }
+
+    fn irq_count(&self, index: u32) -> u32 {
+        let mut info = raw::vfio_irq_info {
+            argsz: size_of::<raw::vfio_irq_info>() as u32,
+            index,
+            ..Default::default()
+        };
+        // SAFETY: the structure this request fills.
+        match unsafe { ioctl_ptr(self.fd.as_raw_fd(), DEVICE_GET_IRQ_INFO, &raw mut info) } {
+            Ok(_) => info.count,
+            Err(_) => 0,
+        }
+    }
+
+    fn set_irqs(&self, index: u32, flags: u32, eventfd: Option<RawFd>) -> HyResult<()> {
+        // vfio_irq_set followed by one eventfd (or no data).
+        #[repr(C)]
+        struct Set {
+            head: raw::vfio_irq_set,
+            fd: i32,
+        }
+        let mut set = Set {
+            head: raw::vfio_irq_set {
+                argsz: if eventfd.is_some() {
+                    size_of::<Set>() as u32
+                } else {
+                    size_of::<raw::vfio_irq_set>() as u32
+                },
+                flags,
+                index,
+                start: 0,
+                count: 1,
+                ..Default::default()
+            },
+            fd: eventfd.unwrap_or(-1),
+        };
+        // SAFETY: a vfio_irq_set with `argsz` bytes of header and data.
+        unsafe { ioctl_ptr(self.fd.as_raw_fd(), DEVICE_SET_IRQS, &raw mut set)? };
+        Ok(())
+    }
+
+    pub(super) fn interrupt(self: &Arc<Self>, prefer_msix: bool) -> HyResult<Interrupt> {
+        let index = if prefer_msix && self.irq_count(raw::VFIO_PCI_MSIX_IRQ_INDEX) > 0 {
+            raw::VFIO_PCI_MSIX_IRQ_INDEX
+        } else if self.irq_count(raw::VFIO_PCI_INTX_IRQ_INDEX) > 0 {
+            raw::VFIO_PCI_INTX_IRQ_INDEX
+        } else {
+            return Err(NetbsdErrno(nb::ENXIO));
+        };
+        // SAFETY: eventfd has no memory arguments.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(last_err());
+        }
+        // SAFETY: just created, owned here.
+        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+        self.set_irqs(
+            index,
+            raw::VFIO_IRQ_SET_DATA_EVENTFD | raw::VFIO_IRQ_SET_ACTION_TRIGGER,
+            Some(efd.as_raw_fd()),
+        )?;
+        Ok(Interrupt {
+            device: Arc::clone(self),
+            eventfd: efd,
+            index,
+        })
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        for m in self.maps.get_mut().values() {
+            // SAFETY: mapped in `map_bar` with this length; unmapped once.
+            unsafe { libc::munmap(m.as_ptr().cast(), m.len()) };
+        }
+    }
+}
+
+/// An interrupt delivered to an eventfd.
+#[derive(Debug)]
+pub(super) struct Interrupt {
+    device: Arc<Device>,
+    eventfd: OwnedFd,
+    index: u32,
+}
+
+impl Interrupt {
+    pub(super) fn wait(&self) -> HyResult<u64> {
+        let mut n = [0u8; 8];
+        loop {
+            // SAFETY: reads 8 bytes into `n`.
+            let r = unsafe { libc::read(self.eventfd.as_raw_fd(), n.as_mut_ptr().cast(), 8) };
+            if r == 8 {
+                return Ok(u64::from_ne_bytes(n));
+            }
+            let e = last_err();
+            if e.0 != nb::EINTR {
+                return Err(e);
+            }
+        }
+    }
+
+    pub(super) fn ack(&self) -> HyResult<()> {
+        if self.is_intx() {
+            // VFIO masked the line when it fired.
+            self.device.set_irqs(
+                self.index,
+                raw::VFIO_IRQ_SET_DATA_NONE | raw::VFIO_IRQ_SET_ACTION_UNMASK,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn is_intx(&self) -> bool {
+        self.index == raw::VFIO_PCI_INTX_IRQ_INDEX
+    }
+}
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        let _ = self.device.set_irqs(
+            self.index,
+            raw::VFIO_IRQ_SET_DATA_NONE | raw::VFIO_IRQ_SET_ACTION_TRIGGER,
+            None,
+        );
+    }
+}
+
+fn map_dma(container: RawFd, vaddr: usize, iova: u64, len: usize) -> HyResult<()> {
+    let mut m = raw::vfio_iommu_type1_dma_map {
+        argsz: size_of::<raw::vfio_iommu_type1_dma_map>() as u32,
+        flags: raw::VFIO_DMA_MAP_FLAG_READ | raw::VFIO_DMA_MAP_FLAG_WRITE,
+        vaddr: vaddr as u64,
+        iova,
+        size: len as u64,
+    };
+    // SAFETY: the structure this request reads.
+    unsafe { ioctl_ptr(container, IOMMU_MAP_DMA, &raw mut m)? };
+    Ok(())
+}
+
+fn unmap_dma(container: RawFd, iova: u64, len: usize) {
+    let mut u = raw::vfio_iommu_type1_dma_unmap {
+        argsz: size_of::<raw::vfio_iommu_type1_dma_unmap>() as u32,
+        flags: 0,
+        iova,
+        size: len as u64,
+        ..Default::default()
+    };
+    // SAFETY: the structure this request reads and updates.
+    if let Err(e) = unsafe { ioctl_ptr(container, IOMMU_UNMAP_DMA, &raw mut u) } {
+        log::warn!("VFIO unmap of {len} bytes at IOVA {iova:#x}: {e}");
+    }
+}
+
+/// The first free, `align`ed stretch of `len` bytes in the low window.
+fn low_iova(used: &BTreeMap<u64, u64>, len: u64, align: u64) -> Option<u64> {
+    let mut at = LOW_WINDOW.0.next_multiple_of(align);
+    for (&start, &l) in used {
+        if at + len <= start {
+            break;
+        }
+        at = at.max((start + l).next_multiple_of(align));
+    }
+    (at + len <= LOW_WINDOW.1).then_some(at)
+}
+
+pub(super) fn dma_alloc(
+    len: usize,
+    align: usize,
+    below_4g: bool,
+) -> HyResult<(*mut u8, usize, u64)> {
+    let len = len.next_multiple_of(PAGE);
+    let align = align.next_power_of_two().max(PAGE);
+    // Over-allocate so an aligned start exists (IOVA = address when not
+    // below 4 GiB), then give the slack back.
+    let span = len + align - PAGE;
+    // SAFETY: a fresh anonymous mapping; nothing of ours is overwritten.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(last_err());
+    }
+    let base = p as usize;
+    let start = base.next_multiple_of(align);
+    // SAFETY: the slack before and after [start, start+len) is ours and
+    // unused.
+    unsafe {
+        if start > base {
+            libc::munmap(p, start - base);
+        }
+        if base + span > start + len {
+            libc::munmap(
+                (start + len) as *mut libc::c_void,
+                base + span - start - len,
+            );
+        }
+    }
+    let r = with_state(|s| -> HyResult<u64> {
+        let container = s.iommu()?;
+        let iova = if below_4g {
+            low_iova(&s.low, len as u64, align as u64).ok_or(NetbsdErrno(nb::ENOMEM))?
+        } else {
+            start as u64
+        };
+        map_dma(container, start, iova, len)?;
+        if below_4g {
+            s.low.insert(iova, len as u64);
+        }
+        s.dma.insert(start, (len, iova));
+        Ok(iova)
+    });
+    match r {
+        Ok(iova) => Ok((start as *mut u8, len, iova)),
+        Err(e) => {
+            // SAFETY: mapped above, never handed out.
+            unsafe { libc::munmap(start as *mut libc::c_void, len) };
+            Err(e)
+        }
+    }
+}
+
+/// # Safety
+/// `vaddr`/`len` come from [`dma_alloc`] and nothing uses the memory.
+pub(super) unsafe fn dma_free(vaddr: *mut u8, len: usize) {
+    with_state(|s| {
+        if let Some((l, iova)) = s.dma.remove(&(vaddr as usize)) {
+            if let Ok(c) = s.iommu() {
+                unmap_dma(c, iova, l);
+            }
+            s.low.remove(&iova);
+        }
+    });
+    // SAFETY: the caller's contract; the device can no longer reach it.
+    unsafe { libc::munmap(vaddr.cast(), len) };
+}
+
+fn page_span(addr: usize, len: usize) -> (usize, usize) {
+    let start = addr & !(PAGE - 1);
+    (start, (addr + len).next_multiple_of(PAGE) - start)
+}
+
+/// # Safety
+/// As [`super::dma_map`].
+pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<()> {
+    if len == 0 {
+        return Err(NetbsdErrno(nb::EINVAL));
+    }
+    let (start, span) = page_span(addr, len);
+    with_state(|s| {
+        if let Some((l, users)) = s.mapped.get_mut(&start)
+            && *l == span
+        {
+            *users += 1;
+            return Ok(());
+        }
+        let c = s.iommu()?;
+        map_dma(c, start, start as u64, span)?;
+        s.mapped.insert(start, (span, 1));
+        Ok(())
+    })
+}
+
+pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
+    let (start, span) = page_span(addr, len);
+    with_state(|s| match s.mapped.get_mut(&start) {
+        Some((l, users)) if *l == span => {
+            *users -= 1;
+            if *users == 0 {
+                s.mapped.remove(&start);
+                if let Ok(c) = s.iommu() {
+                    unmap_dma(c, start as u64, span);
+                }
+            }
+            Ok(())
+        }
+        _ => Err(NetbsdErrno(nb::EINVAL)),
+    })
+}
+
+pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
+    with_state(|s| {
+        if let Some(bus) = range_lookup(&s.dma, va) {
+            return Some(bus);
+        }
+        if let Some((&start, &(len, _))) = s.mapped.range(..=va).next_back()
+            && va < start + len
+        {
+            return Some(va as u64);
+        }
+        None
+    })
+}
+
+pub(super) fn bus_to_virt(bus: u64) -> Option<*mut u8> {
+    with_state(|s| {
+        for (&start, &(len, iova)) in &s.dma {
+            if bus >= iova && bus < iova + len as u64 {
+                return Some((start + (bus - iova) as usize) as *mut u8);
+            }
+        }
+        let va = usize::try_from(bus).ok()?;
+        if let Some((&start, &(len, _))) = s.mapped.range(..=va).next_back()
+            && va < start + len
+        {
+            return Some(va as *mut u8);
+        }
+        None
+    })
+}
+
+pub(super) fn bar_to_virt(bus: u64, len: usize) -> Option<*mut u8> {
+    let devices: Vec<Arc<Device>> =
+        with_state(|s| s.devices.iter().filter_map(Weak::upgrade).collect());
+    devices.iter().find_map(|d| {
+        let (index, off) = bar_lookup(&d.bars, bus, len)?;
+        let m = d.map_bar(index).ok()?;
+        // SAFETY: inside the mapping (checked against the BAR's size).
+        Some(unsafe { m.as_ptr().add(off) })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_window_allocation_is_first_fit_aligned_and_bounded() {
+        let mut used = BTreeMap::new();
+        let a = low_iova(&used, 0x2000, 0x1000).unwrap();
+        assert_eq!(a, LOW_WINDOW.0);
+        used.insert(a, 0x2000);
+        let b = low_iova(&used, 0x1000, 0x10000).unwrap();
+        assert_eq!(b, 0x11_0000);
+        used.insert(b, 0x1000);
+        // The gap before `b` is reused for what fits.
+        assert_eq!(low_iova(&used, 0x1000, 0x1000), Some(0x10_2000));
+        assert_eq!(low_iova(&used, 0x1_0000_0000, 0x1000), None);
+    }
+}
