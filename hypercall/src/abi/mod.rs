@@ -10,6 +10,7 @@ mod component;
 mod file;
 mod init;
 mod mem;
+pub mod pci;
 mod sp;
 mod sync;
 mod thread;
@@ -42,6 +43,16 @@ unsafe fn put<T>(out: *mut T, r: HyResult<T>) -> libc::c_int {
 
 /// Every function the skin exports, for checks against a linked binary.
 pub const EXPORTED: &[&str] = &[
+    "rumpcomp_pci_map",
+    "rumpcomp_pci_confread",
+    "rumpcomp_pci_confwrite",
+    "rumpcomp_pci_irq_map",
+    "rumpcomp_pci_irq_establish",
+    "rumpcomp_pci_dmalloc",
+    "rumpcomp_pci_dmafree",
+    "rumpcomp_pci_dmamem_map",
+    "rumpcomp_pci_virt_to_mach",
+    "rumpcomp_pci_iospace_init",
     "rumpuser_init",
     "rumpuser_malloc",
     "rumpuser_free",

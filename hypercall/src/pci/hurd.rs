@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 
 use mach::ipc::option;
 use mach::kernel_rpc as kern;
-use mach::port::{PortName, Right};
+use mach::port::{PortName, Right, type_name as tn};
 use mach::sys::hurd::HurdIpc;
 use mach::{Ipc, KernReturn};
 use mig_bindings::device::Client;
@@ -497,4 +497,26 @@ pub(super) fn bar_to_virt(bus: u64, len: usize) -> Option<*mut u8> {
         // SAFETY: inside the mapping (checked against the BAR's size).
         Some(unsafe { m.as_ptr().add(off) })
     })
+}
+
+pub(super) fn iospace_init() -> HyResult<()> {
+    let (_, master) = privileged()?;
+    let task = HurdIpc.task_self();
+    // Every port but the configuration mechanism's (0xcf8–0xcff), which is
+    // the arbiter's.
+    for (from, to) in [(0, 0xcf7), (0xd00, 0xffff)] {
+        let m = rpc(&HurdIpc, |r| {
+            kern::io_perm_create_request(master, r, from, to)
+        })
+        .map_err(kr_err)?;
+        let perm = kern::decode_port_reply(m.as_bytes(), kern::IO_PERM_CREATE, tn::MOVE_SEND)
+            .map_err(kr_err)?;
+        let r = rpc(&HurdIpc, |r| {
+            kern::io_perm_modify_request(task, r, perm, true)
+        })
+        .and_then(|m| mach::rpc::decode_simple_reply(m.as_bytes(), kern::IO_PERM_MODIFY));
+        let _ = HurdIpc.port_deallocate(perm);
+        r.map_err(kr_err)?;
+    }
+    Ok(())
 }

@@ -16,6 +16,8 @@ use std::str::FromStr;
 
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
+pub mod rump;
+
 #[cfg(target_os = "hurd")]
 mod hurd;
 #[cfg(target_os = "hurd")]

@@ -680,6 +680,14 @@ pub(super) fn bar_to_virt(bus: u64, len: usize) -> Option<*mut u8> {
     })
 }
 
+pub(super) fn iospace_init() -> HyResult<()> {
+    // SAFETY: iopl changes only this process's I/O privilege level.
+    if unsafe { libc::iopl(3) } < 0 {
+        return Err(last_err());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,17 @@ fn enumerates_and_reads_identity_registers_through_mapped_bars() {
         assert!(virtio.contains(c), "{virtio}");
     }
     assert!(virtio.ends_with("num_queues=1"), "{virtio}");
+    // The rumpcomp hypercalls on the same devices.
+    assert_eq!(line("RUMPCOMP confread 0.0 "), "0 10011af4", "{}", o.log);
+    assert!(
+        line("RUMPCOMP confread 0.1 ").ends_with(" ffffffff"),
+        "{}",
+        o.log
+    );
+    assert_eq!(line("RUMPCOMP dmalloc "), "below4g=true translate=true");
+    assert_eq!(line("RUMPCOMP heap "), "identity=true");
+    assert_eq!(line("RUMPCOMP dmamem_map "), "0 same=true");
+    assert_eq!(line("RUMPCOMP map "), "true");
     // Bad input gets errors, not crashes.
     assert!(line("OPEN-MISSING ").contains("No such file"), "{}", o.log);
     assert!(!o.lines("IOBAR-MAP ").is_empty(), "{}", o.log);

@@ -37,6 +37,10 @@ fn main() {
         println!("FAIL opened a missing function");
         failed = true;
     }
+    if let Err(e) = rumpcomp() {
+        println!("FAIL rumpcomp: {e}");
+        failed = true;
+    }
     std::process::exit(i32::from(failed));
 }
 
@@ -109,6 +113,61 @@ fn probe(kind: &str, a: Address) -> Result<(), hypercall::NetbsdErrno> {
             );
         }
     }
+    Ok(())
+}
+
+/// The rumpcomp PCI hypercalls as a rump kernel calls them, on the first
+/// virtio function (attached as virtual slot 0).
+#[cfg(target_os = "linux")]
+fn rumpcomp() -> Result<(), String> {
+    use hypercall::abi::pci::*;
+    let virtio = pci::devices()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|i| i.vendor == 0x1af4)
+        .ok_or("no virtio function")?;
+    pci::rump::attach(&[virtio.address]).map_err(|e| e.to_string())?;
+    let mut v = 0;
+    // SAFETY: a valid out-pointer.
+    let r = unsafe { rumpcomp_pci_confread(0, 0, 0, 0, &raw mut v) };
+    println!("RUMPCOMP confread 0.0 {r} {v:08x}");
+    // SAFETY: as above.
+    let r = unsafe { rumpcomp_pci_confread(0, 0, 1, 0, &raw mut v) };
+    println!("RUMPCOMP confread 0.1 {r} {v:08x}");
+    let (mut pa, mut va) = (0, 0);
+    // SAFETY: valid out-pointers.
+    let r = unsafe { rumpcomp_pci_dmalloc(8192, 4096, &raw mut pa, &raw mut va) };
+    if r != 0 {
+        return Err(format!("dmalloc: {r}"));
+    }
+    let t = rumpcomp_pci_virt_to_mach((va + 100) as *mut _);
+    println!(
+        "RUMPCOMP dmalloc below4g={} translate={}",
+        pa + 8192 <= 1 << 32,
+        t == pa + 100
+    );
+    let heap = vec![0u8; 3 * 4096];
+    let p = heap.as_ptr().wrapping_add(10);
+    let t = rumpcomp_pci_virt_to_mach(p.cast_mut().cast());
+    println!("RUMPCOMP heap identity={}", t == p as u64);
+    let seg = DmaSeg {
+        pa,
+        len: 8192,
+        vacookie: va,
+    };
+    let mut out = std::ptr::null_mut();
+    // SAFETY: one segment, a writable out-pointer.
+    let r = unsafe { rumpcomp_pci_dmamem_map(&raw const seg, 1, 8192, &raw mut out) };
+    println!("RUMPCOMP dmamem_map {r} same={}", out as u64 == va);
+    let bar = Device::open(virtio.address)
+        .and_then(|d| d.bars())
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|b| matches!(b.kind, BarKind::Memory { .. }))
+        .ok_or("no memory BAR")?;
+    let m = rumpcomp_pci_map(bar.address, 4096);
+    println!("RUMPCOMP map {}", !m.is_null());
+    rumpcomp_pci_dmafree(va, 8192);
     Ok(())
 }
 
