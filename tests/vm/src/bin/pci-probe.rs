@@ -119,8 +119,12 @@ fn probe(kind: &str, a: Address) -> Result<(), hypercall::NetbsdErrno> {
 /// The rumpcomp PCI hypercalls as a rump kernel calls them, on the first
 /// virtio function (attached as virtual slot 0).
 #[cfg(target_os = "linux")]
+#[allow(clippy::many_single_char_names)]
 fn rumpcomp() -> Result<(), String> {
-    use hypercall::abi::pci::*;
+    use hypercall::abi::pci::{
+        DmaSeg, rumpcomp_pci_confread, rumpcomp_pci_dmafree, rumpcomp_pci_dmalloc,
+        rumpcomp_pci_dmamem_map, rumpcomp_pci_map, rumpcomp_pci_virt_to_mach,
+    };
     let virtio = pci::devices()
         .map_err(|e| e.to_string())?
         .into_iter()
