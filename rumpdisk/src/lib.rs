@@ -1,8 +1,9 @@
 //! rumpdisk: disks served over the Mach device interface.
 //!
 //! - [`disk::Disk`]: the back-end interface; [`image::Image`] serves host
-//!   files and block devices; with a rump kernel, `netbsd` serves NetBSD's
-//!   disk drivers.
+//!   files and block devices; [`virtio::VirtioDisk`] drives a virtio-blk
+//!   PCI function natively through the hypercall crate's PCI service; with
+//!   a rump kernel, `netbsd` serves NetBSD's disk drivers.
 //! - [`device::Disks`]: the `machdev` driver — device names, 512-byte
 //!   records, `DEV_GET_SIZE`/`DEV_GET_RECORDS`, `BLKRRPART`,
 //!   `DEV_FLUSH_CACHE`, and GNU Mach's error codes.
@@ -16,3 +17,4 @@ pub mod image;
 pub mod nbd;
 #[cfg(rump_kernel)]
 pub mod netbsd;
+pub mod virtio;

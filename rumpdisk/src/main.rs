@@ -9,6 +9,7 @@ use machdev::{BootOptions, PoolConfig};
 use rumpdisk::device::Disks;
 use rumpdisk::disk::Disk;
 use rumpdisk::image::{Cache, Image};
+use rumpdisk::virtio::VirtioDisk;
 
 const HELP: &str = "\
 Usage: rumpdisk [OPTION...]
@@ -22,6 +23,9 @@ Serve disks over the Mach device interface.
                              this translator's control port
       --image=NAME=PATH      Serve the host file or block device PATH as
                              device NAME (e.g. wd0=/srv/disk.img); repeatable
+      --virtio=NAME=PCI      Drive the virtio-blk PCI function PCI
+                             (DDDD:BB:DD.F) natively and serve it as NAME
+                             (e.g. vd0=0000:00:05.0); repeatable
       --netbsd=NAME          Serve the NetBSD kernel's disk NAME (wd0, ld0, sd0 ...;
                              opened as /dev/rNAMEd); needs a rump kernel
       --netbsd-image=NAME=PATH
@@ -50,6 +54,7 @@ Logging: RUST_LOG=debug.
 struct Options {
     boot: BootOptions,
     images: Vec<(String, PathBuf)>,
+    virtio: Vec<(String, String)>,
     netbsd: Vec<String>,
     netbsd_images: Vec<(String, PathBuf)>,
     read_only: bool,
@@ -89,6 +94,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     return Err(format!("--image {v:?}: bad device name"));
                 }
                 o.images.push((name.to_owned(), PathBuf::from(path)));
+            }
+            "--virtio" => {
+                let v = value()?;
+                let (name, pci) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--virtio {v:?}: expected NAME=DDDD:BB:DD.F"))?;
+                if pci.parse::<hypercall::pci::Address>().is_err() {
+                    return Err(format!(
+                        "--virtio {v:?}: {pci:?} is not a PCI address DDDD:BB:DD.F"
+                    ));
+                }
+                o.virtio.push((name.to_owned(), pci.to_owned()));
             }
             "--netbsd" => o.netbsd.push(value()?),
             "--netbsd-image" => {
@@ -131,10 +148,20 @@ fn open_disks(o: &Options) -> Result<Arc<Disks>, String> {
             return Err(format!("device {name} given twice"));
         }
     }
+    for (name, pci) in &o.virtio {
+        let address = pci
+            .parse()
+            .map_err(|_| format!("{pci}: not a PCI address"))?;
+        let d = VirtioDisk::open(address).map_err(|e| format!("{name} ({pci}): {e}"))?;
+        if disks.insert(name.clone(), Arc::new(d)).is_some() {
+            return Err(format!("device {name} given twice"));
+        }
+    }
     add_netbsd_disks(o, &mut disks)?;
     if disks.is_empty() {
         return Err(
-            "no disks to serve (give --image NAME=PATH, --netbsd NAME or --netbsd-image NAME=PATH)"
+            "no disks to serve (give --image NAME=PATH, --virtio NAME=PCI, --netbsd NAME or \
+             --netbsd-image NAME=PATH)"
                 .to_owned(),
         );
     }

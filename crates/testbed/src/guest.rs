@@ -361,7 +361,9 @@ fn build_programs(programs: &[(String, String)]) -> Vec<PathBuf> {
             "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
             "-C target-feature=+crt-static",
         )
-        .env_remove("RUSTFLAGS");
+        .env_remove("RUSTFLAGS")
+        // Guest programs never link a host's rump kernel.
+        .env_remove("RUMP_PREFIX");
     for (package, bin) in programs {
         cmd.args(["-p", package, "--bin", bin]);
     }
