@@ -267,7 +267,9 @@ impl VirtioDisk {
     /// No such function, not virtio-blk, or the device fails to start.
     pub fn open(address: Address) -> io::Result<Self> {
         let device = Arc::new(Device::open(address).map_err(hypercall::NetbsdErrno::to_io)?);
-        let id = device.config_read32(0).map_err(hypercall::NetbsdErrno::to_io)?;
+        let id = device
+            .config_read32(0)
+            .map_err(hypercall::NetbsdErrno::to_io)?;
         // Transitional (0x1001) or modern (0x1042) virtio-blk.
         if id & 0xffff != 0x1af4 || !matches!(id >> 16, 0x1001 | 0x1042) {
             return Err(io::Error::new(
@@ -286,7 +288,8 @@ impl VirtioDisk {
         let mut blk = VirtIOBlk::<PciHal, _>::new(transport).map_err(io_err)?;
         let capacity = blk.capacity() * u64::from(SECTOR);
         let read_only = blk.readonly();
-        let slots = DmaBuffer::new(SLOTS * 32, PAGE, false).map_err(hypercall::NetbsdErrno::to_io)?;
+        let slots =
+            DmaBuffer::new(SLOTS * 32, PAGE, false).map_err(hypercall::NetbsdErrno::to_io)?;
         let irq = device.interrupt(false);
         if irq.is_ok() {
             blk.enable_interrupts();

@@ -1,0 +1,123 @@
+//! Guest program: sequential 1 MiB reads and writes of a virtio-blk disk,
+//! the same loop through either driver:
+//!
+//! - `virtio-bench DDDD:BB:DD.F MIB`: rumpdisk's user-space driver
+//!   (`VirtioDisk::read_at`/`write_at`, then a flush); prints `USER ...`.
+//!   Each request maps its buffer for the device and unmaps it after, as
+//!   rumpdisk's serving path does with reply regions.
+//! - `virtio-bench --registered DDDD:BB:DD.F MIB`: the same with the buffer
+//!   mapped once beforehand (fixed buffers); prints `REGISTERED ...`.
+//! - `virtio-bench /dev/vda MIB`: the kernel's driver, with `O_DIRECT`
+//!   `pread`/`pwrite` of 1 MiB (what `dd iflag=direct`/`oflag=direct` do),
+//!   then `fsync`; prints `KERNEL ...`.
+//!
+//! Lines: `<WHO> read <MiB/s>`, `<WHO> write <MiB/s>`.
+
+// A measuring tool: rates are floating point.
+#![allow(clippy::cast_precision_loss)]
+
+#[cfg(target_os = "linux")]
+fn main() {
+    use std::time::Instant;
+
+    use rumpdisk::disk::Disk;
+    use rumpdisk::virtio::VirtioDisk;
+
+    const MIB: usize = 1 << 20;
+    let mut args = std::env::args().skip(1).peekable();
+    let registered = args.next_if(|a| a == "--registered").is_some();
+    let (Some(target), Some(mib)) = (
+        args.next(),
+        args.next().and_then(|a| a.parse::<usize>().ok()),
+    ) else {
+        eprintln!("usage: virtio-bench DDDD:BB:DD.F|/dev/vdX MIB");
+        std::process::exit(64);
+    };
+    let (who, disk): (&str, Box<dyn Disk>) = if target.starts_with('/') {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&target)
+            .unwrap_or_else(|e| {
+                eprintln!("virtio-bench: {target}: {e}");
+                std::process::exit(1);
+            });
+        ("KERNEL", Box::new(Kernel(f)))
+    } else {
+        let address = target.parse().unwrap_or_else(|_| {
+            eprintln!("virtio-bench: {target}: not a PCI address");
+            std::process::exit(64);
+        });
+        let d = VirtioDisk::open(address).unwrap_or_else(|e| {
+            eprintln!("virtio-bench: {e}");
+            std::process::exit(1);
+        });
+        (if registered { "REGISTERED" } else { "USER" }, Box::new(d))
+    };
+    // Page-aligned, as O_DIRECT wants.
+    let mut backing = vec![0u8; MIB + 4096];
+    let skew = backing.as_ptr().align_offset(4096);
+    let buf = &mut backing[skew..skew + MIB];
+    if registered {
+        // SAFETY: `backing` outlives every transfer and is only touched
+        // between them.
+        unsafe { hypercall::pci::dma_map(buf.as_ptr(), MIB) }.expect("register the buffer");
+    }
+    let t = Instant::now();
+    for i in 0..mib {
+        disk.read_at((i * MIB) as u64, buf).expect("read");
+    }
+    let read = mib as f64 / t.elapsed().as_secs_f64();
+    buf.fill(0x6b);
+    let t = Instant::now();
+    for i in 0..mib {
+        disk.write_at((i * MIB) as u64, buf).expect("write");
+    }
+    disk.flush().expect("flush");
+    let write = mib as f64 / t.elapsed().as_secs_f64();
+    println!("{who} read {read:.1}");
+    println!("{who} write {write:.1}");
+}
+
+/// The kernel's block device with `O_DIRECT`.
+#[cfg(target_os = "linux")]
+struct Kernel(std::fs::File);
+
+#[cfg(target_os = "linux")]
+impl rumpdisk::disk::Disk for Kernel {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(0)
+    }
+
+    fn sector_size(&self) -> u32 {
+        512
+    }
+
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.0, data, offset)
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.sync_all()
+    }
+
+    fn ops(&self) -> u64 {
+        0
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("virtio-bench runs in the Linux guest of the VM test bed");
+    std::process::exit(1);
+}
