@@ -59,26 +59,12 @@ fn kernel() -> &'static Kernel {
     })
 }
 
-/// One guest: modules, programs, files, QEMU devices.
-#[derive(Debug)]
+/// One guest: modules, programs, QEMU devices.
+#[derive(Debug, Default)]
 pub struct Guest {
     modules: Vec<String>,
     programs: Vec<(String, String)>,
-    files: Vec<(String, PathBuf)>,
     qemu_args: Vec<String>,
-    memory_mib: u32,
-}
-
-impl Default for Guest {
-    fn default() -> Self {
-        Self {
-            modules: Vec::new(),
-            programs: Vec::new(),
-            files: Vec::new(),
-            qemu_args: Vec::new(),
-            memory_mib: 1024,
-        }
-    }
 }
 
 /// What a guest run printed.
@@ -135,24 +121,10 @@ impl Guest {
         self
     }
 
-    /// Copies host file `host` to `guest` (an absolute path).
-    #[must_use]
-    pub fn file(mut self, guest: &str, host: &Path) -> Self {
-        self.files.push((guest.to_owned(), host.to_owned()));
-        self
-    }
-
     /// Extra QEMU arguments (devices, drives); pin `addr=` for stable BDFs.
     #[must_use]
     pub fn qemu(mut self, args: &[&str]) -> Self {
         self.qemu_args.extend(args.iter().map(|s| (*s).to_owned()));
-        self
-    }
-
-    /// Guest memory in MiB (default 1024).
-    #[must_use]
-    pub fn memory(mut self, mib: u32) -> Self {
-        self.memory_mib = mib;
         self
     }
 
@@ -184,7 +156,7 @@ impl Guest {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        args.extend(["-m".to_owned(), self.memory_mib.to_string()]);
+        args.extend(["-m".to_owned(), "1024".to_owned()]);
         args.extend(["-kernel".to_owned(), k.image.display().to_string()]);
         args.extend(["-initrd".to_owned(), initrd.display().to_string()]);
         args.extend([
@@ -281,10 +253,6 @@ impl Guest {
             let name = bin.file_name().expect("name").to_string_lossy();
             a.file(&format!("bin/{name}"), 0o755, &data)
                 .expect("program");
-        }
-        for (guest, host) in &self.files {
-            let data = std::fs::read(host).unwrap_or_else(|e| panic!("{}: {e}", host.display()));
-            a.file(guest, 0o755, &data).expect("file");
         }
         a.file("init", 0o755, INIT.as_bytes()).expect("init");
         a.file("test.sh", 0o755, script.as_bytes()).expect("script");

@@ -24,7 +24,7 @@ use mig_bindings::pci as arbiter;
 use mig_bindings::rpc::rpc;
 use parking_lot::Mutex;
 
-use super::{Address, Bar, BarKind, Info, Mmio, bar_lookup, decode_bars, range_lookup};
+use super::{Address, Bar, BarKind, Info, Mmio, decode_bars, page_span, range_lookup};
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
 unsafe extern "C" {
@@ -392,11 +392,6 @@ pub(super) unsafe fn dma_free(vaddr: *mut u8, len: usize) {
     let _ = unsafe { HurdIpc.vm_deallocate(vaddr as u64, len) };
 }
 
-fn page_span(addr: usize, len: usize) -> (usize, usize) {
-    let start = addr & !(PAGE - 1);
-    (start, (addr + len).next_multiple_of(PAGE) - start)
-}
-
 fn wire(start: usize, span: usize, access: i32) -> HyResult<()> {
     let (host, _) = privileged()?;
     let task = HurdIpc.task_self();
@@ -488,15 +483,9 @@ pub(super) fn bus_to_virt(bus: u64) -> Option<*mut u8> {
     })
 }
 
-pub(super) fn bar_to_virt(bus: u64, len: usize) -> Option<*mut u8> {
-    let devices: Vec<Arc<Device>> =
-        with_state(|s| s.devices.iter().filter_map(Weak::upgrade).collect());
-    devices.iter().find_map(|d| {
-        let (index, off) = bar_lookup(&d.bars, bus, len)?;
-        let m = d.map_bar(index).ok()?;
-        // SAFETY: inside the mapping (checked against the BAR's size).
-        Some(unsafe { m.as_ptr().add(off) })
-    })
+/// The devices open now.
+pub(super) fn open_devices() -> Vec<Arc<Device>> {
+    with_state(|s| s.devices.iter().filter_map(Weak::upgrade).collect())
 }
 
 pub(super) fn iospace_init() -> HyResult<()> {

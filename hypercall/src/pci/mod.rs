@@ -532,10 +532,22 @@ pub fn bus_to_virt(bus: u64) -> Option<*mut u8> {
 }
 
 /// The mapped BAR of an open device whose bus address range holds
-/// `[bus, bus+len)`, as a process address.
+/// `[bus, bus+len)`, as a process address (mapping the BAR if needed).
 #[must_use]
 pub fn bar_to_virt(bus: u64, len: usize) -> Option<*mut u8> {
-    sys::bar_to_virt(bus, len)
+    sys::open_devices().iter().find_map(|d| {
+        let (index, off) = bar_lookup(d.bars(), bus, len)?;
+        let m = d.map_bar(index).ok()?;
+        // SAFETY: inside the mapping (checked against the BAR's size).
+        Some(unsafe { m.as_ptr().add(off) })
+    })
+}
+
+/// The whole pages holding `[addr, addr+len)`: their start and length.
+pub(crate) fn page_span(addr: usize, len: usize) -> (usize, usize) {
+    const PAGE: usize = 4096;
+    let start = addr & !(PAGE - 1);
+    (start, (addr + len).next_multiple_of(PAGE) - start)
 }
 
 /// Makes `[ptr, ptr+len)` of this process reachable by devices (pinned) at

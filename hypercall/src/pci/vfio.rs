@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use vfio_bindings::bindings::vfio as raw;
 
-use super::{Address, Bar, BarKind, Info, Mmio, bar_lookup, decode_bars, range_lookup};
+use super::{Address, Bar, BarKind, Info, Mmio, decode_bars, page_span, range_lookup};
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
 const PAGE: usize = 4096;
@@ -595,11 +595,6 @@ pub(super) unsafe fn dma_free(vaddr: *mut u8, len: usize) {
     unsafe { libc::munmap(vaddr.cast(), len) };
 }
 
-fn page_span(addr: usize, len: usize) -> (usize, usize) {
-    let start = addr & !(PAGE - 1);
-    (start, (addr + len).next_multiple_of(PAGE) - start)
-}
-
 /// # Safety
 /// As [`super::dma_map`].
 pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<()> {
@@ -669,15 +664,9 @@ pub(super) fn bus_to_virt(bus: u64) -> Option<*mut u8> {
     })
 }
 
-pub(super) fn bar_to_virt(bus: u64, len: usize) -> Option<*mut u8> {
-    let devices: Vec<Arc<Device>> =
-        with_state(|s| s.devices.iter().filter_map(Weak::upgrade).collect());
-    devices.iter().find_map(|d| {
-        let (index, off) = bar_lookup(&d.bars, bus, len)?;
-        let m = d.map_bar(index).ok()?;
-        // SAFETY: inside the mapping (checked against the BAR's size).
-        Some(unsafe { m.as_ptr().add(off) })
-    })
+/// The devices open now.
+pub(super) fn open_devices() -> Vec<Arc<Device>> {
+    with_state(|s| s.devices.iter().filter_map(Weak::upgrade).collect())
 }
 
 pub(super) fn iospace_init() -> HyResult<()> {
