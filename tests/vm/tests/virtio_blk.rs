@@ -26,6 +26,7 @@ fn serves_the_emulated_disk_and_its_writes_reach_the_image() {
     let o = Guest::new()
         .module("vfio-pci")
         .program("rumpdisk", "rumpdisk")
+        .program("vm-tests", "dma-remap-check")
         .qemu(&[
             "-drive",
             &drive,
@@ -40,6 +41,7 @@ fn serves_the_emulated_disk_and_its_writes_reach_the_image() {
              'size vd0; verify vd0 0 64k 0x5a; verify vd0 41943552 4k 0x3c; \
               write vd0 1m 1m 0xa5; verify vd0 1m 1m 0xa5; write vd0 3m 4k 0x11; flush vd0' \
              || exit 1\n\
+             dma-remap-check 0000:00:05.0 || exit 1\n\
              rumpdisk --virtio vd1=0000:00:07.0 --exit --ctl 'size vd1'; echo \"not-virtio $?\"\n\
              rumpdisk --virtio vd2=0000:00:09.0 --exit --ctl 'size vd2'; echo \"missing $?\"\n\
              rumpdisk --virtio vd3=bogus --exit; echo \"bogus $?\"\n",
@@ -67,6 +69,9 @@ fn serves_the_emulated_disk_and_its_writes_reach_the_image() {
         "{}",
         o.log
     );
+    // A buffer mapped anew at the same address gets the device's data, not
+    // the frames an idle IOMMU mapping still points at.
+    assert!(out.contains("REMAP ok"), "{}", o.log);
     // Bad input: a function that is not virtio-blk, a missing one, a
     // malformed address: errors with non-zero status, nothing served.
     assert!(out.contains("is not a virtio-blk function"), "{}", o.log);
