@@ -16,12 +16,17 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_DISK").is_some() {
         sets.push(components::DISK);
     }
+    if std::env::var_os("CARGO_FEATURE_PCI").is_some() {
+        sets.push(components::RUMPDISK);
+    }
     let mut libs = Vec::new();
     for set in &sets {
         libs.extend(kernel.resolve(set).unwrap_or_else(|e| panic!("{e}")));
     }
+    // Each component once (sets overlap), then in link order.
+    let mut seen = std::collections::BTreeSet::new();
+    libs.retain(|c| seen.insert(c.clone()));
     libs.sort_by_key(|c| components::link_rank(c));
-    libs.dedup();
     kernel.link(&libs);
     for c in &libs {
         println!("cargo::rustc-check-cfg=cfg(rump_component, values(\"{c}\"))");

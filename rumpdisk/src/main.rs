@@ -28,6 +28,9 @@ Serve disks over the Mach device interface.
                              (e.g. vd0=0000:00:05.0); repeatable
       --netbsd=NAME          Serve the NetBSD kernel's disk NAME (wd0, ld0, sd0 ...;
                              opened as /dev/rNAMEd); needs a rump kernel
+      --netbsd-pci=PCI       Give the PCI function PCI (DDDD:BB:DD.F) to the
+                             NetBSD kernel's bus, for its disk drivers
+                             (--netbsd ld0, wd0 ...); repeatable
       --netbsd-image=NAME=PATH
                              Attach PATH to the NetBSD kernel with etfs and
                              serve it through the kernel's disk layer as NAME
@@ -56,6 +59,7 @@ struct Options {
     images: Vec<(String, PathBuf)>,
     virtio: Vec<(String, String)>,
     netbsd: Vec<String>,
+    netbsd_pci: Vec<hypercall::pci::Address>,
     netbsd_images: Vec<(String, PathBuf)>,
     read_only: bool,
     cache: Cache,
@@ -108,6 +112,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 o.virtio.push((name.to_owned(), pci.to_owned()));
             }
             "--netbsd" => o.netbsd.push(value()?),
+            "--netbsd-pci" => {
+                let v = value()?;
+                o.netbsd_pci.push(
+                    v.parse().map_err(|_| {
+                        format!("--netbsd-pci {v:?}: not a PCI address DDDD:BB:DD.F")
+                    })?,
+                );
+            }
             "--netbsd-image" => {
                 let v = value()?;
                 let (name, path) = v
@@ -178,6 +190,11 @@ fn add_netbsd_disks(
     if o.netbsd.is_empty() && o.netbsd_images.is_empty() {
         return Ok(());
     }
+    // The kernel's PCI bus holds what was given, nothing else (without
+    // --netbsd-pci, RUMP_PCI_DEVICES).
+    if !o.netbsd_pci.is_empty() {
+        hypercall::pci::rump::attach(&o.netbsd_pci).map_err(|e| format!("--netbsd-pci: {e}"))?;
+    }
     let kernel = rump::Rump::init().map_err(|e| format!("NetBSD kernel: {e}"))?;
     for name in &o.netbsd {
         let d = NetbsdDisk::open(kernel, &raw_device(name), o.read_only)
@@ -201,7 +218,7 @@ fn add_netbsd_disks(
     o: &Options,
     _disks: &mut BTreeMap<String, Arc<dyn Disk>>,
 ) -> Result<(), String> {
-    if o.netbsd.is_empty() && o.netbsd_images.is_empty() {
+    if o.netbsd.is_empty() && o.netbsd_images.is_empty() && o.netbsd_pci.is_empty() {
         Ok(())
     } else {
         Err(

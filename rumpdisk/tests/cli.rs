@@ -48,6 +48,16 @@ fn help_and_bad_options() {
     let o = rumpdisk(&["--host-priv-port=abc"]);
     assert_eq!(o.status.code(), Some(64));
     assert!(text(&o).contains("not a port name"));
+    let o = rumpdisk(&["--netbsd-pci", "00:05.0"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(text(&o).contains("not a PCI address"), "{}", text(&o));
+    let o = rumpdisk(&["--virtio", "vd0"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        text(&o).contains("expected NAME=DDDD:BB:DD.F"),
+        "{}",
+        text(&o)
+    );
     let o = rumpdisk(&["--cache=unsafe"]);
     assert_eq!(o.status.code(), Some(64));
     assert!(
@@ -161,5 +171,10 @@ fn netbsd_image_through_the_kernel_disk_layer() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert_filled(&img, 1 << 20, 1 << 20, 0x77);
+    // A PCI function that does not exist gives the kernel's bus nothing:
+    // its disk is missing, a clean error (an address no host has).
+    let o = rumpdisk(&["--netbsd-pci", "ffff:ff:1f.7", "--netbsd", "ld0", "--exit"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("ld0"), "{}", text(&o));
     let _ = std::fs::remove_file(img);
 }

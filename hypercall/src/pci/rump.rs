@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -38,6 +39,15 @@ struct Bus {
 }
 
 static BUS: Mutex<Option<Bus>> = Mutex::new(None);
+
+/// Configuration reads the kernel made (its bus probe shows here).
+static CONF_READS: AtomicU64 = AtomicU64::new(0);
+
+/// How many `rumpcomp_pci_confread` calls the kernel made so far.
+#[must_use]
+pub fn conf_reads() -> u64 {
+    CONF_READS.load(Ordering::Relaxed)
+}
 
 /// Hands `functions` to the rump kernel's bus, before `rump_init`. Without
 /// a call, `RUMP_PCI_DEVICES` (comma-separated `DDDD:BB:DD.F`) is read at
@@ -108,6 +118,7 @@ fn multi_function(dev: u32) -> bool {
 /// # Errors
 /// `ENXIO` for an absent function, or the host's error.
 pub fn conf_read(bus: u32, dev: u32, fun: u32, reg: u32) -> HyResult<u32> {
+    CONF_READS.fetch_add(1, Ordering::Relaxed);
     let reg = u16::try_from(reg & !3).map_err(|_| NetbsdErrno(nb::EINVAL))?;
     let d = device(bus, dev, fun)?;
     let mut v = d.config_read32(reg)?;

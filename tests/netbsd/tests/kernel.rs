@@ -13,6 +13,14 @@ fn rump_init_runs_on_the_hypercall_crate() {
     assert!(hypercall::sched::kernel().is_some());
     #[cfg(rump_kernel_linked)]
     assert!(!rump::COMPONENTS.split(' ').any(|c| c == "rumpuser"));
+    // NetBSD's PCI bus probed bus 0 through rumpcomp_pci_confread (every
+    // function absent: the tests hand it none).
+    #[cfg(rump_component = "rumpdev_pci")]
+    assert!(
+        hypercall::pci::rump::conf_reads() >= 32,
+        "{} configuration reads",
+        hypercall::pci::rump::conf_reads()
+    );
 }
 
 /// Without a kernel, every kernel test still runs and says it was skipped.
