@@ -5,10 +5,9 @@
 //! notification), and GNU Mach's `vm_allocate_contiguous`, `vm_wire` and
 //! `vm_pages_phys` for DMA memory. Bus addresses are physical addresses.
 //!
-//! Interrupt lines come from the configuration space's interrupt-line
-//! register as the arbiter and firmware programmed it; the ACPI
-//! translator's `acpi_get_pci_irq` (GSI routing on machines without a
-//! legacy PIC mapping) is not asked yet.
+//! Interrupt lines: the ACPI translator's `acpi_get_pci_irq` (the GSI its
+//! routing tables give), else the configuration space's interrupt-line
+//! register as the firmware programmed it.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, c_char, c_int};
@@ -268,19 +267,39 @@ impl Device {
         Ok(m)
     }
 
+    /// The function's GSI from the ACPI translator (`/servers/acpi`), if
+    /// it runs and knows one.
+    fn acpi_gsi(&self) -> Option<i32> {
+        let acpi = lookup("/servers/acpi", libc::O_RDONLY).ok()?;
+        let a = self.address;
+        let r = mig_bindings::acpi::get_pci_irq(
+            &HurdIpc,
+            acpi,
+            a.bus.into(),
+            a.device.into(),
+            a.function.into(),
+        );
+        let _ = HurdIpc.port_deallocate(acpi);
+        r.ok().filter(|&gsi| gsi > 0)
+    }
+
     pub(super) fn interrupt(self: &Arc<Self>, _prefer_msix: bool) -> HyResult<Interrupt> {
         // GNU Mach delivers legacy lines only (no MSI-X).
-        let mut b = [0u8; 1];
-        self.config_read(0x3c, &mut b)?;
-        let line = b[0];
-        if line == 0 || line == 0xff {
-            return Err(NetbsdErrno(nb::ENXIO));
-        }
+        let line = if let Some(gsi) = self.acpi_gsi() {
+            gsi
+        } else {
+            let mut b = [0u8; 1];
+            self.config_read(0x3c, &mut b)?;
+            if b[0] == 0 || b[0] == 0xff {
+                return Err(NetbsdErrno(nb::ENXIO));
+            }
+            i32::from(b[0])
+        };
         let (_, master) = privileged()?;
         let c = Client::new(&HurdIpc);
         let irq = c.open(master, 0x3, "irq").map_err(kr_err)?;
         let port = HurdIpc.port_allocate(Right::Receive).map_err(kr_err)?;
-        if let Err(e) = c.intr_register(irq, line.into(), 0, port) {
+        if let Err(e) = c.intr_register(irq, line, 0, port) {
             let _ = HurdIpc.port_mod_refs(port, Right::Receive, -1);
             let _ = HurdIpc.port_deallocate(irq);
             return Err(kr_err(e));
