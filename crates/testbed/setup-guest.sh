@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # The Linux guest of the VM test bed: Debian bookworm's amd64 kernel,
 # downloaded with apt and unpacked into target/vm-guest (never installed),
-# with module dependencies computed by depmod. Needs busybox-static and kmod
-# (tests/setup.sh installs them). Idempotent; prints GUEST_KERNEL=,
-# GUEST_MODULES= and GUEST_KVER= last.
+# with module dependencies computed by depmod. busybox-static and kmod are
+# installed when missing (as root, or through sudo). Idempotent; prints
+# GUEST_KERNEL=, GUEST_MODULES= and GUEST_KVER= last.
 set -euo pipefail
+missing=()
+for p in busybox-static kmod; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    echo "[setup-guest] installing ${missing[*]}" >&2
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 dir="$root/target/vm-guest"
 mkdir -p "$dir"
