@@ -31,6 +31,9 @@ Serve disks over the Mach device interface.
       --netbsd-pci=PCI       Give the PCI function PCI (DDDD:BB:DD.F) to the
                              NetBSD kernel's bus, for its disk drivers
                              (--netbsd ld0, wd0 ...); repeatable
+      --pci-dma=MODE         How PCI devices address DMA memory: iommu
+                             (default on Linux) or physical (devices that
+                             bypass the IOMMU, e.g. QEMU's legacy virtio)
       --netbsd-image=NAME=PATH
                              Attach PATH to the NetBSD kernel with etfs and
                              serve it through the kernel's disk layer as NAME
@@ -112,6 +115,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 o.virtio.push((name.to_owned(), pci.to_owned()));
             }
             "--netbsd" => o.netbsd.push(value()?),
+            "--pci-dma" => {
+                let a = match value()?.as_str() {
+                    "iommu" => hypercall::pci::DmaAddressing::Iommu,
+                    "physical" => hypercall::pci::DmaAddressing::Physical,
+                    v => return Err(format!("--pci-dma {v:?}: expected iommu or physical")),
+                };
+                hypercall::pci::set_dma_addressing(a).map_err(|e| format!("--pci-dma: {e}"))?;
+            }
             "--netbsd-pci" => {
                 let v = value()?;
                 o.netbsd_pci.push(

@@ -2,11 +2,18 @@
 //! read and written with whole `rump_sys_pread`/`pwrite` transfers (no
 //! 4 KiB splitting). Device names map as in the C rumpdisk (`wd0` →
 //! `/dev/rwd0d`); host images are attached with etfs.
+//!
+//! With physical DMA addressing (`hypercall::pci::DmaAddressing`), data
+//! goes through a staging buffer in DMA memory: NetBSD's `bus_dma` treats
+//! a buffer's virtual contiguity as bus contiguity, which the caller's
+//! pages do not have by physical address.
 
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hypercall::pci::{DmaAddressing, DmaBuffer};
+use parking_lot::Mutex;
 use rump::{Etfs, EtfsType, Fd, Rump, RumpError, oflags};
 
 use crate::disk::Disk;
@@ -30,6 +37,8 @@ pub struct NetbsdDisk {
     sector: u32,
     read_only: bool,
     ops: AtomicU64,
+    /// The staging buffer of physical DMA addressing.
+    staging: Mutex<Option<DmaBuffer>>,
     _etfs: Option<Etfs>,
 }
 
@@ -89,6 +98,7 @@ impl NetbsdDisk {
             sector,
             read_only,
             ops: AtomicU64::new(0),
+            staging: Mutex::new(None),
             _etfs: etfs,
         })
     }
@@ -96,6 +106,52 @@ impl NetbsdDisk {
 
 fn io_err(e: RumpError) -> io::Error {
     e.into()
+}
+
+impl NetbsdDisk {
+    fn read_direct(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        let n = self.fd.pread(buf, offset).map_err(io_err)?;
+        if n == buf.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read"))
+        }
+    }
+
+    fn write_direct(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        let n = self.fd.pwrite(data, offset).map_err(io_err)?;
+        if n == data.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
+        }
+    }
+
+    /// Runs `io` over `[offset, offset+len)` in pieces of the staging
+    /// buffer (one kernel call per piece; 2 MiB each).
+    fn staged(
+        &self,
+        offset: u64,
+        len: usize,
+        mut io: impl FnMut(&Self, u64, &mut [u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut g = self.staging.lock();
+        if g.is_none() {
+            *g = Some(DmaBuffer::new(2 << 20, 4096, true).map_err(hypercall::NetbsdErrno::to_io)?);
+        }
+        let b = g.as_ref().expect("allocated");
+        // SAFETY: the staging buffer is ours alone while the lock is held.
+        let stage = unsafe { std::slice::from_raw_parts_mut(b.as_ptr(), b.len()) };
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(stage.len());
+            io(self, offset + done as u64, &mut stage[..n])?;
+            done += n;
+        }
+        Ok(())
+    }
 }
 
 impl Disk for NetbsdDisk {
@@ -116,30 +172,44 @@ impl Disk for NetbsdDisk {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.ops.fetch_add(1, Ordering::Relaxed);
-        let n = self.fd.pread(buf, offset).map_err(io_err)?;
-        if n == buf.len() {
-            Ok(())
-        } else {
-            Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read"))
+        if hypercall::pci::dma_addressing() == DmaAddressing::Physical {
+            return self.staged(offset, buf.len(), |d, at, stage| {
+                let n = stage.len();
+                d.read_direct(at, stage)?;
+                let from = usize::try_from(at - offset).expect("inside the buffer");
+                buf[from..from + n].copy_from_slice(stage);
+                Ok(())
+            });
         }
+        self.read_direct(offset, buf)
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.ops.fetch_add(1, Ordering::Relaxed);
-        let n = self.fd.pwrite(data, offset).map_err(io_err)?;
-        if n == data.len() {
-            Ok(())
-        } else {
-            Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
+        if hypercall::pci::dma_addressing() == DmaAddressing::Physical {
+            return self.staged(offset, data.len(), |d, at, stage| {
+                let from = usize::try_from(at - offset).expect("inside the buffer");
+                let n = stage.len();
+                stage.copy_from_slice(&data[from..from + n]);
+                d.write_direct(at, stage)
+            });
         }
+        self.write_direct(offset, data)
     }
 
     fn flush(&self) -> io::Result<()> {
         self.ops.fetch_add(1, Ordering::Relaxed);
         let mut force: i32 = 1;
         // SAFETY: DIOCCACHESYNC reads an int.
-        unsafe { self.fd.ioctl(DIOCCACHESYNC, &mut force) }.map_err(io_err)?;
+        match unsafe { self.fd.ioctl(DIOCCACHESYNC, &mut force) } {
+            Ok(_) => {}
+            // A driver without a cache flush (NetBSD 7's virtio ld does not
+            // negotiate one, so the device writes through): nothing to
+            // flush beyond what fsync does.
+            Err(e) if e.errno().is_some_and(|n| matches!(n.0, 19 | 25 | 45)) => {
+                log::debug!("DIOCCACHESYNC: {e}; the drive has no cache to flush");
+            }
+            Err(e) => return Err(io_err(e)),
+        }
         self.fd.fsync().map_err(io_err)
     }
 

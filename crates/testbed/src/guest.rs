@@ -64,6 +64,8 @@ fn kernel() -> &'static Kernel {
 pub struct Guest {
     modules: Vec<String>,
     programs: Vec<(String, String)>,
+    /// Programs linked with the NetBSD rump kernel at `RUMP_PREFIX`.
+    kernel_programs: Vec<(String, String)>,
     qemu_args: Vec<String>,
 }
 
@@ -118,6 +120,15 @@ impl Guest {
     #[must_use]
     pub fn program(mut self, package: &str, bin: &str) -> Self {
         self.programs.push((package.to_owned(), bin.to_owned()));
+        self
+    }
+
+    /// As [`Guest::program`], linked with the NetBSD rump kernel that
+    /// `RUMP_PREFIX` names (the caller checks it is set).
+    #[must_use]
+    pub fn program_with_rump_kernel(mut self, package: &str, bin: &str) -> Self {
+        self.kernel_programs
+            .push((package.to_owned(), bin.to_owned()));
         self
     }
 
@@ -248,7 +259,10 @@ impl Guest {
         a.file("etc/modules.list", 0o644, list.as_bytes())
             .expect("modules list");
 
-        for bin in build_programs(&self.programs) {
+        let built = build_programs(&self.programs, false)
+            .into_iter()
+            .chain(build_programs(&self.kernel_programs, true));
+        for bin in built {
             let data = std::fs::read(&bin).expect("read a built program");
             let name = bin.file_name().expect("name").to_string_lossy();
             a.file(&format!("bin/{name}"), 0o755, &data)
@@ -307,9 +321,10 @@ fn module_closure(k: &Kernel, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Builds `programs` (package, binary) statically for the guest; returns
+/// Builds `programs` (package, binary) statically for the guest, with the
+/// rump kernel of `RUMP_PREFIX` when `rump` (else without any); returns
 /// their paths. One build at a time per test process.
-fn build_programs(programs: &[(String, String)]) -> Vec<PathBuf> {
+fn build_programs(programs: &[(String, String)], rump: bool) -> Vec<PathBuf> {
     static LOCK: Mutex<()> = Mutex::new(());
     if programs.is_empty() {
         return Vec::new();
@@ -317,7 +332,11 @@ fn build_programs(programs: &[(String, String)]) -> Vec<PathBuf> {
     let _guard = LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let target_dir = repo().join("target/vm-programs");
+    let target_dir = repo().join(if rump {
+        "target/vm-programs-rump"
+    } else {
+        "target/vm-programs"
+    });
     let triple = "x86_64-unknown-linux-gnu";
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     cmd.current_dir(repo())
@@ -329,9 +348,11 @@ fn build_programs(programs: &[(String, String)]) -> Vec<PathBuf> {
             "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
             "-C target-feature=+crt-static",
         )
-        .env_remove("RUSTFLAGS")
-        // Guest programs never link a host's rump kernel.
-        .env_remove("RUMP_PREFIX");
+        .env_remove("RUSTFLAGS");
+    if !rump {
+        // Other guest programs never link a host's rump kernel.
+        cmd.env_remove("RUMP_PREFIX");
+    }
     for (package, bin) in programs {
         cmd.args(["-p", package, "--bin", bin]);
     }

@@ -27,6 +27,50 @@ mod vfio;
 #[cfg(target_os = "linux")]
 use vfio as sys;
 
+/// How devices address DMA memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmaAddressing {
+    /// Through an IOMMU at addresses this module chooses (Linux VFIO).
+    Iommu,
+    /// By physical address: devices that bypass the IOMMU (QEMU's legacy
+    /// virtio, machines without one, the Hurd). DMA memory comes from huge
+    /// pages (physically contiguous up to 2 MiB); other memory translates
+    /// page by page.
+    Physical,
+}
+
+static ADDRESSING: std::sync::OnceLock<DmaAddressing> = std::sync::OnceLock::new();
+
+/// The addressing in force: what [`set_dma_addressing`] chose, else
+/// `RUMP_PCI_DMA=physical`, else `Iommu` on Linux; always `Physical` on the
+/// Hurd.
+#[must_use]
+pub fn dma_addressing() -> DmaAddressing {
+    *ADDRESSING.get_or_init(|| {
+        if cfg!(target_os = "hurd") || std::env::var("RUMP_PCI_DMA").as_deref() == Ok("physical") {
+            DmaAddressing::Physical
+        } else {
+            DmaAddressing::Iommu
+        }
+    })
+}
+
+/// Chooses the addressing, before any DMA memory exists.
+///
+/// # Errors
+/// `EBUSY` once the addressing is in use and different.
+pub fn set_dma_addressing(a: DmaAddressing) -> HyResult<()> {
+    if cfg!(target_os = "hurd") && a != DmaAddressing::Physical {
+        return Err(NetbsdErrno(nb::EOPNOTSUPP));
+    }
+    let now = *ADDRESSING.get_or_init(|| a);
+    if now == a {
+        Ok(())
+    } else {
+        Err(NetbsdErrno(nb::EBUSY))
+    }
+}
+
 /// A function's place: domain, bus, device, function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Address {

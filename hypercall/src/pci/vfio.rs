@@ -517,11 +517,75 @@ fn low_iova(used: &BTreeMap<u64, u64>, len: u64, align: u64) -> Option<u64> {
     (at + len <= LOW_WINDOW.1).then_some(at)
 }
 
+/// Huge pages: physically contiguous DMA memory in physical addressing.
+const HUGE: usize = 2 << 20;
+
+/// `/proc/self/pagemap`, opened once (`None`: not readable).
+static PAGEMAP: std::sync::OnceLock<Option<fs::File>> = std::sync::OnceLock::new();
+
+/// The physical address of byte `va` (its page faulted in first), if
+/// this process may see frames (root).
+fn phys_addr(va: usize) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let f = PAGEMAP
+        .get_or_init(|| fs::File::open("/proc/self/pagemap").ok())
+        .as_ref()?;
+    // SAFETY: a read of one byte the caller says is mapped memory.
+    let _ = unsafe { std::ptr::read_volatile(va as *const u8) };
+    let mut e = [0u8; 8];
+    f.read_exact_at(&mut e, (va / PAGE * 8) as u64).ok()?;
+    let e = u64::from_ne_bytes(e);
+    let pfn = e & ((1 << 55) - 1);
+    (e >> 63 == 1 && pfn != 0).then(|| pfn * PAGE as u64 + (va % PAGE) as u64)
+}
+
+/// DMA memory by physical address: one whole huge page.
+fn phys_alloc(len: usize, below_4g: bool) -> HyResult<(*mut u8, usize, u64)> {
+    if len > HUGE {
+        // Two huge pages are not known to be adjacent.
+        return Err(NetbsdErrno(nb::ENOMEM));
+    }
+    // SAFETY: a fresh anonymous huge-page mapping.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            HUGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        // No huge pages reserved (vm.nr_hugepages).
+        return Err(NetbsdErrno(nb::ENOMEM));
+    }
+    let start = p as usize;
+    let Some(pa) = phys_addr(start).filter(|pa| !below_4g || pa + HUGE as u64 <= 1 << 32) else {
+        // SAFETY: mapped above, never handed out.
+        unsafe { libc::munmap(p, HUGE) };
+        return Err(NetbsdErrno(nb::ENOMEM));
+    };
+    with_state(|s| {
+        // Devices that do translate through the IOMMU see the same address.
+        if let Ok(c) = s.iommu()
+            && let Err(e) = map_dma(c, start, pa, HUGE)
+        {
+            log::debug!("no IOMMU mapping at the physical address {pa:#x}: {e}");
+        }
+        s.dma.insert(start, (HUGE, pa));
+    });
+    Ok((p.cast(), HUGE, pa))
+}
+
 pub(super) fn dma_alloc(
     len: usize,
     align: usize,
     below_4g: bool,
 ) -> HyResult<(*mut u8, usize, u64)> {
+    if super::dma_addressing() == super::DmaAddressing::Physical {
+        return phys_alloc(len.next_multiple_of(PAGE), below_4g);
+    }
     let len = len.next_multiple_of(PAGE);
     let align = align.next_power_of_two().max(PAGE);
     // Over-allocate so an aligned start exists (IOVA = address when not
@@ -590,6 +654,8 @@ pub(super) unsafe fn dma_free(vaddr: *mut u8, len: usize) {
             }
             s.low.remove(&iova);
         }
+        // Huge pages (physical addressing) are unmapped whole: `len` is
+        // what `dma_alloc` returned.
     });
     // SAFETY: the caller's contract; the device can no longer reach it.
     unsafe { libc::munmap(vaddr.cast(), len) };
@@ -602,6 +668,15 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<()> {
         return Err(NetbsdErrno(nb::EINVAL));
     }
     let (start, span) = page_span(addr, len);
+    if super::dma_addressing() == super::DmaAddressing::Physical {
+        // No IOMMU mapping: the pages stay where they are (locked), and
+        // `virt_to_bus` answers their frames.
+        // SAFETY: mlock of the caller's mapped range.
+        if unsafe { libc::mlock(start as *const libc::c_void, span) } < 0 {
+            return Err(last_err());
+        }
+        return Ok(());
+    }
     with_state(|s| {
         if let Some((l, users)) = s.mapped.get_mut(&start)
             && *l == span
@@ -618,6 +693,11 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<()> {
 
 pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
     let (start, span) = page_span(addr, len);
+    if super::dma_addressing() == super::DmaAddressing::Physical {
+        // SAFETY: munlock of a range `dma_map` locked.
+        unsafe { libc::munlock(start as *const libc::c_void, span) };
+        return Ok(());
+    }
     with_state(|s| match s.mapped.get_mut(&start) {
         Some((l, users)) if *l == span => {
             *users -= 1;
@@ -634,7 +714,8 @@ pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
 }
 
 pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
-    with_state(|s| {
+    let physical = super::dma_addressing() == super::DmaAddressing::Physical;
+    let found = with_state(|s| {
         if let Some(bus) = range_lookup(&s.dma, va) {
             return Some(bus);
         }
@@ -644,7 +725,9 @@ pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
             return Some(va as u64);
         }
         None
-    })
+    });
+    // Physical addressing: any page, by its frame.
+    found.or_else(|| if physical { phys_addr(va) } else { None })
 }
 
 pub(super) fn bus_to_virt(bus: u64) -> Option<*mut u8> {
