@@ -5,7 +5,10 @@
 //! same loop (`virtio-bench`), alternating twice and keeping the best of
 //! each; the user-space driver both mapping each request's buffer (as
 //! rumpdisk serves) and with the buffer registered once.
-//! Prints the ratios user-space / kernel.
+//! Prints the ratios user-space / kernel. With `RUMP_PREFIX`, NetBSD's own
+//! virtio `ld` (the rump kernel on the rumpcomp hypercalls, physical DMA
+//! addressing) reads and writes a second, legacy virtio disk in the same
+//! rounds, compared with the native driver.
 //!
 //! Run: `cargo bench -p vm-tests --bench virtio_blk` (QEMU under TCG, so
 //! the figures are the emulated machine's; only the ratios mean much).
@@ -14,14 +17,34 @@ use testbed::guest::Guest;
 
 const MIB: u32 = 128;
 
-fn main() {
-    let img = testbed::repo().join("target/vm-testbed/bench-virtio.img");
+/// A sparse image of `MIB` MiB in the test bed's directory.
+fn image(name: &str) -> std::path::PathBuf {
+    let img = testbed::repo().join(format!("target/vm-testbed/{name}.img"));
     std::fs::create_dir_all(img.parent().expect("dir")).expect("image dir");
     std::fs::File::create(&img)
         .and_then(|f| f.set_len(u64::from(MIB) << 20))
         .expect("image");
+    img
+}
+
+fn main() {
+    let img = image("bench-virtio");
     let drive = format!("if=none,id=vd,format=raw,cache=none,file={}", img.display());
     let bdf = "0000:00:05.0";
+    let netbsd = std::env::var_os("RUMP_PREFIX").is_some();
+    let img2 = image("bench-netbsd");
+    let drive2 = format!(
+        "if=none,id=ld,format=raw,cache=none,file={}",
+        img2.display()
+    );
+    let netbsd_run = if netbsd {
+        format!(
+            "RUMP_PCI_DEVICES=0000:00:06.0 RUMP_PCI_DMA=physical virtio-bench --netbsd ld0 {MIB} \
+             || exit 1\n"
+        )
+    } else {
+        String::new()
+    };
     // Round: the kernel's driver holds the disk, then rumpdisk's; between
     // rounds the function goes back to virtio-pci.
     let round = format!(
@@ -30,20 +53,36 @@ fn main() {
          echo {bdf} > /sys/bus/pci/drivers_probe; sleep 1\n\
          virtio-bench /dev/vda {MIB} || exit 1\n\
          virtio-bench {bdf} {MIB} || exit 1\n\
-         virtio-bench --registered {bdf} {MIB} || exit 1\n"
+         virtio-bench --registered {bdf} {MIB} || exit 1\n\
+         {netbsd_run}"
     );
-    let o = Guest::new()
+    let mut guest = Guest::new()
         .module("virtio_pci")
         .module("virtio_blk")
         .module("vfio-pci")
-        .program("vm-tests", "virtio-bench")
         .qemu(&[
             "-drive",
             &drive,
             "-device",
             "virtio-blk-pci,drive=vd,addr=0x5,num-queues=1,disable-legacy=on,iommu_platform=on",
-        ])
-        .run("bench-virtio", &format!("{round}{round}"));
+        ]);
+    guest = if netbsd {
+        // The legacy device NetBSD 7's virtio drives.
+        guest
+            .program_with_rump_kernel("vm-tests", "virtio-bench")
+            .qemu(&[
+                "-drive",
+                &drive2,
+                "-device",
+                "virtio-blk-pci,drive=ld,addr=0x6,num-queues=1",
+            ])
+    } else {
+        guest.program("vm-tests", "virtio-bench")
+    };
+    let o = guest.run(
+        "bench-virtio",
+        &format!("echo 16 > /proc/sys/vm/nr_hugepages\n{round}{round}"),
+    );
     if o.status != Some(0) {
         eprintln!("{}", o.log);
         panic!("the guest's benchmark script failed");
@@ -76,5 +115,17 @@ fn main() {
             "sequential {what:<25} user-space {u:>7.1} MiB/s  kernel {k:>7.1} MiB/s  ratio {:.2}",
             u / k
         );
+    }
+    if netbsd {
+        let (nr, nw) = (rate("NETBSD read "), rate("NETBSD write "));
+        assert!(nr > 0.0 && nw > 0.0, "{}", o.output.join("\n"));
+        for (what, n, u) in [("read", nr, ur), ("write", nw, uw)] {
+            println!(
+                "sequential {what:<25} NetBSD ld {n:>7.1} MiB/s  native {u:>7.1} MiB/s  ratio {:.2}",
+                n / u
+            );
+        }
+    } else {
+        println!("NetBSD's virtio ld: skipped (RUMP_PREFIX not set)");
     }
 }

@@ -7,6 +7,9 @@
 //!   rumpdisk's serving path does with reply regions.
 //! - `virtio-bench --registered DDDD:BB:DD.F MIB`: the same with the buffer
 //!   mapped once beforehand (fixed buffers); prints `REGISTERED ...`.
+//! - `virtio-bench --netbsd ld0 MIB` (built with a rump kernel): NetBSD's
+//!   driver of the functions in `RUMP_PCI_DEVICES`, through rumpdisk's NetBSD
+//!   back end (`/dev/rld0d`); prints `NETBSD ...`.
 //! - `virtio-bench /dev/vda MIB`: the kernel's driver, with `O_DIRECT`
 //!   `pread`/`pwrite` of 1 MiB (what `dd iflag=direct`/`oflag=direct` do),
 //!   then `fsync`; prints `KERNEL ...`.
@@ -26,6 +29,7 @@ fn main() {
     const MIB: usize = 1 << 20;
     let mut args = std::env::args().skip(1).peekable();
     let registered = args.next_if(|a| a == "--registered").is_some();
+    let netbsd = args.next_if(|a| a == "--netbsd").is_some();
     let (Some(target), Some(mib)) = (
         args.next(),
         args.next().and_then(|a| a.parse::<usize>().ok()),
@@ -33,7 +37,9 @@ fn main() {
         eprintln!("usage: virtio-bench DDDD:BB:DD.F|/dev/vdX MIB");
         std::process::exit(64);
     };
-    let (who, disk): (&str, Box<dyn Disk>) = if target.starts_with('/') {
+    let (who, disk): (&str, Box<dyn Disk>) = if netbsd {
+        ("NETBSD", netbsd_disk(&target))
+    } else if target.starts_with('/') {
         use std::os::unix::fs::OpenOptionsExt;
         let f = std::fs::OpenOptions::new()
             .read(true)
@@ -79,6 +85,28 @@ fn main() {
     let write = mib as f64 / t.elapsed().as_secs_f64();
     println!("{who} read {read:.1}");
     println!("{who} write {write:.1}");
+}
+
+/// NetBSD's disk `name` in a rump kernel booted here.
+#[cfg(all(target_os = "linux", rump_kernel))]
+fn netbsd_disk(name: &str) -> Box<dyn rumpdisk::disk::Disk> {
+    let kernel = rump::Rump::init().unwrap_or_else(|e| {
+        eprintln!("virtio-bench: NetBSD kernel: {e}");
+        std::process::exit(1);
+    });
+    let path = rumpdisk::netbsd::raw_device(name);
+    Box::new(
+        rumpdisk::netbsd::NetbsdDisk::open(kernel, &path, false).unwrap_or_else(|e| {
+            eprintln!("virtio-bench: {path}: {e}");
+            std::process::exit(1);
+        }),
+    )
+}
+
+#[cfg(all(target_os = "linux", not(rump_kernel)))]
+fn netbsd_disk(_name: &str) -> Box<dyn rumpdisk::disk::Disk> {
+    eprintln!("virtio-bench: built without a NetBSD rump kernel (RUMP_PREFIX)");
+    std::process::exit(1);
 }
 
 /// The kernel's block device with `O_DIRECT`.
