@@ -23,3 +23,39 @@ use std::path::{Path, PathBuf};
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// A sparse disk image of `mib` MiB at `target/vm-testbed/<name>.img`,
+/// with `fills` (offset, length, byte) written into it.
+///
+/// # Panics
+/// If the image cannot be written.
+#[must_use]
+pub fn disk_image(name: &str, mib: u64, fills: &[(u64, usize, u8)]) -> PathBuf {
+    use std::os::unix::fs::FileExt;
+    let p = repo().join(format!("target/vm-testbed/{name}.img"));
+    std::fs::create_dir_all(p.parent().expect("a parent")).expect("image directory");
+    let f = std::fs::File::create(&p).expect("create the image");
+    f.set_len(mib << 20).expect("size the image");
+    for &(offset, len, byte) in fills {
+        f.write_all_at(&vec![byte; len], offset)
+            .expect("fill the image");
+    }
+    p
+}
+
+/// Asserts the `len` bytes at `offset` of `image` are all `byte`.
+///
+/// # Panics
+/// If they are not, or the image cannot be read.
+pub fn assert_filled(image: &Path, offset: u64, len: usize, byte: u8) {
+    use std::os::unix::fs::FileExt;
+    let mut b = vec![0u8; len];
+    std::fs::File::open(image)
+        .and_then(|f| f.read_exact_at(&mut b, offset))
+        .expect("read the image");
+    assert!(
+        b.iter().all(|&x| x == byte),
+        "{}: {len} bytes at {offset} are not all {byte:#04x}",
+        image.display()
+    );
+}

@@ -23,7 +23,7 @@ use mig_bindings::pci as arbiter;
 use mig_bindings::rpc::rpc;
 use parking_lot::Mutex;
 
-use super::{Address, Bar, BarKind, Info, Mmio, decode_bars, page_span, range_lookup};
+use super::{Address, Bar, Info, Mmio, decode_bars, memory_bar, page_span, range_lookup};
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
 unsafe extern "C" {
@@ -230,11 +230,7 @@ impl Device {
         if let Some(m) = maps.get(&index) {
             return Ok(*m);
         }
-        let bar = self
-            .bars
-            .iter()
-            .find(|b| b.index == index && matches!(b.kind, BarKind::Memory { .. }))
-            .ok_or(NetbsdErrno(nb::EINVAL))?;
+        let bar = memory_bar(&self.bars, index)?;
         let len = usize::try_from(bar.size).map_err(|_| NetbsdErrno(nb::EINVAL))?;
         let path = CString::new(format!("{}/region{index}", dir(self.address)))
             .map_err(|_| NetbsdErrno(nb::EINVAL))?;

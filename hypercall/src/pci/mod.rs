@@ -204,6 +204,14 @@ pub fn decode_bars(raw: [u32; 6], sizes: [u64; 6]) -> Vec<Bar> {
     bars
 }
 
+/// Memory BAR `index` of `bars` (`EINVAL` for an I/O or absent one).
+pub(crate) fn memory_bar(bars: &[Bar], index: u8) -> HyResult<Bar> {
+    bars.iter()
+        .find(|b| b.index == index && matches!(b.kind, BarKind::Memory { .. }))
+        .copied()
+        .ok_or(NetbsdErrno(nb::EINVAL))
+}
+
 /// The BAR of `bars` holding `[bus, bus+len)`: its index and the offset.
 pub(crate) fn bar_lookup(bars: &[Bar], bus: u64, len: usize) -> Option<(u8, usize)> {
     bars.iter().find_map(|b| {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use vfio_bindings::bindings::vfio as raw;
 
-use super::{Address, Bar, BarKind, Info, Mmio, decode_bars, page_span, range_lookup};
+use super::{Address, Bar, Info, Mmio, decode_bars, memory_bar, page_span, range_lookup};
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
 const PAGE: usize = 4096;
@@ -317,11 +317,7 @@ impl Device {
         if let Some(m) = maps.get(&index) {
             return Ok(*m);
         }
-        let bar = self
-            .bars
-            .iter()
-            .find(|b| b.index == index && matches!(b.kind, BarKind::Memory { .. }))
-            .ok_or(NetbsdErrno(nb::EINVAL))?;
+        let bar = memory_bar(&self.bars, index)?;
         let r = &self.regions[usize::from(index)];
         if r.flags & raw::VFIO_REGION_INFO_FLAG_MMAP == 0 {
             return Err(NetbsdErrno(nb::EOPNOTSUPP));

@@ -17,22 +17,12 @@ use testbed::guest::Guest;
 
 const MIB: u32 = 128;
 
-/// A sparse image of `MIB` MiB in the test bed's directory.
-fn image(name: &str) -> std::path::PathBuf {
-    let img = testbed::repo().join(format!("target/vm-testbed/{name}.img"));
-    std::fs::create_dir_all(img.parent().expect("dir")).expect("image dir");
-    std::fs::File::create(&img)
-        .and_then(|f| f.set_len(u64::from(MIB) << 20))
-        .expect("image");
-    img
-}
-
 fn main() {
-    let img = image("bench-virtio");
+    let img = testbed::disk_image("bench-virtio", MIB.into(), &[]);
     let drive = format!("if=none,id=vd,format=raw,cache=none,file={}", img.display());
     let bdf = "0000:00:05.0";
     let netbsd = std::env::var_os("RUMP_PREFIX").is_some();
-    let img2 = image("bench-netbsd");
+    let img2 = testbed::disk_image("bench-netbsd", MIB.into(), &[]);
     let drive2 = format!(
         "if=none,id=ld,format=raw,cache=none,file={}",
         img2.display()

@@ -5,9 +5,8 @@
 //! behind the IOMMU, so DMA is by physical address (`--pci-dma physical`,
 //! huge pages). Without a kernel the test says it was skipped.
 
-use std::os::unix::fs::FileExt;
-
 use testbed::guest::Guest;
+use testbed::{assert_filled, disk_image};
 
 #[test]
 fn netbsd_virtio_ld_serves_the_emulated_disk() {
@@ -15,11 +14,7 @@ fn netbsd_virtio_ld_serves_the_emulated_disk() {
         println!("skipped: RUMP_PREFIX not set");
         return;
     }
-    let img = testbed::repo().join("target/vm-testbed/netbsd-ld.img");
-    std::fs::create_dir_all(img.parent().unwrap()).unwrap();
-    let f = std::fs::File::create(&img).unwrap();
-    f.set_len(64 << 20).unwrap();
-    f.write_all_at(&vec![0x5a; 65536], 0).unwrap();
+    let img = disk_image("netbsd-ld", 64, &[(0, 65536, 0x5a)]);
     let drive = format!("if=none,id=vd,format=raw,file={}", img.display());
     let o = Guest::new()
         .module("vfio-pci")
@@ -54,13 +49,5 @@ fn netbsd_virtio_ld_serves_the_emulated_disk() {
     ] {
         assert!(out.contains(want), "no {want:?}\n{}", o.log);
     }
-    let mut back = vec![0u8; 1 << 20];
-    std::fs::File::open(&img)
-        .unwrap()
-        .read_exact_at(&mut back, 1 << 20)
-        .unwrap();
-    assert!(
-        back.iter().all(|&b| b == 0xa5),
-        "the write did not reach the image"
-    );
+    assert_filled(&img, 1 << 20, 1 << 20, 0xa5);
 }

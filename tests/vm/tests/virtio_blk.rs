@@ -3,25 +3,16 @@
 //! device interface to a client that verifies what the host wrote into the
 //! image; what the client writes is checked on the host afterwards.
 
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-
 use testbed::guest::Guest;
-
-fn image(name: &str, mib: u64) -> PathBuf {
-    let p = testbed::repo().join(format!("target/vm-testbed/{name}.img"));
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    let f = std::fs::File::create(&p).unwrap();
-    f.set_len(mib << 20).unwrap();
-    p
-}
+use testbed::{assert_filled, disk_image};
 
 #[test]
 fn serves_the_emulated_disk_and_its_writes_reach_the_image() {
-    let img = image("virtio-blk", 64);
-    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-    f.write_all_at(&vec![0x5a; 65536], 0).unwrap();
-    f.write_all_at(&[0x3c; 4096], (40 << 20) + 512).unwrap();
+    let img = disk_image(
+        "virtio-blk",
+        64,
+        &[(0, 65536, 0x5a), ((40 << 20) + 512, 4096, 0x3c)],
+    );
     let drive = format!("if=none,id=vd,format=raw,file={}", img.display());
     let o = Guest::new()
         .module("vfio-pci")
@@ -79,19 +70,6 @@ fn serves_the_emulated_disk_and_its_writes_reach_the_image() {
     assert!(out.contains("missing 1"), "{}", o.log);
     assert!(out.contains("bogus 64"), "{}", o.log);
     // The writes are in the image on the host.
-    let mut back = vec![0u8; 1 << 20];
-    std::fs::File::open(&img)
-        .unwrap()
-        .read_exact_at(&mut back, 1 << 20)
-        .unwrap();
-    assert!(
-        back.iter().all(|&x| x == 0xa5),
-        "1 MiB at 1 MiB not written"
-    );
-    let mut small = [0u8; 4096];
-    std::fs::File::open(&img)
-        .unwrap()
-        .read_exact_at(&mut small, 3 << 20)
-        .unwrap();
-    assert!(small.iter().all(|&x| x == 0x11));
+    assert_filled(&img, 1 << 20, 1 << 20, 0xa5);
+    assert_filled(&img, 3 << 20, 4096, 0x11);
 }
