@@ -290,7 +290,12 @@ impl VirtioDisk {
         let read_only = blk.readonly();
         let slots =
             DmaBuffer::new(SLOTS * 32, PAGE, false).map_err(hypercall::NetbsdErrno::to_io)?;
-        let irq = device.interrupt(false);
+        // MSI-X vector 0 for the request queue where the device has MSI-X
+        // (no ISR read and no unmask per interrupt), else INTx.
+        let irq = match msix_queue_vector(&device) {
+            Ok(true) => device.interrupt(true).or_else(|_| device.interrupt(false)),
+            _ => device.interrupt(false),
+        };
         if irq.is_ok() {
             blk.enable_interrupts();
         } else {
@@ -314,6 +319,7 @@ impl VirtioDisk {
             cv: Condvar::new(),
             interrupts: irq.is_ok(),
         });
+        let shared_irq_kind = irq.as_ref().ok().map(pci::Interrupt::is_intx);
         match irq {
             Ok(irq) => {
                 let s = Arc::clone(&shared);
@@ -324,8 +330,13 @@ impl VirtioDisk {
             Err(e) => log::warn!("{address}: no interrupt ({e}); completions are polled"),
         }
         log::info!(
-            "{address}: virtio-blk, {capacity} bytes{}",
-            if read_only { ", read-only" } else { "" }
+            "{address}: virtio-blk, {capacity} bytes{}, {}",
+            if read_only { ", read-only" } else { "" },
+            match &shared_irq_kind {
+                Some(true) => "INTx",
+                Some(false) => "MSI-X",
+                None => "polled",
+            }
         );
         Ok(Self {
             address,
@@ -433,6 +444,32 @@ impl VirtioDisk {
     }
 }
 
+/// Routes the request queue's interrupts to MSI-X vector 0 and turns
+/// configuration-change interrupts off, through the virtio common
+/// configuration (`virtio-drivers` leaves both at "no vector"). Returns
+/// whether the device took the vector.
+fn msix_queue_vector(device: &Device) -> Result<bool, hypercall::NetbsdErrno> {
+    // The vendor-specific capability of type 1 (common configuration).
+    let mut at = device.config_read32(0x34)? as u8 & 0xfc;
+    let mut seen = 0;
+    while at != 0 && seen < 48 {
+        let head = device.config_read32(at.into())?;
+        if head & 0xff == 9 && (head >> 24) as u8 == 1 {
+            let bar = device.config_read32(u16::from(at) + 4)? as u8;
+            let offset = device.config_read32(u16::from(at) + 8)? as usize;
+            let m = device.map_bar(bar)?;
+            // msix_config, queue_select, queue_msix_vector.
+            m.write16(offset + 0x10, 0xffff);
+            m.write16(offset + 0x16, 0);
+            m.write16(offset + 0x1a, 0);
+            return Ok(m.read16(offset + 0x1a) == 0);
+        }
+        at = (head >> 8) as u8 & 0xfc;
+        seen += 1;
+    }
+    Ok(false)
+}
+
 fn interrupt_thread(s: &Shared, irq: &pci::Interrupt) {
     loop {
         if let Err(e) = irq.wait() {
@@ -441,7 +478,10 @@ fn interrupt_thread(s: &Shared, irq: &pci::Interrupt) {
         }
         {
             let mut g = s.inner.lock();
-            let _ = g.blk.ack_interrupt();
+            if irq.is_intx() {
+                // Reading the ISR status deasserts the line.
+                let _ = g.blk.ack_interrupt();
+            }
             g.drain();
         }
         s.cv.notify_all();

@@ -14,6 +14,9 @@ fn serves_the_emulated_disk_and_its_writes_reach_the_image() {
         &[(0, 65536, 0x5a), ((40 << 20) + 512, 4096, 0x3c)],
     );
     let drive = format!("if=none,id=vd,format=raw,file={}", img.display());
+    // A second disk without MSI-X: the driver falls back to INTx.
+    let img2 = disk_image("virtio-blk-intx", 8, &[(4096, 8192, 0x77)]);
+    let drive2 = format!("if=none,id=vx,format=raw,file={}", img2.display());
     let o = Guest::new()
         .module("vfio-pci")
         .program("rumpdisk", "rumpdisk")
@@ -25,6 +28,10 @@ fn serves_the_emulated_disk_and_its_writes_reach_the_image() {
             "virtio-blk-pci,drive=vd,addr=0x5,num-queues=1,disable-legacy=on,iommu_platform=on",
             "-device",
             "ahci,id=ahci0,addr=0x7",
+            "-drive",
+            &drive2,
+            "-device",
+            "virtio-blk-pci,drive=vx,addr=0x6,num-queues=1,disable-legacy=on,iommu_platform=on,vectors=0",
         ])
         .run(
             "virtio-blk",
@@ -33,6 +40,8 @@ fn serves_the_emulated_disk_and_its_writes_reach_the_image() {
               write vd0 1m 1m 0xa5; verify vd0 1m 1m 0xa5; write vd0 3m 4k 0x11; flush vd0' \
              || exit 1\n\
              dma-remap-check 0000:00:05.0 || exit 1\n\
+             rumpdisk --virtio vd9=0000:00:06.0 --exit --ctl \
+             'verify vd9 4k 8k 0x77; write vd9 64k 64k 0x21; verify vd9 64k 64k 0x21' || exit 1\n\
              rumpdisk --virtio vd1=0000:00:07.0 --exit --ctl 'size vd1'; echo \"not-virtio $?\"\n\
              rumpdisk --virtio vd2=0000:00:09.0 --exit --ctl 'size vd2'; echo \"missing $?\"\n\
              rumpdisk --virtio vd3=bogus --exit; echo \"bogus $?\"\n",
@@ -60,6 +69,23 @@ fn serves_the_emulated_disk_and_its_writes_reach_the_image() {
         "{}",
         o.log
     );
+    // MSI-X where the device has it, INTx where it does not.
+    assert!(
+        out.contains("0000:00:05.0: virtio-blk, 67108864 bytes, MSI-X"),
+        "{}",
+        o.log
+    );
+    assert!(
+        out.contains("0000:00:06.0: virtio-blk, 8388608 bytes, INTx"),
+        "{}",
+        o.log
+    );
+    assert!(
+        out.contains("verified 65536 bytes of 0x21 at 65536"),
+        "{}",
+        o.log
+    );
+    assert_filled(&img2, 65536, 65536, 0x21);
     // A buffer mapped anew at the same address gets the device's data, not
     // the frames an idle IOMMU mapping still points at.
     assert!(out.contains("REMAP ok"), "{}", o.log);
