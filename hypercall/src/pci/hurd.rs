@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, c_char, c_int};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use mach::ipc::option;
 use mach::kernel_rpc as kern;
@@ -23,7 +23,7 @@ use mig_bindings::pci as arbiter;
 use mig_bindings::rpc::rpc;
 use parking_lot::Mutex;
 
-use super::{Address, Bar, Info, Mmio, decode_bars, memory_bar, page_span, range_lookup};
+use super::{Address, Bar, BarMaps, Info, Mmio, decode_bars, mmap_shared, page_span, range_lookup};
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
 unsafe extern "C" {
@@ -138,7 +138,6 @@ pub(super) fn devices() -> HyResult<Vec<Info>> {
 /// Open devices, DMA memory and wired buffers.
 #[derive(Default)]
 struct State {
-    devices: Vec<Weak<Device>>,
     /// Contiguous allocations: address → (length, physical address).
     dma: BTreeMap<usize, (usize, u64)>,
     /// Wired buffers: start → (length, physical page addresses, users).
@@ -158,7 +157,7 @@ pub(super) struct Device {
     address: Address,
     config: PortName,
     bars: Vec<Bar>,
-    maps: Mutex<BTreeMap<u8, Mmio>>,
+    maps: BarMaps,
 }
 
 impl Device {
@@ -191,17 +190,12 @@ impl Device {
                 raw[i + 1] = (base >> 32) as u32;
             }
         }
-        let this = Arc::new(Self {
+        Ok(Arc::new(Self {
             address,
             config,
             bars: decode_bars(raw, sizes),
-            maps: Mutex::new(BTreeMap::new()),
-        });
-        with_state(|s| {
-            s.devices.retain(|d| d.strong_count() > 0);
-            s.devices.push(Arc::downgrade(&this));
-        });
-        Ok(this)
+            maps: BarMaps::default(),
+        }))
     }
 
     pub(super) fn address(&self) -> Address {
@@ -226,41 +220,21 @@ impl Device {
     }
 
     pub(super) fn map_bar(&self, index: u8) -> HyResult<Mmio> {
-        let mut maps = self.maps.lock();
-        if let Some(m) = maps.get(&index) {
-            return Ok(*m);
-        }
-        let bar = memory_bar(&self.bars, index)?;
-        let len = usize::try_from(bar.size).map_err(|_| NetbsdErrno(nb::EINVAL))?;
-        let path = CString::new(format!("{}/region{index}", dir(self.address)))
-            .map_err(|_| NetbsdErrno(nb::EINVAL))?;
-        // SAFETY: a NUL-terminated path.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(NetbsdErrno::last_os_error());
-        }
-        // SAFETY: a shared mapping of the region file (glibc asks the
-        // arbiter with io_map); the kernel chooses the address.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        let err = NetbsdErrno::last_os_error();
-        // SAFETY: the mapping holds its own reference to the memory object.
-        unsafe { libc::close(fd) };
-        if p == libc::MAP_FAILED {
-            return Err(err);
-        }
-        // SAFETY: mapped above for `len` bytes; unmapped only on drop.
-        let m = unsafe { Mmio::new(p.cast(), len, bar.address) };
-        maps.insert(index, m);
-        Ok(m)
+        self.maps.get(&self.bars, index, |_, len| {
+            let path = CString::new(format!("{}/region{index}", dir(self.address)))
+                .map_err(|_| NetbsdErrno(nb::EINVAL))?;
+            // SAFETY: a NUL-terminated path.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(NetbsdErrno::last_os_error());
+            }
+            // glibc asks the arbiter with io_map; the mapping keeps its own
+            // reference to the memory object.
+            let p = mmap_shared(fd, len, 0);
+            // SAFETY: our descriptor, closed once.
+            unsafe { libc::close(fd) };
+            p
+        })
     }
 
     /// The function's GSI from the ACPI translator (`/servers/acpi`), if
@@ -310,10 +284,6 @@ impl Device {
 
 impl Drop for Device {
     fn drop(&mut self) {
-        for m in self.maps.get_mut().values() {
-            // SAFETY: mapped in `map_bar` with this length; unmapped once.
-            unsafe { libc::munmap(m.as_ptr().cast(), m.len()) };
-        }
         let _ = HurdIpc.port_deallocate(self.config);
     }
 }
@@ -496,11 +466,6 @@ pub(super) fn bus_to_virt(bus: u64) -> Option<*mut u8> {
         }
         None
     })
-}
-
-/// The devices open now.
-pub(super) fn open_devices() -> Vec<Arc<Device>> {
-    with_state(|s| s.devices.iter().filter_map(Weak::upgrade).collect())
 }
 
 pub(super) fn iospace_init() -> HyResult<()> {

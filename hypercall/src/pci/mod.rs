@@ -205,7 +205,7 @@ pub fn decode_bars(raw: [u32; 6], sizes: [u64; 6]) -> Vec<Bar> {
 }
 
 /// Memory BAR `index` of `bars` (`EINVAL` for an I/O or absent one).
-pub(crate) fn memory_bar(bars: &[Bar], index: u8) -> HyResult<Bar> {
+fn memory_bar(bars: &[Bar], index: u8) -> HyResult<Bar> {
     bars.iter()
         .find(|b| b.index == index && matches!(b.kind, BarKind::Memory { .. }))
         .copied()
@@ -233,6 +233,72 @@ pub(crate) fn range_lookup(
     (va < start + len).then(|| bus + (va - start) as u64)
 }
 
+/// The functions open now (for [`bar_to_virt`]).
+static OPEN: parking_lot::Mutex<Vec<std::sync::Weak<sys::Device>>> =
+    parking_lot::Mutex::new(Vec::new());
+
+/// Maps `len` bytes of `fd` at `offset` shared and writable (device memory:
+/// a VFIO region, a Hurd `regionN` file).
+pub(crate) fn mmap_shared(fd: std::os::fd::RawFd, len: usize, offset: u64) -> HyResult<*mut u8> {
+    let offset = libc::off_t::try_from(offset).map_err(|_| NetbsdErrno(nb::EINVAL))?;
+    // SAFETY: a new shared mapping the kernel places; nothing of ours is
+    // overwritten.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            offset,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(NetbsdErrno::last_os_error())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+/// The BAR mappings of one open function: each made once, all unmapped
+/// when the function is dropped (there is no unmapping before: a rump
+/// kernel never gives a mapping back).
+#[derive(Debug, Default)]
+pub(crate) struct BarMaps(parking_lot::Mutex<std::collections::BTreeMap<u8, Mmio>>);
+
+impl BarMaps {
+    /// Memory BAR `index` of `bars`, mapped by `map` (which maps the BAR's
+    /// whole size) the first time.
+    pub(crate) fn get(
+        &self,
+        bars: &[Bar],
+        index: u8,
+        map: impl FnOnce(&Bar, usize) -> HyResult<*mut u8>,
+    ) -> HyResult<Mmio> {
+        let mut maps = self.0.lock();
+        if let Some(m) = maps.get(&index) {
+            return Ok(*m);
+        }
+        let bar = memory_bar(bars, index)?;
+        let len = usize::try_from(bar.size).map_err(|_| NetbsdErrno(nb::EINVAL))?;
+        let p = map(&bar, len)?;
+        // SAFETY: `map` mapped `len` bytes at `p`; they stay mapped until
+        // this value drops.
+        let m = unsafe { Mmio::new(p, len, bar.address) };
+        maps.insert(index, m);
+        Ok(m)
+    }
+}
+
+impl Drop for BarMaps {
+    fn drop(&mut self) {
+        for m in self.0.get_mut().values() {
+            // SAFETY: mapped in `get` with this length; unmapped once.
+            unsafe { libc::munmap(m.as_ptr().cast(), m.len()) };
+        }
+    }
+}
+
 /// An open PCI function, for this process alone while it is open.
 #[derive(Debug)]
 pub struct Device {
@@ -248,9 +314,11 @@ impl Device {
     /// `ENOENT` if there is no such function, `EBUSY` if its group is in use
     /// elsewhere, or what the host answers.
     pub fn open(address: Address) -> HyResult<Self> {
-        Ok(Self {
-            inner: sys::Device::open(address)?,
-        })
+        let inner = sys::Device::open(address)?;
+        let mut open = OPEN.lock();
+        open.retain(|d| d.strong_count() > 0);
+        open.push(std::sync::Arc::downgrade(&inner));
+        Ok(Self { inner })
     }
 
     /// Where it is.
@@ -587,7 +655,12 @@ pub fn bus_to_virt(bus: u64) -> Option<*mut u8> {
 /// `[bus, bus+len)`, as a process address (mapping the BAR if needed).
 #[must_use]
 pub fn bar_to_virt(bus: u64, len: usize) -> Option<*mut u8> {
-    sys::open_devices().iter().find_map(|d| {
+    let open: Vec<_> = OPEN
+        .lock()
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    open.iter().find_map(|d| {
         let (index, off) = bar_lookup(d.bars(), bus, len)?;
         let m = d.map_bar(index).ok()?;
         // SAFETY: inside the mapping (checked against the BAR's size).

@@ -11,12 +11,12 @@ use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use vfio_bindings::bindings::vfio as raw;
 
-use super::{Address, Bar, Info, Mmio, decode_bars, memory_bar, page_span, range_lookup};
+use super::{Address, Bar, BarMaps, Info, Mmio, decode_bars, mmap_shared, page_span, range_lookup};
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
 const PAGE: usize = 4096;
@@ -94,7 +94,6 @@ struct State {
     container: Option<OwnedFd>,
     iommu_set: bool,
     groups: BTreeMap<u32, OwnedFd>,
-    devices: Vec<Weak<Device>>,
     /// DMA buffers by process address: (length, IOVA).
     dma: BTreeMap<usize, (usize, u64)>,
     /// IOVAs of the low window in use: start → length.
@@ -204,7 +203,7 @@ pub(super) struct Device {
     fd: OwnedFd,
     regions: Vec<raw::vfio_region_info>,
     bars: Vec<Bar>,
-    maps: Mutex<BTreeMap<u8, Mmio>>,
+    maps: BarMaps,
 }
 
 const CONFIG: usize = raw::VFIO_PCI_CONFIG_REGION_INDEX as usize;
@@ -249,7 +248,7 @@ impl Device {
             fd,
             regions,
             bars: Vec::new(),
-            maps: Mutex::new(BTreeMap::new()),
+            maps: BarMaps::default(),
         };
         let mut raw_bars = [0u32; 6];
         for (i, r) in raw_bars.iter_mut().enumerate() {
@@ -259,12 +258,7 @@ impl Device {
         }
         let sizes: [u64; 6] = std::array::from_fn(|i| this.regions[i].size);
         this.bars = decode_bars(raw_bars, sizes);
-        let this = Arc::new(this);
-        with_state(|s| {
-            s.devices.retain(|d| d.strong_count() > 0);
-            s.devices.push(Arc::downgrade(&this));
-        });
-        Ok(this)
+        Ok(Arc::new(this))
     }
 
     pub(super) fn address(&self) -> Address {
@@ -313,37 +307,13 @@ impl Device {
     }
 
     pub(super) fn map_bar(&self, index: u8) -> HyResult<Mmio> {
-        let mut maps = self.maps.lock();
-        if let Some(m) = maps.get(&index) {
-            return Ok(*m);
-        }
-        let bar = memory_bar(&self.bars, index)?;
-        let r = &self.regions[usize::from(index)];
-        if r.flags & raw::VFIO_REGION_INFO_FLAG_MMAP == 0 {
-            return Err(NetbsdErrno(nb::EOPNOTSUPP));
-        }
-        let len = usize::try_from(r.size).map_err(|_| NetbsdErrno(nb::EINVAL))?;
-        let off = libc::off_t::try_from(r.offset).map_err(|_| NetbsdErrno(nb::EINVAL))?;
-        // SAFETY: a shared mapping of the device's region; nothing of ours
-        // is overwritten (the kernel chooses the address).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.fd.as_raw_fd(),
-                off,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(last_err());
-        }
-        // SAFETY: mapped above for `len` bytes; unmapped only when the
-        // device is dropped.
-        let m = unsafe { Mmio::new(p.cast(), len, bar.address) };
-        maps.insert(index, m);
-        Ok(m)
+        self.maps.get(&self.bars, index, |_, len| {
+            let r = &self.regions[usize::from(index)];
+            if r.flags & raw::VFIO_REGION_INFO_FLAG_MMAP == 0 {
+                return Err(NetbsdErrno(nb::EOPNOTSUPP));
+            }
+            mmap_shared(self.fd.as_raw_fd(), len, r.offset)
+        })
     }
 
     fn irq_count(&self, index: u32) -> u32 {
@@ -411,15 +381,6 @@ impl Device {
             eventfd: efd,
             index,
         })
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        for m in self.maps.get_mut().values() {
-            // SAFETY: mapped in `map_bar` with this length; unmapped once.
-            unsafe { libc::munmap(m.as_ptr().cast(), m.len()) };
-        }
     }
 }
 
@@ -741,11 +702,6 @@ pub(super) fn bus_to_virt(bus: u64) -> Option<*mut u8> {
         }
         None
     })
-}
-
-/// The devices open now.
-pub(super) fn open_devices() -> Vec<Arc<Device>> {
-    with_state(|s| s.devices.iter().filter_map(Weak::upgrade).collect())
 }
 
 pub(super) fn iospace_init() -> HyResult<()> {
