@@ -2,18 +2,14 @@
 //! time limit, killed past it.
 
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How a run ended.
+/// A run that ended by itself with success.
 #[derive(Debug)]
 pub struct Run {
-    /// QEMU's exit status; `None` if it was killed at the limit.
-    pub status: Option<ExitStatus>,
     /// The serial console.
     pub log: String,
-    /// QEMU's stderr.
-    pub stderr: String,
     /// From start to exit.
     pub elapsed: Duration,
 }
@@ -25,12 +21,17 @@ pub fn accel() -> String {
 }
 
 /// Runs `qemu-system-x86_64` with `args` plus `-serial file:<serial>` and no
-/// display, for at most `limit`.
+/// display, for at most `limit`; QEMU's stderr goes to `qemu.stderr` beside
+/// the serial log (a pipe nobody drains could stall it). Prints how long
+/// `what` took.
 ///
 /// # Panics
-/// If QEMU cannot be started (tests/setup.sh installs QEMU 10).
+/// If QEMU cannot be started (tests/setup.sh installs QEMU 10), fails, or
+/// runs past `limit` (it is killed): with the console, naming `what`.
 #[must_use]
-pub fn run(args: &[String], serial: &Path, limit: Duration) -> Run {
+pub fn run(args: &[String], serial: &Path, limit: Duration, what: &str) -> Run {
+    let stderr_path = serial.with_file_name("qemu.stderr");
+    let stderr = std::fs::File::create(&stderr_path).expect("QEMU's stderr file");
     let start = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", &accel(), "-display", "none", "-no-reboot"])
@@ -39,7 +40,7 @@ pub fn run(args: &[String], serial: &Path, limit: Duration) -> Run {
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .expect("qemu-system-x86_64 (tests/setup.sh installs QEMU 10)");
     let status = loop {
@@ -54,20 +55,15 @@ pub fn run(args: &[String], serial: &Path, limit: Duration) -> Run {
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = start.elapsed();
-    let stderr = child
-        .stderr
-        .take()
-        .map(|mut e| {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut e, &mut s);
-            s
-        })
-        .unwrap_or_default();
     let log = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
-    Run {
-        status,
-        log,
-        stderr,
-        elapsed,
+    match status {
+        None => panic!("{what} did not end within {limit:?}\n{log}"),
+        Some(s) if !s.success() => panic!(
+            "QEMU failed ({s}): {}\n{log}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        ),
+        Some(_) => {}
     }
+    eprintln!("{what}: {elapsed:.2?} from QEMU start to exit");
+    Run { log, elapsed }
 }
