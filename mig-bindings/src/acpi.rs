@@ -3,10 +3,10 @@
 
 use mach::KernReturn;
 use mach::ipc::Ipc;
-use mach::msg::{Builder, MsgBuf};
+use mach::msg::{Builder, Header, MsgBuf};
 use mach::port::PortName;
 
-use crate::rpc::{INT32, int32, reply_body, request_header, rpc};
+use crate::rpc::{INT32, int32, reply_body, rpc};
 
 /// `acpi_sleep`.
 pub const ID_SLEEP: i32 = 41000;
@@ -22,7 +22,7 @@ pub fn get_pci_irq_request(
     dev: i32,
     func: i32,
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(dest, reply, ID_GET_PCI_IRQ));
+    let mut b = Builder::new(Header::request(dest, reply, ID_GET_PCI_IRQ));
     for v in [bus, dev, func] {
         b.desc(INT32).raw(&v.to_ne_bytes());
     }

@@ -4,10 +4,10 @@ use alloc::vec::Vec;
 
 use mach::KernReturn;
 use mach::ipc::Ipc;
-use mach::msg::{self, Builder, HEADER_SIZE, MsgBuf, TypeDesc};
+use mach::msg::{self, Builder, HEADER_SIZE, Header, MsgBuf, TypeDesc};
 use mach::port::{PortName, type_name as tn};
 
-use crate::rpc::{INT32, bad, check, int32, reply_body, reply_header, request_header, ret_code};
+use crate::rpc::{INT32, bad, check, int32, reply_body, reply_header, ret_code};
 pub use crate::rpc::{
     REPLY_HEADER_SIZE, REPLY_OFFSET, ReplyTo, decode_simple_reply, destroy_request_resources,
     error_reply, reply_to, simple_reply,
@@ -364,7 +364,7 @@ pub fn get_status_reply(to: &ReplyTo, status: &[i32]) -> MsgBuf {
 /// `device_open` request (name cut to 127 bytes, as MIG's `mig_strncpy`).
 #[must_use]
 pub fn open_request(master: PortName, reply: PortName, mode: u32, name: &str) -> MsgBuf {
-    let mut b = Builder::new(request_header(master, reply, ID_OPEN));
+    let mut b = Builder::new(Header::request(master, reply, ID_OPEN));
     b.desc(MODE).raw(&mode.to_ne_bytes());
     let mut field = [0u8; NAME_MAX];
     let n = name.len().min(NAME_MAX - 1);
@@ -376,7 +376,7 @@ pub fn open_request(master: PortName, reply: PortName, mode: u32, name: &str) ->
 /// `device_close` request.
 #[must_use]
 pub fn close_request(device: PortName, reply: PortName) -> MsgBuf {
-    Builder::new(request_header(device, reply, ID_CLOSE)).finish()
+    Builder::new(Header::request(device, reply, ID_CLOSE)).finish()
 }
 
 /// `device_read` / `device_read_inband` request.
@@ -388,7 +388,7 @@ pub fn read_request(
     recnum: u64,
     len: i32,
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(
+    let mut b = Builder::new(Header::request(
         device,
         reply,
         if inband { ID_READ_INBAND } else { ID_READ },
@@ -408,7 +408,7 @@ pub fn write_request(
     addr: u64,
     len: usize,
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(device, reply, ID_WRITE));
+    let mut b = Builder::new(Header::request(device, reply, ID_WRITE));
     b.desc(MODE).raw(&0u32.to_ne_bytes());
     b.desc(RECNUM).raw(&recnum.to_ne_bytes());
     b.ool(addr, len, false);
@@ -418,7 +418,7 @@ pub fn write_request(
 /// `device_write_inband` request (at most 128 bytes).
 #[must_use]
 pub fn write_inband_request(device: PortName, reply: PortName, recnum: u64, data: &[u8]) -> MsgBuf {
-    let mut b = Builder::new(request_header(device, reply, ID_WRITE_INBAND));
+    let mut b = Builder::new(Header::request(device, reply, ID_WRITE_INBAND));
     b.desc(MODE).raw(&0u32.to_ne_bytes());
     b.desc(RECNUM).raw(&recnum.to_ne_bytes());
     b.desc(TypeDesc::inline(tn::CHAR, 8, data.len() as u32))
@@ -429,7 +429,7 @@ pub fn write_inband_request(device: PortName, reply: PortName, recnum: u64, data
 /// `device_get_status` request.
 #[must_use]
 pub fn get_status_request(device: PortName, reply: PortName, flavor: u32, count: u32) -> MsgBuf {
-    let mut b = Builder::new(request_header(device, reply, ID_GET_STATUS));
+    let mut b = Builder::new(Header::request(device, reply, ID_GET_STATUS));
     b.desc(INT32).raw(&flavor.to_ne_bytes());
     b.desc(INT32).raw(&count.to_ne_bytes());
     b.finish()
@@ -447,7 +447,7 @@ pub fn intr_register_request(
     receive_port: PortName,
     disp: u8,
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(device, reply, ID_INTR_REGISTER));
+    let mut b = Builder::new(Header::request(device, reply, ID_INTR_REGISTER));
     b.desc(INT32).raw(&id.to_ne_bytes());
     b.desc(INT32).raw(&flags.to_ne_bytes());
     b.port(receive_port, disp);
@@ -463,7 +463,7 @@ pub fn intr_ack_request(
     receive_port: PortName,
     disp: u8,
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(device, reply, ID_INTR_ACK));
+    let mut b = Builder::new(Header::request(device, reply, ID_INTR_ACK));
     b.port(receive_port, disp);
     b.finish()
 }
@@ -476,7 +476,7 @@ pub fn set_status_request(
     flavor: u32,
     status: &[i32],
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(device, reply, ID_SET_STATUS));
+    let mut b = Builder::new(Header::request(device, reply, ID_SET_STATUS));
     b.desc(INT32).raw(&flavor.to_ne_bytes());
     let mut raw = Vec::with_capacity(status.len() * 4);
     for w in status {

@@ -4,10 +4,10 @@
 use alloc::string::String;
 
 use mach::KernReturn;
-use mach::msg::{self, Builder, MsgBuf, TypeDesc};
+use mach::msg::{self, Builder, Header, MsgBuf, TypeDesc};
 use mach::port::{PortName, type_name as tn};
 
-use crate::rpc::{INT32, ReplyTo, bad, int32, reply_body, reply_header, request_header, ret_code};
+use crate::rpc::{INT32, ReplyTo, bad, int32, reply_body, reply_header, ret_code};
 
 /// `fsys_startup`.
 pub const ID_STARTUP: i32 = 22000;
@@ -182,7 +182,7 @@ pub fn getroot_request(
     dotdot: (PortName, u8),
     flags: i32,
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(dest, reply, ID_GETROOT));
+    let mut b = Builder::new(Header::request(dest, reply, ID_GETROOT));
     b.port(dotdot.0, dotdot.1);
     for _ in 0..2 {
         b.desc(TypeDesc {
@@ -227,7 +227,7 @@ pub fn startup_reply(to: &ReplyTo, realnode: PortName, disp: u8) -> MsgBuf {
 /// `fsys_getpriv` request.
 #[must_use]
 pub fn getpriv_request(dest: PortName, reply: PortName) -> MsgBuf {
-    Builder::new(request_header(dest, reply, ID_GETPRIV)).finish()
+    Builder::new(Header::request(dest, reply, ID_GETPRIV)).finish()
 }
 
 /// `fsys_startup` request (forwarding a control port up the chain).
@@ -239,7 +239,7 @@ pub fn startup_request(
     control: PortName,
     disp: u8,
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(dest, reply, ID_STARTUP));
+    let mut b = Builder::new(Header::request(dest, reply, ID_STARTUP));
     b.desc(INT32).raw(&openflags.to_ne_bytes());
     b.port(control, disp);
     b.finish()
@@ -253,7 +253,7 @@ pub fn init_request(
     proc_server: (PortName, u8),
     auth: (PortName, u8),
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(dest, reply, ID_INIT));
+    let mut b = Builder::new(Header::request(dest, reply, ID_INIT));
     b.port(proc_server.0, proc_server.1);
     b.port(auth.0, auth.1);
     b.finish()
@@ -262,7 +262,7 @@ pub fn init_request(
 /// `fsys_syncfs` request.
 #[must_use]
 pub fn syncfs_request(dest: PortName, reply: PortName, wait: bool, do_children: bool) -> MsgBuf {
-    let mut b = Builder::new(request_header(dest, reply, ID_SYNCFS));
+    let mut b = Builder::new(Header::request(dest, reply, ID_SYNCFS));
     b.desc(INT32).raw(&i32::from(wait).to_ne_bytes());
     b.desc(INT32).raw(&i32::from(do_children).to_ne_bytes());
     b.finish()

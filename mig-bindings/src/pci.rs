@@ -6,10 +6,10 @@ use alloc::vec::Vec;
 
 use mach::KernReturn;
 use mach::ipc::Ipc;
-use mach::msg::{Builder, MsgBuf, TypeDesc};
+use mach::msg::{Builder, Header, MsgBuf, TypeDesc};
 use mach::port::{PortName, type_name as tn};
 
-use crate::rpc::{INT32, reply_body, request_header, rpc};
+use crate::rpc::{INT32, reply_body, rpc};
 
 /// `pci_conf_read`.
 pub const ID_CONF_READ: i32 = 39000;
@@ -40,7 +40,7 @@ fn data_desc(n: usize, inline: bool) -> TypeDesc {
 /// `pci_conf_read(reg, amount)` request.
 #[must_use]
 pub fn conf_read_request(dest: PortName, reply: PortName, reg: i32, amount: u64) -> MsgBuf {
-    let mut b = Builder::new(request_header(dest, reply, ID_CONF_READ));
+    let mut b = Builder::new(Header::request(dest, reply, ID_CONF_READ));
     b.desc(INT32).raw(&reg.to_ne_bytes());
     b.desc(INT64).raw(&amount.to_ne_bytes());
     b.finish()
@@ -49,7 +49,7 @@ pub fn conf_read_request(dest: PortName, reply: PortName, reg: i32, amount: u64)
 /// `pci_conf_write(reg, data)` request; `data` must fit inline.
 #[must_use]
 pub fn conf_write_request(dest: PortName, reply: PortName, reg: i32, data: &[u8]) -> MsgBuf {
-    let mut b = Builder::new(request_header(dest, reply, ID_CONF_WRITE));
+    let mut b = Builder::new(Header::request(dest, reply, ID_CONF_WRITE));
     b.desc(INT32).raw(&reg.to_ne_bytes());
     b.desc(data_desc(data.len(), true)).raw(data);
     b.finish()
@@ -59,7 +59,7 @@ pub fn conf_write_request(dest: PortName, reply: PortName, reg: i32, data: &[u8]
 /// `pci_get_dev_rom`).
 #[must_use]
 pub fn bare_request(dest: PortName, reply: PortName, id: i32) -> MsgBuf {
-    Builder::new(request_header(dest, reply, id)).finish()
+    Builder::new(Header::request(dest, reply, id)).finish()
 }
 
 /// Decodes a reply carrying `data_t`: inline, or out of line (copied out
@@ -69,7 +69,7 @@ pub fn decode_data_reply<I: Ipc + ?Sized>(
     bytes: &[u8],
     id: i32,
 ) -> Result<Vec<u8>, KernReturn> {
-    let complex = mach::msg::Header::read(bytes).is_ok_and(|h| h.is_complex());
+    let complex = Header::read(bytes).is_ok_and(|h| h.is_complex());
     let mut r = reply_body(bytes, id, None, complex)?;
     let d = r.desc().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
     if !d.longform || d.name != tn::CHAR || d.size != 8 {

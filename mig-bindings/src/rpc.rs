@@ -110,13 +110,6 @@ pub fn simple_reply(to: &ReplyTo) -> MsgBuf {
     error_reply(to, KernReturn::SUCCESS)
 }
 
-/// The header of a request to `dest` with reply port `reply`
-/// (`COPY_SEND`, `MAKE_SEND_ONCE`).
-#[must_use]
-pub fn request_header(dest: PortName, reply: PortName, id: i32) -> Header {
-    Header::request(dest, reply, id)
-}
-
 /// One RPC from `ipc`: builds the request with a fresh reply port, sends
 /// it and waits for the reply (in the same buffer).
 pub fn rpc<I: Ipc + ?Sized>(

@@ -2,11 +2,11 @@
 //! `startup_notify` (29500), which a registered task serves.
 
 use mach::KernReturn;
-use mach::msg::{self, Builder, MsgBuf};
+use mach::msg::{self, Builder, Header, MsgBuf};
 use mach::port::{PortName, type_name as tn};
 
 use crate::fsys::put_string;
-use crate::rpc::{bad, request_header};
+use crate::rpc::bad;
 
 /// `startup_essential_task`.
 pub const ID_ESSENTIAL_TASK: i32 = 29000;
@@ -28,7 +28,7 @@ pub fn essential_task_request(
     name: &str,
     credential: PortName,
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(startup, reply, ID_ESSENTIAL_TASK));
+    let mut b = Builder::new(Header::request(startup, reply, ID_ESSENTIAL_TASK));
     b.port(task, tn::COPY_SEND);
     b.port(excpt, tn::MOVE_RECEIVE);
     put_string(&mut b, name);
@@ -46,7 +46,7 @@ pub fn request_notification_request(
     disp: u8,
     name: &str,
 ) -> MsgBuf {
-    let mut b = Builder::new(request_header(startup, reply, ID_REQUEST_NOTIFICATION));
+    let mut b = Builder::new(Header::request(startup, reply, ID_REQUEST_NOTIFICATION));
     b.port(notify, disp);
     put_string(&mut b, name);
     b.finish()
@@ -54,7 +54,7 @@ pub fn request_notification_request(
 
 /// Checks a `startup_dosync` request (a bare header).
 pub fn decode_dosync(bytes: &[u8]) -> Result<(), KernReturn> {
-    let h = msg::Header::read(bytes).map_err(|_| bad())?;
+    let h = Header::read(bytes).map_err(|_| bad())?;
     if h.id != ID_DOSYNC {
         return Err(KernReturn::MIG_BAD_ID);
     }

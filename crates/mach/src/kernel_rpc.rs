@@ -11,7 +11,8 @@ use alloc::vec::Vec;
 use crate::kern::KernReturn;
 use crate::msg::{Builder, Header, MsgBuf, TypeDesc};
 use crate::port::{PortName, type_name as tn};
-pub use crate::rpc::decode_simple_reply;
+#[cfg(test)]
+use crate::rpc::decode_simple_reply;
 use crate::rpc::reply_body;
 
 /// `mach_port_mod_refs` (`mach_port.defs`).
@@ -20,6 +21,8 @@ pub const PORT_MOD_REFS: i32 = 3208;
 pub const PORT_MOVE_MEMBER: i32 = 3213;
 /// `mach_port_request_notification`.
 pub const PORT_REQUEST_NOTIFICATION: i32 = 3214;
+/// `TASK_BOOTSTRAP_PORT` (`mach/task_special_ports.h`).
+pub const TASK_BOOTSTRAP_PORT: i32 = 4;
 /// `task_get_special_port` (`mach.defs`).
 pub const TASK_GET_SPECIAL_PORT: i32 = 2058;
 /// `host_reboot` (`mach_host.defs`).

@@ -7,7 +7,9 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+#[cfg(feature = "std")]
+use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use mach::ipc::{Ipc, option};
 use mach::msg::{Header, MsgBuf};
@@ -91,6 +93,7 @@ pub struct DeviceServer {
     objects: RwLock<BTreeMap<PortName, Object>>,
     #[cfg(feature = "std")]
     config: PoolConfig,
+    #[cfg(feature = "std")]
     threads: AtomicUsize,
     #[cfg(feature = "std")]
     idle: AtomicUsize,
@@ -132,6 +135,7 @@ impl DeviceServer {
             objects: RwLock::new(BTreeMap::from([(master, Object::Master)])),
             #[cfg(feature = "std")]
             config,
+            #[cfg(feature = "std")]
             threads: AtomicUsize::new(0),
             #[cfg(feature = "std")]
             idle: AtomicUsize::new(0),
@@ -186,6 +190,7 @@ impl DeviceServer {
     }
 
     /// Worker threads currently running.
+    #[cfg(feature = "std")]
     #[must_use]
     pub fn thread_count(&self) -> usize {
         self.threads.load(Ordering::Relaxed)

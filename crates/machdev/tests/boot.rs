@@ -286,12 +286,7 @@ fn a_middle_link_serves_the_next_task_and_forwards_up_the_chain() {
     let startup_task = kernel.new_task();
     let to_sync = me.give_send_right(sync_port, &startup_task).unwrap();
     let m = rpc(&startup_task, |r| {
-        Builder::new(mig_bindings::rpc::request_header(
-            to_sync,
-            r,
-            startup::ID_DOSYNC,
-        ))
-        .finish()
+        Builder::new(Header::request(to_sync, r, startup::ID_DOSYNC)).finish()
     })
     .unwrap();
     dev::decode_simple_reply(m.as_bytes(), startup::ID_DOSYNC).unwrap();
@@ -305,7 +300,7 @@ fn a_middle_link_serves_the_next_task_and_forwards_up_the_chain() {
     .unwrap();
     dev::decode_simple_reply(m.as_bytes(), fsys::ID_SYNCFS).unwrap();
     assert_eq!(syncs.load(Ordering::SeqCst), 2);
-    let mut goaway = Builder::new(mig_bindings::rpc::request_header(
+    let mut goaway = Builder::new(Header::request(
         its_bootstrap,
         PortName::NULL,
         fsys::ID_GOAWAY,
@@ -324,12 +319,7 @@ fn a_middle_link_serves_the_next_task_and_forwards_up_the_chain() {
         Err(HURD_EBUSY)
     );
     let m = rpc(&next, |r| {
-        Builder::new(mig_bindings::rpc::request_header(
-            its_bootstrap,
-            r,
-            fsys::ID_GETROOT,
-        ))
-        .finish()
+        Builder::new(Header::request(its_bootstrap, r, fsys::ID_GETROOT)).finish()
     })
     .unwrap();
     assert_eq!(
@@ -338,7 +328,7 @@ fn a_middle_link_serves_the_next_task_and_forwards_up_the_chain() {
     );
     // fsys_getfile (22003) is not provided.
     let m = rpc(&next, |r| {
-        Builder::new(mig_bindings::rpc::request_header(its_bootstrap, r, 22003)).finish()
+        Builder::new(Header::request(its_bootstrap, r, 22003)).finish()
     })
     .unwrap();
     assert_eq!(
@@ -346,11 +336,7 @@ fn a_middle_link_serves_the_next_task_and_forwards_up_the_chain() {
         Err(HURD_EOPNOTSUPP)
     );
     let m = rpc(&next, |r| {
-        let mut b = Builder::new(mig_bindings::rpc::request_header(
-            its_bootstrap,
-            r,
-            fsys::ID_GETPRIV,
-        ));
+        let mut b = Builder::new(Header::request(its_bootstrap, r, fsys::ID_GETPRIV));
         b.int32(1);
         b.finish()
     })

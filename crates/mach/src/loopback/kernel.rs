@@ -206,15 +206,16 @@ impl State {
         }
     }
 
-    /// A message was queued on `p`: wakes one receiver of the port and one
-    /// of its set. Every receiver re-checks the queues when it wakes, so one
+    /// A message was queued on `p`: wakes one receiver of its set, or of
+    /// the port when it is in none (a port in a set cannot be received on
+    /// directly). Every receiver re-checks the queues when it wakes, so one
     /// woken thread per message is enough and the rest sleep on.
     fn wake_receiver(&self, p: PortId) {
         if let Some(port) = self.ports.get(&p) {
-            port.recv_cv.notify_one();
-            if let Some(set) = port.in_set.and_then(|s| self.ports.get(&s)) {
-                set.recv_cv.notify_one();
-            }
+            match port.in_set.and_then(|s| self.ports.get(&s)) {
+                Some(set) => set.recv_cv.notify_one(),
+                None => port.recv_cv.notify_one(),
+            };
         }
     }
 

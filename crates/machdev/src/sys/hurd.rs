@@ -6,6 +6,7 @@ use std::ffi::{c_char, c_int};
 use std::sync::Arc;
 
 use mach::ipc::Ipc;
+use mach::kernel_rpc::TASK_BOOTSTRAP_PORT;
 use mach::port::type_name as tn;
 use mach::sys::hurd::HurdIpc;
 use mach::{KernReturn, PortName};
@@ -13,9 +14,6 @@ use mig_bindings::rpc::{decode_simple_reply, rpc};
 use mig_bindings::{fsys, startup};
 
 use crate::boot::{BootHost, BootOptions, Chain};
-
-/// `TASK_BOOTSTRAP_PORT`.
-const TASK_BOOTSTRAP_PORT: c_int = 4;
 
 unsafe extern "C" {
     fn task_get_special_port(task: u32, which: c_int, port: *mut u32) -> c_int;

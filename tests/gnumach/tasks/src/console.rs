@@ -6,7 +6,7 @@ use alloc::string::{String, ToString};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use mach::PortName;
-use mig_bindings::device::{Client, INBAND_MAX};
+use mig_bindings::device::{self as dev, Client, INBAND_MAX};
 use spin::Mutex;
 
 use crate::MACH;
@@ -19,7 +19,7 @@ pub(crate) fn init(name: &str, master: Option<u32>) {
     *NAME.lock() = name.to_string();
     if let Some(m) = master {
         // D_WRITE
-        if let Ok(port) = Client::new(&MACH).open(PortName(m), 2, "console") {
+        if let Ok(port) = Client::new(&MACH).open(PortName(m), machdev::Mode::WRITE, "console") {
             CONSOLE.store(port.0, Ordering::Relaxed);
         }
     }
@@ -41,9 +41,13 @@ pub fn line(text: &str) {
     let mut s = String::with_capacity(text.len() + 1);
     s.push_str(text);
     s.push('\n');
-    let client = Client::new(&MACH);
+    // Through the transport's cached reply port: a line costs one RPC per
+    // piece, no reply-port allocation and release.
     for piece in s.as_bytes().chunks(INBAND_MAX) {
-        if client.write_inband(port, 0, piece).is_err() {
+        let written = MACH
+            .rpc(|r| dev::write_inband_request(port, r, 0, piece))
+            .and_then(|m| dev::decode_write_reply(m.as_bytes(), dev::ID_WRITE_INBAND));
+        if written.is_err() {
             return;
         }
     }

@@ -136,6 +136,22 @@ pub fn check(what: &str, ok: bool, why: impl FnOnce() -> String) {
     }
 }
 
+/// The value of `r`, or (failure `what` printed) the end of the run.
+pub fn must<T, E: core::fmt::Display>(what: &str, r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| {
+        fail(what, &alloc::format!("{e}"));
+        end(true)
+    })
+}
+
+/// Status flavors of `devserver`'s `ctl` device, which `devclient` uses.
+pub mod ctl {
+    /// Get-status: `[opens, closes]` of `ram0`.
+    pub const STATS: u32 = 0x4d01;
+    /// Set-status: the client is about to terminate.
+    pub const EXPECT_DEATH: u32 = 0x4d02;
+}
+
 /// `GMT-END <task>` then, if `reboot`, the end of the run (`host_reboot`:
 /// QEMU exits); otherwise the task terminates itself.
 pub fn end(reboot: bool) -> ! {

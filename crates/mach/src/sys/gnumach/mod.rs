@@ -17,8 +17,7 @@ use crate::msg::MsgBuf;
 use crate::port::{PortName, Right, type_name as tn};
 use crate::rpc;
 
-/// `TASK_BOOTSTRAP_PORT` (`mach/task_special_ports.h`).
-pub const TASK_BOOTSTRAP_PORT: i32 = 4;
+pub use crate::kernel_rpc::TASK_BOOTSTRAP_PORT;
 
 /// `host_reboot` options (`sys/reboot.h`): reboot at once.
 pub const RB_AUTOBOOT: i32 = 0;
@@ -54,20 +53,6 @@ impl GnuMach {
         }
     }
 
-    /// `mach_host_self`: the host name port (a new reference each call).
-    #[must_use]
-    pub fn host_self(&self) -> PortName {
-        // SAFETY: a trap without arguments.
-        PortName(unsafe { trap::gnumach_mach_host_self() })
-    }
-
-    /// `mach_thread_self` (a new reference each call).
-    #[must_use]
-    pub fn thread_self(&self) -> PortName {
-        // SAFETY: a trap without arguments.
-        PortName(unsafe { trap::gnumach_mach_thread_self() })
-    }
-
     /// One kernel RPC: sends `build(reply_port)` and returns the reply.
     pub fn rpc(&self, build: impl FnOnce(PortName) -> MsgBuf) -> Result<MsgBuf, KernReturn> {
         let reply = match self.reply.swap(0, Ordering::Acquire) {
@@ -89,7 +74,7 @@ impl GnuMach {
     fn simple_rpc(&self, id: i32, build: impl FnOnce(PortName) -> MsgBuf) -> KernReturn {
         match self
             .rpc(build)
-            .and_then(|m| kernel::decode_simple_reply(m.as_bytes(), id))
+            .and_then(|m| rpc::decode_simple_reply(m.as_bytes(), id))
         {
             Ok(()) => KernReturn::SUCCESS,
             Err(e) => e,

@@ -23,9 +23,7 @@ macro_rules! traps {
 traps! {
     gnumach_mach_msg_trap = -25;
     gnumach_mach_reply_port = -26;
-    gnumach_mach_thread_self = -27;
     gnumach_mach_task_self = -28;
-    gnumach_mach_host_self = -29;
     gnumach_vm_allocate = -65;
     gnumach_vm_deallocate = -66;
     gnumach_task_terminate = -69;
@@ -46,9 +44,7 @@ unsafe extern "C" {
         notify: u32,
     ) -> i32;
     pub(super) fn gnumach_mach_reply_port() -> u32;
-    pub(super) fn gnumach_mach_thread_self() -> u32;
     pub(super) fn gnumach_mach_task_self() -> u32;
-    pub(super) fn gnumach_mach_host_self() -> u32;
     pub(super) fn gnumach_vm_allocate(task: u32, addr: *mut u64, size: u64, anywhere: i32) -> i32;
     pub(super) fn gnumach_vm_deallocate(task: u32, addr: u64, size: u64) -> i32;
     pub(super) fn gnumach_task_terminate(task: u32) -> i32;

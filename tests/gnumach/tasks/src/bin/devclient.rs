@@ -14,17 +14,14 @@ extern crate alloc;
 use alloc::format;
 use alloc::vec::Vec;
 
-use gnumach_tasks::{Args, MACH, check, end, entry, fail, sleep_ms};
-use mach::msg::{Builder, MsgBuf};
+use gnumach_tasks::ctl::{EXPECT_DEATH, STATS};
+use gnumach_tasks::{Args, MACH, check, end, entry, fail, must, sleep_ms};
+use mach::msg::{Builder, Header, MsgBuf};
 use mach::sys::gnumach::TASK_BOOTSTRAP_PORT;
 use mach::{Ipc, KernReturn, PortName};
+use machdev::Mode;
 use mig_bindings::device::{self as dev, Client};
 use mig_bindings::rpc;
-
-const D_READ: u32 = 1;
-const D_WRITE: u32 = 2;
-const STATS: u32 = 0x4d01;
-const EXPECT_DEATH: u32 = 0x4d02;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -65,13 +62,10 @@ entry!(main);
 fn main(args: &Args) -> ! {
     let master = server_master(args.port(3));
     let c = Client::new(&MACH);
-    let ram = match c.open(master, D_READ | D_WRITE, "ram0") {
-        Ok(p) => p,
-        Err(e) => {
-            fail("client: open ram0", &format!("{e}"));
-            end(true)
-        }
-    };
+    let ram = must(
+        "client: open ram0",
+        c.open(master, Mode::READ | Mode::WRITE, "ram0"),
+    );
 
     // Out-of-line both ways, 1 byte to 4 MiB.
     let mut bad = Vec::new();
@@ -131,7 +125,7 @@ fn main(args: &Args) -> ! {
     );
 
     // Modes: a write-only open cannot read.
-    let wo = c.open(master, D_WRITE, "ram0");
+    let wo = c.open(master, Mode::WRITE, "ram0");
     let r = wo.and_then(|p| c.read(p, 0, 16).map(drop));
     check(
         "client: read on a write-only open refused",
@@ -140,7 +134,7 @@ fn main(args: &Args) -> ! {
     );
 
     // Forwarding: names the server does not claim reach the kernel.
-    let con = c.open(master, D_WRITE, "console");
+    let con = c.open(master, Mode::WRITE, "console");
     let w = con.and_then(|p| {
         c.write_inband(
             p,
@@ -153,7 +147,7 @@ fn main(args: &Args) -> ! {
         w.is_ok(),
         || format!("{w:?}"),
     );
-    let none = c.open(master, D_READ, "nosuchdevice");
+    let none = c.open(master, Mode::READ, "nosuchdevice");
     check(
         "client: unknown name answered D_NO_SUCH_DEVICE",
         none == Err(KernReturn::D_NO_SUCH_DEVICE),
@@ -161,14 +155,14 @@ fn main(args: &Args) -> ! {
     );
 
     // Malformed requests get MIG's error replies; the server lives on.
-    let unknown_id = raw(|r| Builder::new(rpc::request_header(ram, r, 2899)).finish());
+    let unknown_id = raw(|r| Builder::new(Header::request(ram, r, 2899)).finish());
     check(
         "client: unknown id answered MIG_BAD_ID",
         unknown_id == Ok(KernReturn::MIG_BAD_ID),
         || format!("{unknown_id:?}"),
     );
     let wrong_type = raw(|r| {
-        let mut b = Builder::new(rpc::request_header(ram, r, dev::ID_READ));
+        let mut b = Builder::new(Header::request(ram, r, dev::ID_READ));
         b.int32(0).int32(0).int32(512); // recnum must be a 64-bit integer
         b.finish()
     });
@@ -178,7 +172,7 @@ fn main(args: &Args) -> ! {
         || format!("{wrong_type:?}"),
     );
     let short = raw(|r| {
-        let mut b = Builder::new(rpc::request_header(ram, r, dev::ID_WRITE_INBAND));
+        let mut b = Builder::new(Header::request(ram, r, dev::ID_WRITE_INBAND));
         b.int32(0);
         b.finish()
     });
@@ -201,7 +195,7 @@ fn main(args: &Args) -> ! {
     );
 
     // Close: the port goes away.
-    let extra = c.open(master, D_READ, "ram0").expect("open");
+    let extra = c.open(master, Mode::READ, "ram0").expect("open");
     let closed = c.close(extra);
     let after = c.read(extra, 0, 1);
     check(
@@ -211,9 +205,11 @@ fn main(args: &Args) -> ! {
     );
 
     // No-senders: dropping the only send right closes the open.
-    let ctl = c.open(master, D_READ | D_WRITE, "ctl").expect("open ctl");
+    let ctl = c
+        .open(master, Mode::READ | Mode::WRITE, "ctl")
+        .expect("open ctl");
     let before = c.get_status(ctl, STATS, 2).expect("stats");
-    let dropped = c.open(master, D_READ, "ram0").expect("open");
+    let dropped = c.open(master, Mode::READ, "ram0").expect("open");
     let _ = MACH.port_deallocate(dropped);
     let mut now = before.clone();
     for _ in 0..200 {
@@ -231,7 +227,7 @@ fn main(args: &Args) -> ! {
 
     // Die holding opens: the server must close them all.
     for _ in 0..3 {
-        let _ = c.open(master, D_READ, "ram0");
+        let _ = c.open(master, Mode::READ, "ram0");
     }
     let armed = c.set_status(ctl, EXPECT_DEATH, &[]);
     check(

@@ -17,7 +17,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use gnumach_tasks::{Args, MACH, check, end, entry, fail, pass, say};
+use gnumach_tasks::ctl::{EXPECT_DEATH, STATS};
+use gnumach_tasks::{Args, MACH, check, end, entry, fail, must, pass, say};
 use mach::port::type_name as tn;
 use mach::sys::gnumach::TASK_BOOTSTRAP_PORT;
 use mach::{Ipc, KernReturn};
@@ -26,10 +27,6 @@ use spin::Mutex;
 
 const RECORD: usize = 512;
 const DISK: usize = 8 << 20;
-/// `ctl` status flavor: `[opens, closes]` of `ram0`.
-const STATS: u32 = 0x4d01;
-/// `ctl` set-status flavor: the client is about to terminate.
-const EXPECT_DEATH: u32 = 0x4d02;
 
 #[derive(Default)]
 struct State {
@@ -134,14 +131,10 @@ fn main(args: &Args) -> ! {
         state: Arc::clone(&state),
     });
     let ipc: Arc<dyn Ipc> = Arc::new(gnumach_tasks::GnuMach::new());
-    let server = match DeviceServer::new(ipc, vec![ram], Some(device_master), PoolConfig::default())
-    {
-        Ok(s) => s,
-        Err(e) => {
-            fail("server: start", &alloc::format!("{e}"));
-            end(true)
-        }
-    };
+    let server = must(
+        "server: start",
+        DeviceServer::new(ipc, vec![ram], Some(device_master), PoolConfig::default()),
+    );
     let master = server.master_port();
     let published = MACH
         .port_insert_right(master, master, tn::MAKE_SEND)

@@ -18,8 +18,9 @@ use alloc::format;
 use core::arch::asm;
 use core::sync::atomic::{Ordering, fence};
 
-use gnumach_tasks::{Args, MACH, check, end, entry, fail};
+use gnumach_tasks::{Args, MACH, check, end, entry, fail, must};
 use mach::ipc::option;
+use mach::msg::MsgBuf;
 use mach::port::Right;
 use mach::{Ipc, KernReturn, PortName};
 use mig_bindings::device::Client;
@@ -75,13 +76,6 @@ fn grant(master: PortName, from: u16, to: u16) -> Result<(), KernReturn> {
 
 fn expected(sector: u64, i: usize) -> u8 {
     (sector as u8).wrapping_mul(7).wrapping_add(i as u8) ^ 0x5a
-}
-
-fn must<T>(what: &str, r: Result<T, KernReturn>) -> T {
-    r.unwrap_or_else(|e| {
-        fail(what, &format!("{e}"));
-        end(true)
-    })
 }
 
 /// Volatile access to a mapped address.
@@ -214,11 +208,11 @@ fn main(args: &Args) -> ! {
         fence(Ordering::SeqCst);
         outw(io + 16, 0);
 
-        let mut msg = [0u64; 16];
+        let mut msg = MsgBuf::zeroed(128);
         // SAFETY: a 128-byte receive buffer.
         let r = unsafe {
             MACH.mach_msg(
-                msg.as_mut_ptr().cast(),
+                msg.as_mut_ptr(),
                 option::RCV_MSG | option::RCV_TIMEOUT,
                 0,
                 128,
@@ -227,7 +221,7 @@ fn main(args: &Args) -> ! {
                 PortName::NULL,
             )
         };
-        let id = (msg[3] >> 32) as i32; // msgh_id: bytes 28..32
+        let id = msg.header().map_or(0, |h| h.id);
         check(
             &format!("irq: interrupt {} delivered (line {line})", n + 1),
             r == KernReturn::SUCCESS && id == INTR_NOTIFY,
