@@ -9,9 +9,11 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # Debian packages: a C compiler for the C shim and the C contract tests,
 # nm, pkg-config; makefs and dosfstools make the FFS and FAT images the
 # NetBSD kernel tests mount; qemu-utils has qemu-io, a real NBD client;
-# busybox-static and kmod (depmod, modprobe) make the VM test bed's Linux
-# guest (crates/testbed).
-PKGS=(gcc libc6-dev binutils pkg-config makefs dosfstools qemu-utils busybox-static kmod)
+# grub-mkrescue (grub-pc-bin, grub-common, xorriso, mtools) makes the GNU
+# Mach test bed's boot ISO. The VM test bed's guest tools come with
+# crates/testbed/setup-guest.sh below.
+PKGS=(gcc libc6-dev binutils pkg-config makefs dosfstools qemu-utils
+      grub-pc-bin grub-common xorriso mtools)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,16 +24,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The GNU Mach test bed (tests/gnumach): grub-mkrescue makes the boot ISO;
-# QEMU 10 from bookworm-backports boots it (bookworm's QEMU 7 lacks what the
-# later VM tests use). The backports source takes this machine's mirror.
-for p in grub-pc-bin grub-common xorriso mtools; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || GRUB_MISSING=1
-done
-if [ "${GRUB_MISSING:-0}" = 1 ]; then
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        grub-pc-bin grub-common xorriso mtools
-fi
+# QEMU 10 from bookworm-backports boots both test beds (bookworm's QEMU 7
+# lacks what the VM tests use). The backports source takes this machine's
+# mirror.
 if ! qemu-system-x86_64 --version 2>/dev/null | grep -q 'version 1[0-9]\.'; then
     if [ ! -f /etc/apt/sources.list.d/bookworm-backports.sources ]; then
         uri=$(sed -n 's/^URIs:[[:space:]]*//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)

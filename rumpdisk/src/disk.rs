@@ -2,7 +2,9 @@
 //! size. Back ends: host images ([`crate::image`]) and, with a rump kernel,
 //! NetBSD's disk drivers ([`crate::netbsd`]).
 
+use std::alloc::Layout;
 use std::io;
+use std::ptr::NonNull;
 
 /// A disk. Offsets and lengths the device layer passes are multiples of
 /// [`Disk::sector_size`] and inside [`Disk::size`].
@@ -28,4 +30,59 @@ pub trait Disk: Send + Sync {
     /// Back-end operations performed so far (reads, writes, flushes): the
     /// benchmark checks one per request.
     fn ops(&self) -> u64;
+}
+
+/// Page size: the alignment [`AlignedBuf`] gives by default.
+pub const PAGE: usize = 4096;
+
+/// A zeroed heap buffer whose start is aligned (direct I/O wants aligned
+/// buffers); it grows on demand.
+#[derive(Debug)]
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: plain heap memory owned by this value.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    /// `len` zeroed bytes aligned to `align` (a power of two).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad alignment, `OutOfMemory`.
+    pub fn new(len: usize, align: usize) -> io::Result<Self> {
+        let layout = Layout::from_size_align(len.max(1), align)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(p).ok_or(io::ErrorKind::OutOfMemory)?;
+        Ok(Self { ptr, layout })
+    }
+
+    /// The first `len` bytes, reallocating (same alignment, zeroed) when
+    /// the buffer is smaller.
+    ///
+    /// # Errors
+    /// `OutOfMemory`.
+    pub fn get(&mut self, len: usize) -> io::Result<&mut [u8]> {
+        if len > self.layout.size() {
+            *self = Self::new(len, self.layout.align())?;
+        }
+        Ok(&mut self.as_mut_slice()[..len])
+    }
+
+    /// The whole buffer.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: an initialized allocation of `layout.size()` bytes, ours
+        // alone while borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
 }

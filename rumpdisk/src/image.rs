@@ -2,7 +2,6 @@
 //! the hypercall crate's file layer — read-only when the file is — through
 //! the host's page cache or past it ([`Cache`]).
 
-use std::alloc::Layout;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::RawFd;
@@ -12,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hypercall::file::{self, FileType, open_flags};
 
-use crate::disk::Disk;
+use crate::disk::{AlignedBuf, Disk};
 
 /// Sector size of image files.
 pub const SECTOR: u32 = 512;
@@ -145,10 +144,10 @@ impl Image {
     }
 
     /// A bounce buffer for `buf` when direct I/O cannot use its address.
-    fn bounce(&self, buf: &[u8]) -> io::Result<Option<Bounce>> {
+    fn bounce(&self, buf: &[u8]) -> io::Result<Option<AlignedBuf>> {
         match self.direct_align {
             Some(align) if !buf.is_empty() && !(buf.as_ptr() as usize).is_multiple_of(align) => {
-                Bounce::new(buf.len(), align).map(Some)
+                AlignedBuf::new(buf.len(), align).map(Some)
             }
             _ => Ok(None),
         }
@@ -177,8 +176,8 @@ impl Disk for Image {
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         if let Some(mut b) = self.bounce(buf)? {
-            self.read_at(offset, b.as_mut())?;
-            buf.copy_from_slice(b.as_mut());
+            self.read_at(offset, b.as_mut_slice())?;
+            buf.copy_from_slice(b.as_mut_slice());
             return Ok(());
         }
         self.ops.fetch_add(1, Ordering::Relaxed);
@@ -201,8 +200,8 @@ impl Disk for Image {
             return Err(io::Error::from(io::ErrorKind::PermissionDenied));
         }
         if let Some(mut b) = self.bounce(data)? {
-            b.as_mut().copy_from_slice(data);
-            return self.write_at(offset, b.as_mut());
+            b.as_mut_slice().copy_from_slice(data);
+            return self.write_at(offset, b.as_mut_slice());
         }
         self.ops.fetch_add(1, Ordering::Relaxed);
         let off =
@@ -230,34 +229,5 @@ impl Disk for Image {
 impl Drop for Image {
     fn drop(&mut self) {
         let _ = file::close(self.fd);
-    }
-}
-
-/// An aligned heap buffer for direct I/O from a misaligned caller's buffer.
-struct Bounce {
-    ptr: std::ptr::NonNull<u8>,
-    layout: Layout,
-}
-
-impl Bounce {
-    fn new(len: usize, align: usize) -> io::Result<Self> {
-        let layout = Layout::from_size_align(len, align)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: callers never ask for zero bytes.
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = std::ptr::NonNull::new(p).ok_or(io::ErrorKind::OutOfMemory)?;
-        Ok(Self { ptr, layout })
-    }
-
-    fn as_mut(&mut self) -> &mut [u8] {
-        // SAFETY: an initialized allocation of `layout.size()` bytes, ours alone.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
-    }
-}
-
-impl Drop for Bounce {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout; freed once.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
     }
 }

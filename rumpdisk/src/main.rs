@@ -60,7 +60,8 @@ Logging: RUST_LOG=debug.
 struct Options {
     boot: BootOptions,
     images: Vec<(String, PathBuf)>,
-    virtio: Vec<(String, String)>,
+    virtio: Vec<(String, hypercall::pci::Address)>,
+    pci_dma: Option<hypercall::pci::DmaAddressing>,
     netbsd: Vec<String>,
     netbsd_pci: Vec<hypercall::pci::Address>,
     netbsd_images: Vec<(String, PathBuf)>,
@@ -107,21 +108,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 let (name, pci) = v
                     .split_once('=')
                     .ok_or_else(|| format!("--virtio {v:?}: expected NAME=DDDD:BB:DD.F"))?;
-                if pci.parse::<hypercall::pci::Address>().is_err() {
-                    return Err(format!(
-                        "--virtio {v:?}: {pci:?} is not a PCI address DDDD:BB:DD.F"
-                    ));
-                }
-                o.virtio.push((name.to_owned(), pci.to_owned()));
+                let address = pci.parse().map_err(|_| {
+                    format!("--virtio {v:?}: {pci:?} is not a PCI address DDDD:BB:DD.F")
+                })?;
+                o.virtio.push((name.to_owned(), address));
             }
             "--netbsd" => o.netbsd.push(value()?),
             "--pci-dma" => {
-                let a = match value()?.as_str() {
+                o.pci_dma = Some(match value()?.as_str() {
                     "iommu" => hypercall::pci::DmaAddressing::Iommu,
                     "physical" => hypercall::pci::DmaAddressing::Physical,
                     v => return Err(format!("--pci-dma {v:?}: expected iommu or physical")),
-                };
-                hypercall::pci::set_dma_addressing(a).map_err(|e| format!("--pci-dma: {e}"))?;
+                });
             }
             "--netbsd-pci" => {
                 let v = value()?;
@@ -164,6 +162,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
 }
 
 fn open_disks(o: &Options) -> Result<Arc<Disks>, String> {
+    // Before any device or DMA memory exists.
+    if let Some(a) = o.pci_dma {
+        hypercall::pci::set_dma_addressing(a).map_err(|e| format!("--pci-dma: {e}"))?;
+    }
     let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
     for (name, path) in &o.images {
         let img = Image::open(path, o.read_only, o.cache).map_err(|e| e.to_string())?;
@@ -171,11 +173,8 @@ fn open_disks(o: &Options) -> Result<Arc<Disks>, String> {
             return Err(format!("device {name} given twice"));
         }
     }
-    for (name, pci) in &o.virtio {
-        let address = pci
-            .parse()
-            .map_err(|_| format!("{pci}: not a PCI address"))?;
-        let d = VirtioDisk::open(address).map_err(|e| format!("{name} ({pci}): {e}"))?;
+    for (name, address) in &o.virtio {
+        let d = VirtioDisk::open(*address).map_err(|e| format!("{name} ({address}): {e}"))?;
         if disks.insert(name.clone(), Arc::new(d)).is_some() {
             return Err(format!("device {name} given twice"));
         }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::device::Disks;
-use crate::disk::Disk;
+use crate::disk::{AlignedBuf, Disk, PAGE};
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
@@ -290,7 +290,8 @@ fn connection<S: Read + Write>(disks: &Disks, mut s: S) -> io::Result<()> {
         return Ok(());
     };
     log::debug!("NBD client on export {name}");
-    let mut buf = Vec::new();
+    // Page-aligned, so an image past the page cache takes it as it is.
+    let mut buf = AlignedBuf::new(0, PAGE)?;
     loop {
         // The 28-byte request header in one read.
         let mut req = [0u8; 28];
@@ -321,21 +322,21 @@ fn connection<S: Read + Write>(disks: &Disks, mut s: S) -> io::Result<()> {
                     simple_reply(&mut s, EINVAL, handle, &[])?;
                     continue;
                 }
-                buf.resize(len as usize, 0);
-                match disk.read_at(offset, &mut buf) {
-                    Ok(()) => simple_reply(&mut s, 0, handle, &buf)?,
+                let buf = buf.get(len as usize)?;
+                match disk.read_at(offset, buf) {
+                    Ok(()) => simple_reply(&mut s, 0, handle, buf)?,
                     Err(e) => simple_reply(&mut s, errno_of(&e), handle, &[])?,
                 }
             }
             CMD_WRITE => {
-                buf.resize(len as usize, 0);
-                s.read_exact(&mut buf)?;
+                let buf = buf.get(len as usize)?;
+                s.read_exact(buf)?;
                 let err = if disk.read_only() {
                     EPERM
                 } else if !in_range || !aligned {
                     EINVAL
                 } else {
-                    match disk.write_at(offset, &buf).and_then(|()| {
+                    match disk.write_at(offset, buf).and_then(|()| {
                         if flags & CMD_FLAG_FUA != 0 {
                             disk.flush()
                         } else {

@@ -18,6 +18,9 @@ use rump::{Etfs, EtfsType, Fd, Rump, RumpError, oflags};
 
 use crate::disk::Disk;
 
+/// Bytes of the staging buffer (one huge page).
+const STAGING: usize = 2 << 20;
+
 /// `DIOCGMEDIASIZE`: `_IOR('d', 132, off_t)`.
 pub const DIOCGMEDIASIZE: u64 = 0x4008_6484;
 /// `DIOCGSECTORSIZE`: `_IOR('d', 133, u_int)`.
@@ -37,8 +40,9 @@ pub struct NetbsdDisk {
     sector: u32,
     read_only: bool,
     ops: AtomicU64,
-    /// The staging buffer of physical DMA addressing.
-    staging: Mutex<Option<DmaBuffer>>,
+    /// With physical DMA addressing, the DMA memory data passes through
+    /// (a kernel device may DMA; an etfs image does not).
+    staging: Option<Mutex<DmaBuffer>>,
     _etfs: Option<Etfs>,
 }
 
@@ -53,8 +57,17 @@ impl std::fmt::Debug for NetbsdDisk {
 
 impl NetbsdDisk {
     /// Opens the kernel's disk device `path`.
-    pub fn open(kernel: Rump, path: &str, read_only: bool) -> Result<Self, RumpError> {
-        Self::open_with(kernel, path, read_only, None)
+    ///
+    /// # Errors
+    /// The kernel's error, or (physical DMA addressing) no DMA memory for
+    /// the staging buffer.
+    pub fn open(kernel: Rump, path: &str, read_only: bool) -> io::Result<Self> {
+        let mut d = Self::open_with(kernel, path, read_only, None)?;
+        if hypercall::pci::dma_addressing() == DmaAddressing::Physical {
+            let b = DmaBuffer::new(STAGING, 4096, true).map_err(hypercall::NetbsdErrno::to_io)?;
+            d.staging = Some(Mutex::new(b));
+        }
+        Ok(d)
     }
 
     /// Attaches host image `image` with etfs as block device `/dev/<key>`
@@ -98,7 +111,7 @@ impl NetbsdDisk {
             sector,
             read_only,
             ops: AtomicU64::new(0),
-            staging: Mutex::new(None),
+            staging: None,
             _etfs: etfs,
         })
     }
@@ -128,30 +141,27 @@ impl NetbsdDisk {
             Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
         }
     }
+}
 
-    /// Runs `io` over `[offset, offset+len)` in pieces of the staging
-    /// buffer (one kernel call per piece; 2 MiB each).
-    fn staged(
-        &self,
-        offset: u64,
-        len: usize,
-        mut io: impl FnMut(&Self, u64, &mut [u8]) -> io::Result<()>,
-    ) -> io::Result<()> {
-        let mut g = self.staging.lock();
-        if g.is_none() {
-            *g = Some(DmaBuffer::new(2 << 20, 4096, true).map_err(hypercall::NetbsdErrno::to_io)?);
-        }
-        let b = g.as_ref().expect("allocated");
-        // SAFETY: the staging buffer is ours alone while the lock is held.
-        let stage = unsafe { std::slice::from_raw_parts_mut(b.as_ptr(), b.len()) };
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(stage.len());
-            io(self, offset + done as u64, &mut stage[..n])?;
-            done += n;
-        }
-        Ok(())
+/// Runs `io(offset of the piece, its index in the caller's buffer, the
+/// staging piece)` over `len` bytes in pieces of `staging` (one kernel call
+/// per piece).
+fn staged(
+    staging: &Mutex<DmaBuffer>,
+    offset: u64,
+    len: usize,
+    mut io: impl FnMut(u64, usize, &mut [u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let b = staging.lock();
+    // SAFETY: the staging buffer is ours alone while the lock is held.
+    let stage = unsafe { std::slice::from_raw_parts_mut(b.as_ptr(), b.len()) };
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(stage.len());
+        io(offset + done as u64, done, &mut stage[..n])?;
+        done += n;
     }
+    Ok(())
 }
 
 impl Disk for NetbsdDisk {
@@ -172,12 +182,10 @@ impl Disk for NetbsdDisk {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        if hypercall::pci::dma_addressing() == DmaAddressing::Physical {
-            return self.staged(offset, buf.len(), |d, at, stage| {
-                let n = stage.len();
-                d.read_direct(at, stage)?;
-                let from = usize::try_from(at - offset).expect("inside the buffer");
-                buf[from..from + n].copy_from_slice(stage);
+        if let Some(staging) = &self.staging {
+            return staged(staging, offset, buf.len(), |at, from, stage| {
+                self.read_direct(at, stage)?;
+                buf[from..from + stage.len()].copy_from_slice(stage);
                 Ok(())
             });
         }
@@ -185,12 +193,10 @@ impl Disk for NetbsdDisk {
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        if hypercall::pci::dma_addressing() == DmaAddressing::Physical {
-            return self.staged(offset, data.len(), |d, at, stage| {
-                let from = usize::try_from(at - offset).expect("inside the buffer");
-                let n = stage.len();
-                stage.copy_from_slice(&data[from..from + n]);
-                d.write_direct(at, stage)
+        if let Some(staging) = &self.staging {
+            return staged(staging, offset, data.len(), |at, from, stage| {
+                stage.copy_from_slice(&data[from..from + stage.len()]);
+                self.write_direct(at, stage)
             });
         }
         self.write_direct(offset, data)

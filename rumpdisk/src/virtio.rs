@@ -23,13 +23,12 @@ use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
-use crate::disk::Disk;
+use crate::disk::{Disk, PAGE};
 
 /// Sector size of virtio-blk.
 pub const SECTOR: u32 = 512;
 /// Request slots (the driver's ring has 16 descriptors).
 const SLOTS: usize = 16;
-const PAGE: usize = 4096;
 /// How long a request waits for an interrupt before looking for its
 /// completion itself.
 const LOST_INTERRUPT: std::time::Duration = std::time::Duration::from_millis(200);

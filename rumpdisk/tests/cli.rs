@@ -3,9 +3,10 @@
 
 #![cfg(target_os = "linux")]
 
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
 use std::process::{Command, Output};
+use testbed::assert_filled;
 
 fn rumpdisk(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rumpdisk"))
@@ -87,15 +88,6 @@ fn missing_images_and_kernels_are_clear_errors() {
 }
 
 /// The host file holds `len` bytes of `byte` at `offset`.
-fn assert_filled(img: &Path, offset: u64, len: usize, byte: u8) {
-    let mut b = vec![0u8; len];
-    std::fs::File::open(img)
-        .unwrap()
-        .read_exact_at(&mut b, offset)
-        .unwrap();
-    assert!(b.iter().all(|&x| x == byte));
-}
-
 #[test]
 fn ctl_writes_reads_and_verifies_through_the_device_interface() {
     let img = image("ctl", 8 << 20);

@@ -24,7 +24,7 @@ mod linux {
     use machdev::{Mode, PoolConfig};
     use mig_bindings::device::Client;
     use rumpdisk::device::Disks;
-    use rumpdisk::disk::Disk;
+    use rumpdisk::disk::{AlignedBuf, Disk, PAGE};
     use rumpdisk::image::{Cache, Image};
 
     const MIB: usize = 1 << 20;
@@ -79,27 +79,6 @@ mod linux {
         nbd_and_process(&img, &dir);
     }
 
-    /// Page-aligned `len` bytes (direct I/O needs aligned buffers; reply
-    /// pages are aligned, and a misaligned destination slows the kernel's
-    /// copy several-fold).
-    struct Aligned {
-        backing: Vec<u8>,
-        skew: usize,
-        len: usize,
-    }
-
-    impl Aligned {
-        fn new(len: usize) -> Self {
-            let backing = vec![0u8; len + 4096];
-            let skew = backing.as_ptr().align_offset(4096);
-            Self { backing, skew, len }
-        }
-
-        fn get(&mut self) -> &mut [u8] {
-            &mut self.backing[self.skew..self.skew + self.len]
-        }
-    }
-
     /// The device-RPC figures for one cache mode: rumpdisk serving `img`
     /// with `cache` against `pread`/`pwrite` of the same file opened the
     /// same way.
@@ -133,9 +112,11 @@ mod linux {
         println!("-- cache={cache:?}: rumpdisk and the baseline both {mode}");
 
         // Sequential 1 MiB.
-        let mut buf = Aligned::new(MIB);
-        let mut src = Aligned::new(MIB);
-        src.get().copy_from_slice(chunk);
+        // Page-aligned: direct I/O needs it, and a misaligned destination
+        // slows the kernel's copy several-fold (reply pages are aligned).
+        let mut buf = AlignedBuf::new(MIB, PAGE).expect("buffer");
+        let mut src = AlignedBuf::new(MIB, PAGE).expect("buffer");
+        src.as_mut_slice().copy_from_slice(chunk);
         let ops0 = disk.ops();
         let (rpc, raw) = best_of(
             || {
@@ -151,7 +132,8 @@ mod linux {
             || {
                 let t = Instant::now();
                 for i in 0..mib {
-                    f.read_exact_at(buf.get(), (i * MIB) as u64).expect("pread");
+                    f.read_exact_at(buf.as_mut_slice(), (i * MIB) as u64)
+                        .expect("pread");
                 }
                 rate(size, t.elapsed())
             },
@@ -176,7 +158,8 @@ mod linux {
             || {
                 let t = Instant::now();
                 for i in 0..mib {
-                    f.write_all_at(src.get(), (i * MIB) as u64).expect("pwrite");
+                    f.write_all_at(src.as_mut_slice(), (i * MIB) as u64)
+                        .expect("pwrite");
                 }
                 rate(size, t.elapsed())
             },
@@ -235,10 +218,13 @@ mod linux {
                             let f = &f;
                             s.spawn(move || {
                                 let mut x = 104_729 + k as u64;
-                                let mut b = Aligned::new(4096);
+                                let mut b = AlignedBuf::new(4096, PAGE).expect("buffer");
                                 for _ in 0..n {
-                                    f.read_exact_at(b.get(), (lcg(&mut x) % records) * 4096)
-                                        .expect("pread");
+                                    f.read_exact_at(
+                                        b.as_mut_slice(),
+                                        (lcg(&mut x) % records) * 4096,
+                                    )
+                                    .expect("pread");
                                 }
                             });
                         }

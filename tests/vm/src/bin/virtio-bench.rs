@@ -23,7 +23,8 @@
 fn main() {
     use std::time::Instant;
 
-    use rumpdisk::disk::Disk;
+    use rumpdisk::disk::{AlignedBuf, Disk, PAGE};
+    use rumpdisk::image::{Cache, Image};
     use rumpdisk::virtio::VirtioDisk;
 
     const MIB: usize = 1 << 20;
@@ -40,17 +41,14 @@ fn main() {
     let (who, disk): (&str, Box<dyn Disk>) = if netbsd {
         ("NETBSD", netbsd_disk(&target))
     } else if target.starts_with('/') {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&target)
-            .unwrap_or_else(|e| {
-                eprintln!("virtio-bench: {target}: {e}");
+        // The kernel's driver, past the page cache: rumpdisk's image back
+        // end with cache=none is exactly O_DIRECT pread/pwrite.
+        let img =
+            Image::open(std::path::Path::new(&target), false, Cache::None).unwrap_or_else(|e| {
+                eprintln!("virtio-bench: {e}");
                 std::process::exit(1);
             });
-        ("KERNEL", Box::new(Kernel(f)))
+        ("KERNEL", Box::new(img))
     } else {
         let address = target.parse().unwrap_or_else(|_| {
             eprintln!("virtio-bench: {target}: not a PCI address");
@@ -63,9 +61,8 @@ fn main() {
         (if registered { "REGISTERED" } else { "USER" }, Box::new(d))
     };
     // Page-aligned, as O_DIRECT wants.
-    let mut backing = vec![0u8; MIB + 4096];
-    let skew = backing.as_ptr().align_offset(4096);
-    let buf = &mut backing[skew..skew + MIB];
+    let mut backing = AlignedBuf::new(MIB, PAGE).expect("buffer");
+    let buf = backing.as_mut_slice();
     if registered {
         // SAFETY: `backing` outlives every transfer and is only touched
         // between them.
@@ -107,41 +104,6 @@ fn netbsd_disk(name: &str) -> Box<dyn rumpdisk::disk::Disk> {
 fn netbsd_disk(_name: &str) -> Box<dyn rumpdisk::disk::Disk> {
     eprintln!("virtio-bench: built without a NetBSD rump kernel (RUMP_PREFIX)");
     std::process::exit(1);
-}
-
-/// The kernel's block device with `O_DIRECT`.
-#[cfg(target_os = "linux")]
-struct Kernel(std::fs::File);
-
-#[cfg(target_os = "linux")]
-impl rumpdisk::disk::Disk for Kernel {
-    fn size(&self) -> std::io::Result<u64> {
-        Ok(0)
-    }
-
-    fn sector_size(&self) -> u32 {
-        512
-    }
-
-    fn read_only(&self) -> bool {
-        false
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
-    }
-
-    fn write_at(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(&self.0, data, offset)
-    }
-
-    fn flush(&self) -> std::io::Result<()> {
-        self.0.sync_all()
-    }
-
-    fn ops(&self) -> u64 {
-        0
-    }
 }
 
 #[cfg(not(target_os = "linux"))]
