@@ -45,8 +45,6 @@ pub struct PciHal;
 enum Share {
     /// Mapped in place (unmapped on unshare).
     Mapped { addr: usize, len: usize },
-    /// Inside DMA memory already.
-    Direct,
     /// Copied through a bounce buffer.
     Bounce(DmaBuffer),
 }
@@ -55,19 +53,6 @@ enum Share {
 static SHARES: Mutex<BTreeMap<u64, Share>> = Mutex::new(BTreeMap::new());
 /// `dma_alloc` allocations by bus address.
 static ALLOCS: Mutex<BTreeMap<u64, DmaBuffer>> = Mutex::new(BTreeMap::new());
-
-/// Whether `[addr, addr+len)` is one run of consecutive bus addresses.
-fn contiguous(addr: usize, len: usize) -> Option<u64> {
-    let first = pci::virt_to_bus(addr as *const u8)?;
-    let mut page = (addr & !(PAGE - 1)) + PAGE;
-    while page < addr + len {
-        if pci::virt_to_bus(page as *const u8)? != first + (page - addr) as u64 {
-            return None;
-        }
-        page += PAGE;
-    }
-    Some(first)
-}
 
 // SAFETY: allocations are zeroed, page-aligned and contiguous for the
 // device (`DmaBuffer`); translations come from the PCI service; shared
@@ -94,18 +79,22 @@ unsafe impl Hal for PciHal {
     unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
         let addr = buffer.cast::<u8>().as_ptr() as usize;
         let len = buffer.len();
-        if let Some(bus) = contiguous(addr, len) {
-            SHARES.lock().insert(bus, Share::Direct);
+        // Already DMA memory (request headers): nothing to map or undo.
+        if let Some(bus) = pci::dma_buffer_bus(addr as *const u8, len) {
             return bus;
         }
         // SAFETY: the driver keeps the buffer alive and untouched until
         // `unshare` (virtio-drivers' contract for shared buffers).
-        if unsafe { pci::dma_map(addr as *const u8, len) }.is_ok() {
-            if let Some(bus) = contiguous(addr, len) {
+        match unsafe { pci::dma_map(addr as *const u8, len) } {
+            Ok(Some(bus)) => {
                 SHARES.lock().insert(bus, Share::Mapped { addr, len });
                 return bus;
             }
-            let _ = pci::dma_unmap(addr as *const u8, len);
+            Ok(None) => {
+                // Not contiguous for the device: bounce instead.
+                let _ = pci::dma_unmap(addr as *const u8, len);
+            }
+            Err(_) => {}
         }
         let b = DmaBuffer::new(len, PAGE, false)
             .unwrap_or_else(|e| panic!("virtio: bounce buffer of {len} bytes: {e}"));

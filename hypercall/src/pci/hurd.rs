@@ -23,7 +23,10 @@ use mig_bindings::pci as arbiter;
 use mig_bindings::rpc::rpc;
 use parking_lot::Mutex;
 
-use super::{Address, Bar, BarMaps, Info, Mmio, decode_bars, mmap_shared, page_span, range_lookup};
+use super::{
+    Address, Bar, BarMaps, Info, Mmio, contiguous, decode_bars, mmap_shared, page_span,
+    range_lookup,
+};
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
 unsafe extern "C" {
@@ -220,7 +223,7 @@ impl Device {
     }
 
     pub(super) fn map_bar(&self, index: u8) -> HyResult<Mmio> {
-        self.maps.get(&self.bars, index, |_, len| {
+        self.maps.get(&self.bars, index, |len| {
             let path = CString::new(format!("{}/region{index}", dir(self.address)))
                 .map_err(|_| NetbsdErrno(nb::EINVAL))?;
             // SAFETY: a NUL-terminated path.
@@ -389,19 +392,20 @@ fn wire(start: usize, span: usize, access: i32) -> HyResult<()> {
 
 /// # Safety
 /// As [`super::dma_map`].
-pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<()> {
+pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
     if len == 0 {
         return Err(NetbsdErrno(nb::EINVAL));
     }
     let (start, span) = page_span(addr, len);
-    if with_state(|s| match s.mapped.get_mut(&start) {
-        Some((l, _, users)) if *l == span => {
+    let known = with_state(|s| match s.mapped.get_mut(&start) {
+        Some((l, pages, users)) if *l == span => {
             *users += 1;
-            true
+            Some(contiguous(start, addr, pages.iter().copied().map(Some)))
         }
-        _ => false,
-    }) {
-        return Ok(());
+        _ => None,
+    });
+    if let Some(bus) = known {
+        return Ok(bus);
     }
     wire(start, span, kern::VM_PROT_ALL)?;
     let (host, _) = privileged()?;
@@ -417,8 +421,9 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<()> {
             return Err(kr_err(e));
         }
     };
+    let bus = contiguous(start, addr, pages.iter().copied().map(Some));
     with_state(|s| s.mapped.insert(start, (span, pages, 1)));
-    Ok(())
+    Ok(bus)
 }
 
 pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
@@ -442,7 +447,7 @@ pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
 
 pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
     with_state(|s| {
-        if let Some(bus) = range_lookup(&s.dma, va) {
+        if let Some(bus) = range_lookup(&s.dma, va, 1) {
             return Some(bus);
         }
         let (&start, (len, pages, _)) = s.mapped.range(..=va).next_back()?;
@@ -450,22 +455,8 @@ pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
     })
 }
 
-pub(super) fn bus_to_virt(bus: u64) -> Option<*mut u8> {
-    with_state(|s| {
-        for (&start, &(len, phys)) in &s.dma {
-            if bus >= phys && bus < phys + len as u64 {
-                return Some((start + (bus - phys) as usize) as *mut u8);
-            }
-        }
-        for (&start, (_, pages, _)) in &s.mapped {
-            for (i, &p) in pages.iter().enumerate() {
-                if bus >= p && bus < p + PAGE as u64 {
-                    return Some((start + i * PAGE + (bus - p) as usize) as *mut u8);
-                }
-            }
-        }
-        None
-    })
+pub(super) fn dma_buffer_bus(va: usize, len: usize) -> Option<u64> {
+    with_state(|s| range_lookup(&s.dma, va, len))
 }
 
 pub(super) fn iospace_init() -> HyResult<()> {

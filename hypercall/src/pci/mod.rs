@@ -228,9 +228,28 @@ pub(crate) fn bar_lookup(bars: &[Bar], bus: u64, len: usize) -> Option<(u8, usiz
 pub(crate) fn range_lookup(
     regions: &std::collections::BTreeMap<usize, (usize, u64)>,
     va: usize,
+    len: usize,
 ) -> Option<u64> {
-    let (&start, &(len, bus)) = regions.range(..=va).next_back()?;
-    (va < start + len).then(|| bus + (va - start) as u64)
+    let (&start, &(size, bus)) = regions.range(..=va).next_back()?;
+    (va + len.max(1) <= start + size).then(|| bus + (va - start) as u64)
+}
+
+/// The bus address of `addr` when the pages from `start` (their bus
+/// addresses, one per page, `None` where unknown) are consecutive.
+pub(crate) fn contiguous(
+    start: usize,
+    addr: usize,
+    pages: impl IntoIterator<Item = Option<u64>>,
+) -> Option<u64> {
+    let mut first = None;
+    for (i, p) in pages.into_iter().enumerate() {
+        let p = p?;
+        let f = *first.get_or_insert(p);
+        if p != f + (i * PAGE) as u64 {
+            return None;
+        }
+    }
+    Some(first? + (addr - start) as u64)
 }
 
 /// The functions open now (for [`bar_to_virt`]).
@@ -267,13 +286,13 @@ pub(crate) fn mmap_shared(fd: std::os::fd::RawFd, len: usize, offset: u64) -> Hy
 pub(crate) struct BarMaps(parking_lot::Mutex<std::collections::BTreeMap<u8, Mmio>>);
 
 impl BarMaps {
-    /// Memory BAR `index` of `bars`, mapped by `map` (which maps the BAR's
-    /// whole size) the first time.
+    /// Memory BAR `index` of `bars`, mapped by `map(the BAR's size)` the
+    /// first time.
     pub(crate) fn get(
         &self,
         bars: &[Bar],
         index: u8,
-        map: impl FnOnce(&Bar, usize) -> HyResult<*mut u8>,
+        map: impl FnOnce(usize) -> HyResult<*mut u8>,
     ) -> HyResult<Mmio> {
         let mut maps = self.0.lock();
         if let Some(m) = maps.get(&index) {
@@ -281,10 +300,10 @@ impl BarMaps {
         }
         let bar = memory_bar(bars, index)?;
         let len = usize::try_from(bar.size).map_err(|_| NetbsdErrno(nb::EINVAL))?;
-        let p = map(&bar, len)?;
+        let p = map(len)?;
         // SAFETY: `map` mapped `len` bytes at `p`; they stay mapped until
         // this value drops.
-        let m = unsafe { Mmio::new(p, len, bar.address) };
+        let m = unsafe { Mmio::new(p, len) };
         maps.insert(index, m);
         Ok(m)
     }
@@ -407,7 +426,6 @@ impl Device {
 pub struct Mmio {
     base: *mut u8,
     len: usize,
-    bus: u64,
 }
 
 // SAFETY: an MMIO window is device memory reachable from any thread; the
@@ -420,8 +438,8 @@ impl Mmio {
     /// # Safety
     /// `base` maps `len` bytes of device memory that stay mapped for the
     /// lifetime of every copy of the result.
-    pub(crate) unsafe fn new(base: *mut u8, len: usize, bus: u64) -> Self {
-        Self { base, len, bus }
+    pub(crate) unsafe fn new(base: *mut u8, len: usize) -> Self {
+        Self { base, len }
     }
 
     /// Its start in this process.
@@ -440,12 +458,6 @@ impl Mmio {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// The BAR's bus address.
-    #[must_use]
-    pub fn bus_address(&self) -> u64 {
-        self.bus
     }
 
     fn check(&self, offset: usize, width: usize) {
@@ -645,10 +657,11 @@ pub fn virt_to_bus(vaddr: *const u8) -> Option<u64> {
     sys::virt_to_bus(vaddr as usize)
 }
 
-/// The process address of bus address `bus` in DMA memory.
+/// The bus address of `[vaddr, vaddr+len)` when it lies in one
+/// [`DmaBuffer`] (usable by devices as it is, nothing to map).
 #[must_use]
-pub fn bus_to_virt(bus: u64) -> Option<*mut u8> {
-    sys::bus_to_virt(bus)
+pub fn dma_buffer_bus(vaddr: *const u8, len: usize) -> Option<u64> {
+    sys::dma_buffer_bus(vaddr as usize, len)
 }
 
 /// The mapped BAR of an open device whose bus address range holds
@@ -668,16 +681,20 @@ pub fn bar_to_virt(bus: u64, len: usize) -> Option<*mut u8> {
     })
 }
 
+/// Page size of DMA bookkeeping.
+const PAGE: usize = 4096;
+
 /// The whole pages holding `[addr, addr+len)`: their start and length.
 pub(crate) fn page_span(addr: usize, len: usize) -> (usize, usize) {
-    const PAGE: usize = 4096;
     let start = addr & !(PAGE - 1);
     (start, (addr + len).next_multiple_of(PAGE) - start)
 }
 
 /// Makes `[ptr, ptr+len)` of this process reachable by devices (pinned) at
 /// bus addresses [`virt_to_bus`] answers, until [`dma_unmap`] with the same
-/// range. Zero-copy I/O to a caller's buffer.
+/// range. Zero-copy I/O to a caller's buffer. Returns the bus address of
+/// `ptr` when the range is contiguous for devices (always under an IOMMU;
+/// by chance with physical addresses), else `None` (still mapped).
 ///
 /// # Safety
 /// The memory must stay allocated until it is unmapped, and must not be
@@ -685,7 +702,7 @@ pub(crate) fn page_span(addr: usize, len: usize) -> (usize, usize) {
 ///
 /// # Errors
 /// As the host's pinning and mapping.
-pub unsafe fn dma_map(ptr: *const u8, len: usize) -> HyResult<()> {
+pub unsafe fn dma_map(ptr: *const u8, len: usize) -> HyResult<Option<u64>> {
     // SAFETY: the caller's contract.
     unsafe { sys::dma_map(ptr as usize, len) }
 }

@@ -16,7 +16,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use vfio_bindings::bindings::vfio as raw;
 
-use super::{Address, Bar, BarMaps, Info, Mmio, decode_bars, mmap_shared, page_span, range_lookup};
+use super::{
+    Address, Bar, BarMaps, Info, Mmio, contiguous, decode_bars, mmap_shared, page_span,
+    range_lookup,
+};
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
 const PAGE: usize = 4096;
@@ -92,7 +95,6 @@ pub(super) fn devices() -> HyResult<Vec<Info>> {
 #[derive(Default)]
 struct State {
     container: Option<OwnedFd>,
-    iommu_set: bool,
     groups: BTreeMap<u32, OwnedFd>,
     /// DMA buffers by process address: (length, IOVA).
     dma: BTreeMap<usize, (usize, u64)>,
@@ -132,7 +134,8 @@ impl State {
 
     fn iommu(&self) -> HyResult<RawFd> {
         match &self.container {
-            Some(c) if self.iommu_set => Ok(c.as_raw_fd()),
+            // The IOMMU was set when the first group joined.
+            Some(c) if !self.groups.is_empty() => Ok(c.as_raw_fd()),
             // The container gets its IOMMU with the first device's group.
             _ => Err(NetbsdErrno(nb::ENXIO)),
         }
@@ -164,9 +167,8 @@ impl State {
         let mut cfd = container;
         // SAFETY: the request takes a pointer to the container's fd.
         unsafe { ioctl_ptr(fd, GROUP_SET_CONTAINER, &raw mut cfd)? };
-        if !self.iommu_set {
+        if self.groups.is_empty() {
             ioctl_val(container, SET_IOMMU, raw::VFIO_TYPE1_IOMMU.into())?;
-            self.iommu_set = true;
         }
         self.groups.insert(group, g);
         Ok(fd)
@@ -307,7 +309,7 @@ impl Device {
     }
 
     pub(super) fn map_bar(&self, index: u8) -> HyResult<Mmio> {
-        self.maps.get(&self.bars, index, |_, len| {
+        self.maps.get(&self.bars, index, |len| {
             let r = &self.regions[usize::from(index)];
             if r.flags & raw::VFIO_REGION_INFO_FLAG_MMAP == 0 {
                 return Err(NetbsdErrno(nb::EOPNOTSUPP));
@@ -620,7 +622,7 @@ pub(super) unsafe fn dma_free(vaddr: *mut u8, len: usize) {
 
 /// # Safety
 /// As [`super::dma_map`].
-pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<()> {
+pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
     if len == 0 {
         return Err(NetbsdErrno(nb::EINVAL));
     }
@@ -632,19 +634,21 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<()> {
         if unsafe { libc::mlock(start as *const libc::c_void, span) } < 0 {
             return Err(last_err());
         }
-        return Ok(());
+        let frames = (start..start + span).step_by(PAGE).map(phys_addr);
+        return Ok(contiguous(start, addr, frames));
     }
     with_state(|s| {
         if let Some((l, users)) = s.mapped.get_mut(&start)
             && *l == span
         {
             *users += 1;
-            return Ok(());
+        } else {
+            let c = s.iommu()?;
+            map_dma(c, start, start as u64, span)?;
+            s.mapped.insert(start, (span, 1));
         }
-        let c = s.iommu()?;
-        map_dma(c, start, start as u64, span)?;
-        s.mapped.insert(start, (span, 1));
-        Ok(())
+        // IOVA = address: contiguous by construction.
+        Ok(Some(addr as u64))
     })
 }
 
@@ -673,7 +677,7 @@ pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
 pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
     let physical = super::dma_addressing() == super::DmaAddressing::Physical;
     let found = with_state(|s| {
-        if let Some(bus) = range_lookup(&s.dma, va) {
+        if let Some(bus) = range_lookup(&s.dma, va, 1) {
             return Some(bus);
         }
         if let Some((&start, &(len, _))) = s.mapped.range(..=va).next_back()
@@ -687,21 +691,8 @@ pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
     found.or_else(|| if physical { phys_addr(va) } else { None })
 }
 
-pub(super) fn bus_to_virt(bus: u64) -> Option<*mut u8> {
-    with_state(|s| {
-        for (&start, &(len, iova)) in &s.dma {
-            if bus >= iova && bus < iova + len as u64 {
-                return Some((start + (bus - iova) as usize) as *mut u8);
-            }
-        }
-        let va = usize::try_from(bus).ok()?;
-        if let Some((&start, &(len, _))) = s.mapped.range(..=va).next_back()
-            && va < start + len
-        {
-            return Some(va as *mut u8);
-        }
-        None
-    })
+pub(super) fn dma_buffer_bus(va: usize, len: usize) -> Option<u64> {
+    with_state(|s| range_lookup(&s.dma, va, len))
 }
 
 pub(super) fn iospace_init() -> HyResult<()> {
