@@ -266,11 +266,7 @@ impl VirtioDisk {
             ));
         }
         device.enable().map_err(hypercall::NetbsdErrno::to_io)?;
-        let df = DeviceFunction {
-            bus: address.bus,
-            device: address.device,
-            function: address.function,
-        };
+        let df = device_function(address);
         let mut root = PciRoot::new(Config(Arc::clone(&device)));
         let transport = PciTransport::new::<PciHal, _>(&mut root, df).map_err(io_err)?;
         let mut blk = VirtIOBlk::<PciHal, _>::new(transport).map_err(io_err)?;
@@ -280,7 +276,7 @@ impl VirtioDisk {
             DmaBuffer::new(SLOTS * 32, PAGE, false).map_err(hypercall::NetbsdErrno::to_io)?;
         // MSI-X vector 0 for the request queue where the device has MSI-X
         // (no ISR read and no unmask per interrupt), else INTx.
-        let irq = match msix_queue_vector(&device) {
+        let irq = match msix_queue_vector(&device, address) {
             Ok(true) => device.interrupt(true).or_else(|_| device.interrupt(false)),
             _ => device.interrupt(false),
         };
@@ -432,30 +428,65 @@ impl VirtioDisk {
     }
 }
 
+/// A virtio PCI capability (vendor-specific, id 9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioCap {
+    /// 1 common, 2 notify, 3 ISR, 4 device, 5 PCI configuration access.
+    pub cfg_type: u8,
+    /// The BAR its structure is in.
+    pub bar: u8,
+    /// Its offset in that BAR.
+    pub offset: u32,
+}
+
+/// The virtio capabilities of `device` (at `address`), through
+/// `virtio-drivers`' walk of the capability list.
+#[must_use]
+pub fn virtio_caps(device: &Arc<Device>, address: Address) -> Vec<VirtioCap> {
+    let root = PciRoot::new(Config(Arc::clone(device)));
+    root.capabilities(device_function(address))
+        .filter(|c| c.id == 9)
+        .filter_map(|c| {
+            let at = u16::from(c.offset);
+            Some(VirtioCap {
+                // The capability's fourth byte.
+                cfg_type: (c.private_header >> 8) as u8,
+                bar: device.config_read32(at + 4).ok()? as u8,
+                offset: device.config_read32(at + 8).ok()?,
+            })
+        })
+        .collect()
+}
+
+fn device_function(a: Address) -> DeviceFunction {
+    DeviceFunction {
+        bus: a.bus,
+        device: a.device,
+        function: a.function,
+    }
+}
+
 /// Routes the request queue's interrupts to MSI-X vector 0 and turns
 /// configuration-change interrupts off, through the virtio common
 /// configuration (`virtio-drivers` leaves both at "no vector"). Returns
 /// whether the device took the vector.
-fn msix_queue_vector(device: &Device) -> Result<bool, hypercall::NetbsdErrno> {
-    // The vendor-specific capability of type 1 (common configuration).
-    let mut at = device.config_read32(0x34)? as u8 & 0xfc;
-    let mut seen = 0;
-    while at != 0 && seen < 48 {
-        let head = device.config_read32(at.into())?;
-        if head & 0xff == 9 && (head >> 24) as u8 == 1 {
-            let bar = device.config_read32(u16::from(at) + 4)? as u8;
-            let offset = device.config_read32(u16::from(at) + 8)? as usize;
-            let m = device.map_bar(bar)?;
-            // msix_config, queue_select, queue_msix_vector.
-            m.write16(offset + 0x10, 0xffff);
-            m.write16(offset + 0x16, 0);
-            m.write16(offset + 0x1a, 0);
-            return Ok(m.read16(offset + 0x1a) == 0);
-        }
-        at = (head >> 8) as u8 & 0xfc;
-        seen += 1;
-    }
-    Ok(false)
+fn msix_queue_vector(
+    device: &Arc<Device>,
+    address: Address,
+) -> Result<bool, hypercall::NetbsdErrno> {
+    let Some(common) = virtio_caps(device, address)
+        .into_iter()
+        .find(|c| c.cfg_type == 1)
+    else {
+        return Ok(false);
+    };
+    let m = device.map_bar(common.bar)?;
+    let offset = common.offset as usize;
+    // msix_config, queue_select, queue_msix_vector.
+    m.write16(offset + 0x10, 0xffff);
+    m.write16(offset + 0x16, 0);
+    m.write16(offset + 0x1a, 0);
+    Ok(m.read16(offset + 0x1a) == 0)
 }
 
 fn interrupt_thread(s: &Shared, irq: &pci::Interrupt) {

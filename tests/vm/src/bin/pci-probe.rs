@@ -46,7 +46,7 @@ fn main() {
 
 #[cfg(target_os = "linux")]
 fn probe(kind: &str, a: Address) -> Result<(), hypercall::NetbsdErrno> {
-    let d = Device::open(a)?;
+    let d = std::sync::Arc::new(Device::open(a)?);
     d.enable()?;
     let id = d.config_read32(0)?;
     println!("OPEN {a} id {id:08x}");
@@ -72,23 +72,10 @@ fn probe(kind: &str, a: Address) -> Result<(), hypercall::NetbsdErrno> {
             println!("AHCI {a} CAP={:08x} VS={:08x}", m.read32(0), m.read32(0x10));
         }
         _ => {
-            // The virtio PCI capabilities (vendor-specific, id 9).
-            let mut caps = Vec::new();
-            let mut at = d.config_read32(0x34)? as u8 & 0xfc;
-            while at != 0 && caps.len() < 48 {
-                let head = d.config_read32(u16::from(at))?;
-                if head & 0xff == 9 {
-                    let cfg_type = (head >> 24) as u8;
-                    let word = d.config_read32(u16::from(at) + 4)?;
-                    let bar = word as u8;
-                    let offset = d.config_read32(u16::from(at) + 8)?;
-                    caps.push((cfg_type, bar, offset));
-                }
-                at = (head >> 8) as u8 & 0xfc;
-            }
+            let caps = rumpdisk::virtio::virtio_caps(&d, a);
             let names: Vec<&str> = caps
                 .iter()
-                .map(|c| match c.0 {
+                .map(|c| match c.cfg_type {
                     1 => "common",
                     2 => "notify",
                     3 => "isr",
@@ -100,10 +87,10 @@ fn probe(kind: &str, a: Address) -> Result<(), hypercall::NetbsdErrno> {
             // num_queues: the 16-bit field at 0x12 of the common config.
             let queues = caps
                 .iter()
-                .find(|c| c.0 == 1)
-                .map(|&(_, bar, off)| -> Result<u16, hypercall::NetbsdErrno> {
-                    let m = d.map_bar(bar)?;
-                    Ok(m.read16(off as usize + 0x12))
+                .find(|c| c.cfg_type == 1)
+                .map(|c| -> Result<u16, hypercall::NetbsdErrno> {
+                    let m = d.map_bar(c.bar)?;
+                    Ok(m.read16(c.offset as usize + 0x12))
                 })
                 .transpose()?;
             println!(
