@@ -11,7 +11,6 @@ use alloc::vec::Vec;
 use crate::kern::KernReturn;
 use crate::msg::{Builder, Header, MsgBuf, TypeDesc};
 use crate::port::{PortName, type_name as tn};
-#[cfg(test)]
 use crate::rpc::decode_simple_reply;
 use crate::rpc::reply_body;
 
@@ -272,6 +271,125 @@ impl PhysPages {
                 v
             }
         }
+    }
+}
+
+/// The kernel RPCs above as calls, on any transport: the transport says
+/// how one RPC goes (`kernel_rpc`; by default with a fresh reply port each
+/// time), the rest follows.
+pub trait KernelRpc: crate::Ipc {
+    /// One kernel RPC: sends `build(reply_port)` and returns the reply.
+    ///
+    /// # Errors
+    /// The transport's error.
+    fn kernel_rpc(&self, build: impl FnOnce(PortName) -> MsgBuf) -> Result<MsgBuf, KernReturn> {
+        let reply = self.port_allocate(crate::port::Right::Receive)?;
+        let r = crate::rpc::call(self, reply, build);
+        let _ = self.port_mod_refs(reply, crate::port::Right::Receive, -1);
+        r
+    }
+
+    /// A kernel RPC whose reply carries only a return code.
+    fn simple_kernel_rpc(&self, id: i32, build: impl FnOnce(PortName) -> MsgBuf) -> KernReturn {
+        match self
+            .kernel_rpc(build)
+            .and_then(|m| decode_simple_reply(m.as_bytes(), id))
+        {
+            Ok(()) => KernReturn::SUCCESS,
+            Err(e) => e,
+        }
+    }
+
+    /// `task_get_special_port(task, which)`: a send right, or `NULL`.
+    ///
+    /// # Errors
+    /// The kernel's answer.
+    fn task_get_special_port(&self, task: PortName, which: i32) -> Result<PortName, KernReturn> {
+        let m = self.kernel_rpc(|r| task_get_special_port_request(task, r, which))?;
+        decode_port_reply(m.as_bytes(), TASK_GET_SPECIAL_PORT, tn::MOVE_SEND)
+    }
+
+    /// `host_reboot(host_priv, options)`.
+    fn host_reboot(&self, host_priv: PortName, options: i32) -> KernReturn {
+        self.simple_kernel_rpc(HOST_REBOOT, |r| host_reboot_request(host_priv, r, options))
+    }
+
+    /// `vm_allocate_contiguous` in this task: `size` bytes of physically
+    /// contiguous, wired memory between `pmin` and `pmax` (0: no limit),
+    /// aligned to `palign`; returns the virtual and physical addresses.
+    ///
+    /// # Errors
+    /// The kernel's answer.
+    fn vm_allocate_contiguous(
+        &self,
+        host_priv: PortName,
+        size: u64,
+        pmin: u64,
+        pmax: u64,
+        palign: u64,
+    ) -> Result<(u64, u64), KernReturn> {
+        let task = self.task_self();
+        let m = self.kernel_rpc(|r| {
+            vm_allocate_contiguous_request(host_priv, r, task, size, pmin, pmax, palign)
+        })?;
+        decode_vm_allocate_contiguous_reply(m.as_bytes())
+    }
+
+    /// `vm_pages_phys` in this task: the physical address of every page of
+    /// `[vaddr, vaddr+size)` (0 for a page not resident).
+    ///
+    /// # Errors
+    /// The kernel's answer.
+    fn vm_pages_phys(
+        &self,
+        host_priv: PortName,
+        vaddr: u64,
+        size: u64,
+    ) -> Result<Vec<u64>, KernReturn> {
+        let task = self.task_self();
+        let m = self.kernel_rpc(|r| vm_pages_phys_request(host_priv, r, task, vaddr, size))?;
+        Ok(decode_vm_pages_phys_reply(m.as_bytes())?.into_vec(self))
+    }
+
+    /// `vm_wire` in this task (`access` `VM_PROT_NONE` unwires).
+    ///
+    /// # Errors
+    /// The kernel's answer.
+    fn vm_wire(
+        &self,
+        host_priv: PortName,
+        address: u64,
+        size: u64,
+        access: i32,
+    ) -> Result<(), KernReturn> {
+        let task = self.task_self();
+        self.simple_kernel_rpc(VM_WIRE, |r| {
+            vm_wire_request(host_priv, r, task, address, size, access)
+        })
+        .result()
+    }
+
+    /// `i386_io_perm_create(master, from, to)`: the capability for I/O ports
+    /// `from..=to`.
+    ///
+    /// # Errors
+    /// The kernel's answer.
+    fn io_perm_create(&self, master: PortName, from: u16, to: u16) -> Result<PortName, KernReturn> {
+        let m = self.kernel_rpc(|r| io_perm_create_request(master, r, from, to))?;
+        decode_port_reply(m.as_bytes(), IO_PERM_CREATE, tn::MOVE_SEND)
+    }
+
+    /// `i386_io_perm_modify` on this task: enables (or withdraws) direct
+    /// access to the ports of `io_perm`.
+    ///
+    /// # Errors
+    /// The kernel's answer.
+    fn io_perm_modify(&self, io_perm: PortName, enable: bool) -> Result<(), KernReturn> {
+        let task = self.task_self();
+        self.simple_kernel_rpc(IO_PERM_MODIFY, |r| {
+            io_perm_modify_request(task, r, io_perm, enable)
+        })
+        .result()
     }
 }
 

@@ -14,13 +14,12 @@ use std::ffi::{CString, c_char, c_int};
 use std::sync::Arc;
 
 use mach::ipc::option;
-use mach::kernel_rpc as kern;
-use mach::port::{PortName, Right, type_name as tn};
+use mach::kernel_rpc::{KernelRpc, VM_PROT_ALL};
+use mach::port::{PortName, Right};
 use mach::sys::hurd::HurdIpc;
 use mach::{Ipc, KernReturn};
 use mig_bindings::device::Client;
 use mig_bindings::pci as arbiter;
-use mig_bindings::rpc::rpc;
 use parking_lot::Mutex;
 
 use super::{
@@ -352,21 +351,11 @@ pub(super) fn dma_alloc(
 ) -> HyResult<(*mut u8, usize, u64)> {
     let len = len.next_multiple_of(PAGE);
     let (host, _) = privileged()?;
-    let task = HurdIpc.task_self();
     let pmax = if below_4g { 1 << 32 } else { 0 };
-    let m = rpc(&HurdIpc, |r| {
-        kern::vm_allocate_contiguous_request(
-            host,
-            r,
-            task,
-            len as u64,
-            0,
-            pmax,
-            align.next_power_of_two().max(PAGE) as u64,
-        )
-    })
-    .map_err(kr_err)?;
-    let (vaddr, paddr) = kern::decode_vm_allocate_contiguous_reply(m.as_bytes()).map_err(kr_err)?;
+    let palign = align.next_power_of_two().max(PAGE) as u64;
+    let (vaddr, paddr) = HurdIpc
+        .vm_allocate_contiguous(host, len as u64, 0, pmax, palign)
+        .map_err(kr_err)?;
     let va = usize::try_from(vaddr).map_err(|_| NetbsdErrno(nb::EINVAL))?;
     with_state(|s| s.dma.insert(va, (len, paddr)));
     Ok((va as *mut u8, len, paddr))
@@ -382,12 +371,9 @@ pub(super) unsafe fn dma_free(vaddr: *mut u8, len: usize) {
 
 fn wire(start: usize, span: usize, access: i32) -> HyResult<()> {
     let (host, _) = privileged()?;
-    let task = HurdIpc.task_self();
-    let m = rpc(&HurdIpc, |r| {
-        kern::vm_wire_request(host, r, task, start as u64, span as u64, access)
-    })
-    .map_err(kr_err)?;
-    mach::rpc::decode_simple_reply(m.as_bytes(), kern::VM_WIRE).map_err(kr_err)
+    HurdIpc
+        .vm_wire(host, start as u64, span as u64, access)
+        .map_err(kr_err)
 }
 
 /// # Safety
@@ -407,15 +393,10 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
     if let Some(bus) = known {
         return Ok(bus);
     }
-    wire(start, span, kern::VM_PROT_ALL)?;
+    wire(start, span, VM_PROT_ALL)?;
     let (host, _) = privileged()?;
-    let task = HurdIpc.task_self();
-    let pages = rpc(&HurdIpc, |r| {
-        kern::vm_pages_phys_request(host, r, task, start as u64, span as u64)
-    })
-    .and_then(|m| kern::decode_vm_pages_phys_reply(m.as_bytes()));
-    let pages = match pages {
-        Ok(p) => p.into_vec(&HurdIpc),
+    let pages = match HurdIpc.vm_pages_phys(host, start as u64, span as u64) {
+        Ok(p) => p,
         Err(e) => {
             let _ = wire(start, span, 0);
             return Err(kr_err(e));
@@ -461,20 +442,11 @@ pub(super) fn dma_buffer_bus(va: usize, len: usize) -> Option<u64> {
 
 pub(super) fn iospace_init() -> HyResult<()> {
     let (_, master) = privileged()?;
-    let task = HurdIpc.task_self();
     // Every port but the configuration mechanism's (0xcf8–0xcff), which is
     // the arbiter's.
     for (from, to) in [(0, 0xcf7), (0xd00, 0xffff)] {
-        let m = rpc(&HurdIpc, |r| {
-            kern::io_perm_create_request(master, r, from, to)
-        })
-        .map_err(kr_err)?;
-        let perm = kern::decode_port_reply(m.as_bytes(), kern::IO_PERM_CREATE, tn::MOVE_SEND)
-            .map_err(kr_err)?;
-        let r = rpc(&HurdIpc, |r| {
-            kern::io_perm_modify_request(task, r, perm, true)
-        })
-        .and_then(|m| mach::rpc::decode_simple_reply(m.as_bytes(), kern::IO_PERM_MODIFY));
+        let perm = HurdIpc.io_perm_create(master, from, to).map_err(kr_err)?;
+        let r = HurdIpc.io_perm_modify(perm, true);
         let _ = HurdIpc.port_deallocate(perm);
         r.map_err(kr_err)?;
     }

@@ -143,3 +143,7 @@ impl Ipc for HurdIpc {
         kr(unsafe { vm_deallocate(task(), addr as usize, size) })
     }
 }
+
+/// Kernel RPCs with a fresh reply port each (glibc has no stubs for
+/// `vm_allocate_contiguous` and the like).
+impl crate::kernel_rpc::KernelRpc for HurdIpc {}

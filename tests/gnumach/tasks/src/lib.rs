@@ -28,6 +28,7 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use mach::ipc::{Ipc, option};
+use mach::kernel_rpc::KernelRpc;
 use mach::port::Right;
 pub use mach::sys::gnumach::GnuMach;
 use mach::{KernReturn, PortName};

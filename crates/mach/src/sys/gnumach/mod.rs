@@ -7,12 +7,11 @@
 
 mod trap;
 
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::ipc::{Ipc, option};
 use crate::kern::KernReturn;
-use crate::kernel_rpc as kernel;
+use crate::kernel_rpc::{self as kernel, KernelRpc};
 use crate::msg::MsgBuf;
 use crate::port::{PortName, Right, type_name as tn};
 use crate::rpc;
@@ -70,17 +69,6 @@ impl GnuMach {
         r
     }
 
-    /// A kernel RPC whose reply carries only a return code.
-    fn simple_rpc(&self, id: i32, build: impl FnOnce(PortName) -> MsgBuf) -> KernReturn {
-        match self
-            .rpc(build)
-            .and_then(|m| rpc::decode_simple_reply(m.as_bytes(), id))
-        {
-            Ok(()) => KernReturn::SUCCESS,
-            Err(e) => e,
-        }
-    }
-
     fn put_reply_port(&self, reply: u32) {
         if self
             .reply
@@ -129,75 +117,12 @@ impl GnuMach {
         // SAFETY: a trap on port names.
         KernReturn(unsafe { trap::gnumach_task_set_special_port(task.0, which, port.0) })
     }
+}
 
-    /// `task_get_special_port(task, which)`: a send right, or `NULL`.
-    pub fn task_get_special_port(
-        &self,
-        task: PortName,
-        which: i32,
-    ) -> Result<PortName, KernReturn> {
-        let m = self.rpc(|r| kernel::task_get_special_port_request(task, r, which))?;
-        kernel::decode_port_reply(m.as_bytes(), kernel::TASK_GET_SPECIAL_PORT, tn::MOVE_SEND)
-    }
-
-    /// `host_reboot(host_priv, options)`.
-    pub fn host_reboot(&self, host_priv: PortName, options: i32) -> KernReturn {
-        self.simple_rpc(kernel::HOST_REBOOT, |r| {
-            kernel::host_reboot_request(host_priv, r, options)
-        })
-    }
-
-    /// `vm_allocate_contiguous`: `size` bytes of physically contiguous,
-    /// wired memory between `pmin` and `pmax`, aligned to `palign`; returns
-    /// the virtual and physical addresses.
-    pub fn vm_allocate_contiguous(
-        &self,
-        host_priv: PortName,
-        size: u64,
-        pmin: u64,
-        pmax: u64,
-        palign: u64,
-    ) -> Result<(u64, u64), KernReturn> {
-        let task = PortName(self.task());
-        let m = self.rpc(|r| {
-            kernel::vm_allocate_contiguous_request(host_priv, r, task, size, pmin, pmax, palign)
-        })?;
-        kernel::decode_vm_allocate_contiguous_reply(m.as_bytes())
-    }
-
-    /// `vm_pages_phys`: the physical address of every page of
-    /// `[vaddr, vaddr+size)` in this task (0 for a page not resident).
-    pub fn vm_pages_phys(
-        &self,
-        host_priv: PortName,
-        vaddr: u64,
-        size: u64,
-    ) -> Result<Vec<u64>, KernReturn> {
-        let task = PortName(self.task());
-        let m = self.rpc(|r| kernel::vm_pages_phys_request(host_priv, r, task, vaddr, size))?;
-        Ok(kernel::decode_vm_pages_phys_reply(m.as_bytes())?.into_vec(self))
-    }
-
-    /// `i386_io_perm_create(master, from, to)`: the capability for I/O ports
-    /// `from..=to`.
-    pub fn io_perm_create(
-        &self,
-        master: PortName,
-        from: u16,
-        to: u16,
-    ) -> Result<PortName, KernReturn> {
-        let m = self.rpc(|r| kernel::io_perm_create_request(master, r, from, to))?;
-        kernel::decode_port_reply(m.as_bytes(), kernel::IO_PERM_CREATE, tn::MOVE_SEND)
-    }
-
-    /// `i386_io_perm_modify` on this task: enables (or withdraws) direct
-    /// access to the ports of `io_perm`.
-    pub fn io_perm_modify(&self, io_perm: PortName, enable: bool) -> Result<(), KernReturn> {
-        let task = PortName(self.task());
-        self.simple_rpc(kernel::IO_PERM_MODIFY, |r| {
-            kernel::io_perm_modify_request(task, r, io_perm, enable)
-        })
-        .result()
+/// Kernel RPCs through the cached reply port.
+impl KernelRpc for GnuMach {
+    fn kernel_rpc(&self, build: impl FnOnce(PortName) -> MsgBuf) -> Result<MsgBuf, KernReturn> {
+        self.rpc(build)
     }
 }
 
@@ -237,7 +162,7 @@ impl Ipc for GnuMach {
 
     fn port_mod_refs(&self, name: PortName, right: Right, delta: i32) -> KernReturn {
         let task = PortName(self.task());
-        self.simple_rpc(kernel::PORT_MOD_REFS, |r| {
+        self.simple_kernel_rpc(kernel::PORT_MOD_REFS, |r| {
             kernel::port_mod_refs_request(task, r, name, right as u32, delta)
         })
     }
@@ -256,7 +181,7 @@ impl Ipc for GnuMach {
 
     fn port_move_member(&self, member: PortName, set: PortName) -> KernReturn {
         let task = PortName(self.task());
-        self.simple_rpc(kernel::PORT_MOVE_MEMBER, |r| {
+        self.simple_kernel_rpc(kernel::PORT_MOVE_MEMBER, |r| {
             kernel::port_move_member_request(task, r, member, set)
         })
     }

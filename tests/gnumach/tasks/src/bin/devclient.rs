@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 
 use gnumach_tasks::ctl::{EXPECT_DEATH, STATS};
 use gnumach_tasks::{Args, MACH, check, end, entry, fail, must, sleep_ms};
+use mach::kernel_rpc::KernelRpc;
 use mach::msg::{Builder, Header, MsgBuf};
 use mach::sys::gnumach::TASK_BOOTSTRAP_PORT;
 use mach::{Ipc, KernReturn, PortName};

@@ -20,6 +20,7 @@ use core::sync::atomic::{Ordering, fence};
 
 use gnumach_tasks::{Args, MACH, check, end, entry, fail, must};
 use mach::ipc::option;
+use mach::kernel_rpc::KernelRpc;
 use mach::msg::MsgBuf;
 use mach::port::Right;
 use mach::{Ipc, KernReturn, PortName};
