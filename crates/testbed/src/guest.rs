@@ -324,17 +324,14 @@ fn build_programs(programs: &[(String, String)], rump: bool) -> Vec<PathBuf> {
         "target/vm-programs"
     });
     let triple = "x86_64-unknown-linux-gnu";
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-    cmd.current_dir(repo())
-        .args(["build", "--release", "--target", triple, "--target-dir"])
-        .arg(&target_dir)
+    let mut cmd = crate::cargo_build(&repo(), &target_dir);
+    cmd.args(["--target", triple])
         // Static glibc binaries: the guest has no shared libraries. The
         // flag reaches only the target's crates, not build scripts.
         .env(
             "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
             "-C target-feature=+crt-static",
-        )
-        .env_remove("RUSTFLAGS");
+        );
     if !rump {
         // Other guest programs never link a host's rump kernel.
         cmd.env_remove("RUMP_PREFIX");

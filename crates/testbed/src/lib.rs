@@ -24,6 +24,22 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A `cargo build --release --target-dir <target_dir>` run from `dir`
+/// for programs of a test bed, without the outer cargo's settings (they are
+/// for the host test binaries).
+#[must_use]
+pub fn cargo_build(dir: &Path, target_dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.current_dir(dir)
+        .args(["build", "--release", "--target-dir"])
+        .arg(target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET");
+    cmd
+}
+
 /// A sparse disk image of `mib` MiB at `target/vm-testbed/<name>.img`,
 /// with `fills` (offset, length, byte) written into it.
 ///

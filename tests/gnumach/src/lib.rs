@@ -175,15 +175,8 @@ fn build_tasks() -> PathBuf {
     }
     let dir = repo().join("tests/gnumach/tasks");
     let target = repo().join("target/gnumach-tasks");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&dir)
-        .args(["build", "--release", "--locked", "--target-dir"])
-        .arg(&target)
-        // The outer cargo's settings are for the host test binaries.
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
+    let status = testbed::cargo_build(&dir, &target)
+        .arg("--locked")
         .status()
         .expect("cargo build the GNU Mach tasks");
     assert!(status.success(), "building tests/gnumach/tasks failed");
