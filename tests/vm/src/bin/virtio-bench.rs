@@ -4,9 +4,9 @@
 //! - `virtio-bench DDDD:BB:DD.F MIB`: rumpdisk's user-space driver
 //!   (`VirtioDisk::read_at`/`write_at`, then a flush); prints `USER ...`.
 //!   Each request maps its buffer for the device and unmaps it after, as
-//!   rumpdisk's serving path does with reply regions.
-//! - `virtio-bench --registered DDDD:BB:DD.F MIB`: the same with the buffer
-//!   mapped once beforehand (fixed buffers); prints `REGISTERED ...`.
+//!   rumpdisk's serving path does with reply regions (the VFIO back end
+//!   keeps the idle mapping and takes it again while the buffer's page
+//!   frames are unchanged).
 //! - `virtio-bench --netbsd ld0 MIB` (built with a rump kernel): NetBSD's
 //!   driver of the functions in `RUMP_PCI_DEVICES`, through rumpdisk's NetBSD
 //!   back end (`/dev/rld0d`); prints `NETBSD ...`.
@@ -29,7 +29,6 @@ fn main() {
 
     const MIB: usize = 1 << 20;
     let mut args = std::env::args().skip(1).peekable();
-    let registered = args.next_if(|a| a == "--registered").is_some();
     let netbsd = args.next_if(|a| a == "--netbsd").is_some();
     let (Some(target), Some(mib)) = (
         args.next(),
@@ -58,16 +57,11 @@ fn main() {
             eprintln!("virtio-bench: {e}");
             std::process::exit(1);
         });
-        (if registered { "REGISTERED" } else { "USER" }, Box::new(d))
+        ("USER", Box::new(d))
     };
     // Page-aligned, as O_DIRECT wants.
     let mut backing = AlignedBuf::new(MIB, PAGE).expect("buffer");
     let buf = backing.as_mut_slice();
-    if registered {
-        // SAFETY: `backing` outlives every transfer and is only touched
-        // between them.
-        unsafe { hypercall::pci::dma_map(buf.as_ptr(), MIB) }.expect("register the buffer");
-    }
     let t = Instant::now();
     for i in 0..mib {
         disk.read_at((i * MIB) as u64, buf).expect("read");
