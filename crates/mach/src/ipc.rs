@@ -87,6 +87,15 @@ pub trait Ipc: Send + Sync {
     /// `vm_allocate` anywhere, zero-filled.
     fn vm_allocate(&self, size: usize) -> Result<u64, KernReturn>;
 
+    /// A region like [`Ipc::vm_allocate`]'s for a caller that overwrites
+    /// all of it before it is read or sent: its bytes need not be zero.
+    /// Mach's zero-fill pages cost nothing until touched, so this is
+    /// `vm_allocate`; the loopback kernel skips zeroing a reused region
+    /// (a memset as long as the copy that then overwrites it).
+    fn vm_allocate_for_overwrite(&self, size: usize) -> Result<u64, KernReturn> {
+        self.vm_allocate(size)
+    }
+
     /// `vm_deallocate`.
     ///
     /// # Safety

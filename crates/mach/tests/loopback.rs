@@ -523,3 +523,33 @@ fn a_right_moved_twice_in_one_message_is_refused_and_nothing_is_lost() {
     assert_eq!(send(&client, b.finish()), KernReturn::SUCCESS);
     assert_eq!(k.stats().queued, 1);
 }
+
+#[test]
+fn vm_allocate_is_zeroed_even_when_a_region_is_reused() {
+    let (_k, t, _) = pair();
+    let fill = |addr: u64, n: usize| {
+        // SAFETY: a region of at least `n` bytes this task owns.
+        unsafe { std::ptr::write_bytes(addr as *mut u8, 0xee, n) };
+    };
+    let zeros = |addr: u64, from: usize, to: usize| {
+        // SAFETY: as above.
+        let s = unsafe { std::slice::from_raw_parts(addr as *const u8, to) };
+        s[from..].iter().all(|&b| b == 0)
+    };
+    for _ in 0..2 {
+        let a = t.vm_allocate(8192).unwrap();
+        assert!(zeros(a, 0, 8192), "vm_allocate must zero-fill");
+        fill(a, 8192);
+        // SAFETY: ours, not used afterwards.
+        assert_eq!(unsafe { t.vm_deallocate(a, 8192) }, KernReturn::SUCCESS);
+    }
+    // For overwrite: the bytes asked for may be stale, never the rest of
+    // the last page.
+    let a = t.vm_allocate_for_overwrite(5000).unwrap();
+    assert!(zeros(a, 5000, 8192), "the tail past the size must be zero");
+    fill(a, 8192);
+    // SAFETY: ours, not used afterwards.
+    assert_eq!(unsafe { t.vm_deallocate(a, 8192) }, KernReturn::SUCCESS);
+    let a = t.vm_allocate(8192).unwrap();
+    assert!(zeros(a, 0, 8192), "vm_allocate after an overwrite region");
+}

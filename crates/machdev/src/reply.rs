@@ -145,7 +145,8 @@ impl DataReply {
             return self.send(result);
         }
         let ipc = Arc::clone(&self.responder.ipc);
-        let Ok(addr) = ipc.vm_allocate(len) else {
+        // `fill` overwrites all of it (on failure it is never sent).
+        let Ok(addr) = ipc.vm_allocate_for_overwrite(len) else {
             return self.send(Err(KernReturn::D_NO_MEMORY));
         };
         // SAFETY: a fresh region of at least `len` bytes, this task's alone

@@ -1395,7 +1395,11 @@ impl Ipc for Task {
     }
 
     fn vm_allocate(&self, size: usize) -> Result<u64, KernReturn> {
-        self.kernel.vm.allocate(size, Some(self.space))
+        self.kernel.vm.allocate(size, Some(self.space), true)
+    }
+
+    fn vm_allocate_for_overwrite(&self, size: usize) -> Result<u64, KernReturn> {
+        self.kernel.vm.allocate(size, Some(self.space), false)
     }
 
     unsafe fn vm_deallocate(&self, addr: u64, size: usize) -> KernReturn {

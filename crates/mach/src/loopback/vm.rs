@@ -84,13 +84,18 @@ impl Vm {
         }
     }
 
-    /// A zeroed region of at least `size` bytes for `owner`.
-    pub fn allocate(&self, size: usize, owner: Owner) -> Result<u64, KernReturn> {
+    /// A region of at least `size` bytes for `owner`: zeroed, or with
+    /// `zero` false, a reused region keeps the bytes of its last owner in
+    /// its first `size` bytes (for a caller that overwrites them before
+    /// they are read or sent); the rest of its last page is zeroed.
+    pub fn allocate(&self, size: usize, owner: Owner, zero: bool) -> Result<u64, KernReturn> {
         let layout = Self::layout(size)?;
         let p = match self.reuse(layout) {
-            // SAFETY: a cached region of `layout`, ours alone.
+            // SAFETY: a cached region of `layout`, ours alone; `size` is
+            // within it.
             Some(p) => unsafe {
-                std::ptr::write_bytes(p, 0, layout.size());
+                let from = if zero { 0 } else { size };
+                std::ptr::write_bytes(p.add(from), 0, layout.size() - from);
                 p
             },
             // SAFETY: the layout has a non-zero size.
