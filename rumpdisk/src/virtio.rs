@@ -1,24 +1,33 @@
-//! Native virtio-blk: the `virtio-drivers` crate's driver over the
-//! hypercall crate's PCI service (configuration space, mapped BARs, DMA
-//! memory, the device's interrupt), in this process.
+//! Native virtio-blk: a driver built on the `virtio-drivers` crate's PCI
+//! transport and virtqueue, over the hypercall crate's PCI service
+//! (configuration space, mapped BARs, DMA memory, the device's interrupt),
+//! in this process.
 //!
-//! Requests are interrupt-driven with several in flight: a request is
-//! queued with its data buffer given to the device in place (an IOMMU maps
-//! it at its own address; without one, a buffer not contiguous in physical
-//! memory goes through a bounce buffer), then its thread sleeps. The
-//! interrupt thread acknowledges the device, completes every finished
+//! Requests are interrupt-driven with several in flight. A transfer's data
+//! buffer is given to the device in place, as a scatter-gather list:
+//! - under an IOMMU it is mapped at its own address, so it is one piece;
+//! - with physical addresses (the Hurd; `--pci-dma physical`), it is one
+//!   piece per run of consecutive page frames;
+//! - only a buffer that cannot be split on sector boundaries into the
+//!   device's segment limit goes through a bounce buffer.
+//!
+//! Each transfer is one request where the pieces fit (no 4 KiB splitting),
+//! else a few requests in flight together. The requesting thread sleeps;
+//! the interrupt thread acknowledges the device, completes every finished
 //! request in ring order, wakes their threads and only then re-enables the
-//! line. Each transfer is one request (no 4 KiB splitting).
+//! line.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hypercall::pci::{self, Address, Device, DmaBuffer};
+use hypercall::pci::{self, Address, Device, DmaAddressing, DmaBuffer};
 use parking_lot::{Condvar, Mutex};
-use virtio_drivers::device::blk::{BlkReq, BlkResp, RespStatus, VirtIOBlk};
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::Transport;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
@@ -27,11 +36,36 @@ use crate::disk::{Disk, PAGE};
 
 /// Sector size of virtio-blk.
 pub const SECTOR: u32 = 512;
-/// Request slots (the driver's ring has 16 descriptors).
+/// Requests in flight (header and status slots).
 const SLOTS: usize = 16;
+/// Descriptors of the ring: a request takes one per piece plus two (its
+/// header and status). The device must offer a queue at least this long
+/// (QEMU's virtio-blk has 256).
+const QUEUE_SIZE: usize = 128;
 /// How long a request waits for an interrupt before looking for its
 /// completion itself.
 const LOST_INTERRUPT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Request types and statuses (virtio 1.2, 5.2.6).
+const T_IN: u32 = 0;
+const T_OUT: u32 = 1;
+const T_FLUSH: u32 = 4;
+const S_OK: u8 = 0;
+const S_UNSUPP: u8 = 2;
+
+bitflags::bitflags! {
+    /// The feature bits this driver takes when the device offers them.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Features: u64 {
+        const SEG_MAX = 1 << 2;
+        const RO = 1 << 5;
+        const FLUSH = 1 << 9;
+        const RING_EVENT_IDX = 1 << 29;
+        const VERSION_1 = 1 << 32;
+        /// DMA goes through the platform's IOMMU: taken under VFIO only.
+        const ACCESS_PLATFORM = 1 << 33;
+    }
+}
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
@@ -41,22 +75,18 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 #[derive(Debug)]
 pub struct PciHal;
 
-/// How a shared buffer reaches the device.
-enum Share {
-    /// Mapped in place (unmapped on unshare).
-    Mapped { addr: usize, len: usize },
-    /// Copied through a bounce buffer.
-    Bounce(DmaBuffer),
-}
-
-/// Shares by bus address.
-static SHARES: Mutex<BTreeMap<u64, Share>> = Mutex::new(BTreeMap::new());
 /// `dma_alloc` allocations by bus address.
 static ALLOCS: Mutex<BTreeMap<u64, DmaBuffer>> = Mutex::new(BTreeMap::new());
 
+thread_local! {
+    /// The data pieces of the request this thread is queueing: address,
+    /// length, bus address (`share` answers from here).
+    static PIECES: RefCell<Vec<(usize, usize, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
 // SAFETY: allocations are zeroed, page-aligned and contiguous for the
-// device (`DmaBuffer`); translations come from the PCI service; shared
-// buffers stay mapped or bounced until `unshare`.
+// device (`DmaBuffer`); translations come from the PCI service; data
+// buffers are mapped by the transfer that queues them until it completes.
 unsafe impl Hal for PciHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         let b = DmaBuffer::new(pages * PAGE, PAGE, false)
@@ -76,56 +106,24 @@ unsafe impl Hal for PciHal {
             .unwrap_or_else(|| panic!("virtio: no mapped BAR holds {paddr:#x}+{size:#x}"))
     }
 
-    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
         let addr = buffer.cast::<u8>().as_ptr() as usize;
         let len = buffer.len();
-        // Already DMA memory (request headers): nothing to map or undo.
+        // Request headers and statuses: DMA memory.
         if let Some(bus) = pci::dma_buffer_bus(addr as *const u8, len) {
             return bus;
         }
-        // SAFETY: the driver keeps the buffer alive and untouched until
-        // `unshare` (virtio-drivers' contract for shared buffers).
-        match unsafe { pci::dma_map(addr as *const u8, len) } {
-            Ok(Some(bus)) => {
-                SHARES.lock().insert(bus, Share::Mapped { addr, len });
-                return bus;
-            }
-            Ok(None) => {
-                // Not contiguous for the device: bounce instead.
-                let _ = pci::dma_unmap(addr as *const u8, len);
-            }
-            Err(_) => {}
-        }
-        let b = DmaBuffer::new(len, PAGE, false)
-            .unwrap_or_else(|e| panic!("virtio: bounce buffer of {len} bytes: {e}"));
-        if direction != BufferDirection::DeviceToDriver {
-            // SAFETY: `buffer` is readable for `len` bytes; the bounce
-            // buffer holds at least `len`.
-            unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, b.as_ptr(), len) };
-        }
-        let bus = b.bus_address();
-        SHARES.lock().insert(bus, Share::Bounce(b));
-        bus
+        PIECES
+            .with_borrow(|p| {
+                p.iter()
+                    .find(|&&(a, l, _)| a == addr && l == len)
+                    .map(|p| p.2)
+            })
+            .unwrap_or_else(|| panic!("virtio: {len} bytes at {addr:#x} were not prepared for DMA"))
     }
 
-    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
-        match SHARES.lock().remove(&paddr) {
-            Some(Share::Mapped { addr, len }) => {
-                let _ = pci::dma_unmap(addr as *const u8, len);
-            }
-            Some(Share::Bounce(b)) if direction != BufferDirection::DriverToDevice => {
-                // SAFETY: the device is done with the bounce buffer; `buffer`
-                // is writable for its length.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        b.as_ptr(),
-                        buffer.cast::<u8>().as_ptr(),
-                        buffer.len(),
-                    );
-                }
-            }
-            _ => {}
-        }
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {
+        // The transfer that mapped the pieces unmaps them.
     }
 }
 
@@ -148,77 +146,150 @@ impl ConfigurationAccess for Config {
     }
 }
 
-/// One queued request: where its pieces are, and its result once done.
+/// One queued request: its slot and data pieces.
 struct InFlight {
     slot: usize,
-    buf: *mut u8,
-    len: usize,
+    /// Data pieces (address, length): the device reads them for a write.
+    pieces: Vec<(usize, usize)>,
     write: bool,
-    done: Option<io::Result<()>>,
 }
 
-// SAFETY: the buffer pointer belongs to the thread waiting for the request,
-// which keeps it alive and untouched until `done` is set under the lock.
+// SAFETY: the pieces belong to the thread waiting for the request, which
+// keeps them alive and untouched until `done` is set under the lock.
 unsafe impl Send for InFlight {}
 
 struct Inner {
-    blk: VirtIOBlk<PciHal, PciTransport>,
+    transport: PciTransport,
+    queue: VirtQueue<PciHal, QUEUE_SIZE>,
     /// Request headers and statuses, in DMA memory: slot `i` at `i * 32`.
     slots: DmaBuffer,
     free: Vec<usize>,
+    /// Requests the device has, by token (the head descriptor, which a
+    /// later request reuses once this one completed).
     inflight: BTreeMap<u16, InFlight>,
+    /// Results of completed requests, by slot, until their owner takes
+    /// them and frees the slot.
+    results: Vec<Option<io::Result<()>>>,
 }
 
-// SAFETY: the driver's raw pointers are to DMA memory and mapped BARs this
-// value owns; every access goes through the mutex around it.
+// SAFETY: the transport's and queue's raw pointers are to DMA memory and
+// mapped BARs this value owns; every access goes through the mutex around
+// it.
 unsafe impl Send for Inner {}
 
 impl Inner {
-    fn req(&self, slot: usize) -> *mut BlkReq {
+    /// Slot `slot`'s 16-byte header and its status byte.
+    fn slot(&self, slot: usize) -> (*mut u8, *mut u8) {
         // SAFETY: slot `slot` < SLOTS lies inside the slot buffer.
-        unsafe { self.slots.as_ptr().add(slot * 32).cast() }
+        let h = unsafe { self.slots.as_ptr().add(slot * 32) };
+        // SAFETY: the status follows the header, inside the slot.
+        (h, unsafe { h.add(16) })
     }
 
-    fn resp(&self, slot: usize) -> *mut BlkResp {
-        // SAFETY: as in `req`; the status follows the 16-byte header.
-        unsafe { self.slots.as_ptr().add(slot * 32 + 16).cast() }
-    }
-
-    /// Completes every finished request, in ring order.
-    fn drain(&mut self) {
-        while let Some(token) = self.blk.peek_used() {
-            let Some(f) = self.inflight.get(&token) else {
-                log::error!("virtio: completion of unknown request {token}");
-                return;
-            };
-            let (slot, buf, len, write) = (f.slot, f.buf, f.len, f.write);
-            let (req, resp) = (self.req(slot), self.resp(slot));
-            // SAFETY: the header, buffer and status queued with `token`,
-            // still alive (their owner waits for `done`).
-            let r = unsafe {
+    /// The descriptors of a request: device-readable, then
+    /// device-writable.
+    ///
+    /// # Safety
+    /// The pieces must be valid for their lengths, and the returned slices
+    /// not used by the driver while the device owns them.
+    unsafe fn buffers<'a>(
+        &self,
+        slot: usize,
+        pieces: &[(usize, usize)],
+        write: bool,
+    ) -> (Vec<&'a [u8]>, Vec<&'a mut [u8]>) {
+        let (h, st) = self.slot(slot);
+        // SAFETY: slot memory lives as long as the driver; the caller's
+        // contract for the pieces.
+        unsafe {
+            let mut inputs: Vec<&[u8]> = vec![std::slice::from_raw_parts(h, 16)];
+            let mut outputs: Vec<&mut [u8]> = Vec::new();
+            for &(a, l) in pieces {
                 if write {
-                    let data = std::slice::from_raw_parts(buf, len);
-                    self.blk
-                        .complete_write_blocks(token, &*req, data, &mut *resp)
+                    inputs.push(std::slice::from_raw_parts(a as *const u8, l));
                 } else {
-                    let data = std::slice::from_raw_parts_mut(buf, len);
-                    self.blk
-                        .complete_read_blocks(token, &*req, data, &mut *resp)
+                    outputs.push(std::slice::from_raw_parts_mut(a as *mut u8, l));
                 }
-            };
-            let r = r.map_err(|e| {
-                // SAFETY: the status slot, written by the device.
-                let status = unsafe { (*resp).status() };
-                if status == RespStatus::UNSUPPORTED {
-                    io::Error::from(io::ErrorKind::Unsupported)
-                } else {
-                    io_err(format!("{e} (status {status:?})"))
-                }
-            });
-            if let Some(f) = self.inflight.get_mut(&token) {
-                f.done = Some(r);
             }
+            outputs.push(std::slice::from_raw_parts_mut(st, 1));
+            (inputs, outputs)
         }
+    }
+
+    /// Queues a request of type `kind` at `sector` in slot `slot` and
+    /// notifies the device when it wants it. Its result appears in
+    /// `results[slot]`.
+    ///
+    /// # Safety
+    /// The pieces (`(address, length, bus address)`) must stay valid and
+    /// mapped, and untouched by the caller, until the request completes.
+    unsafe fn submit(
+        &mut self,
+        slot: usize,
+        kind: u32,
+        sector: u64,
+        pieces: &[(usize, usize, u64)],
+        write: bool,
+    ) -> Result<(), virtio_drivers::Error> {
+        let (h, st) = self.slot(slot);
+        let mut header = [0u8; 16];
+        header[..4].copy_from_slice(&kind.to_le_bytes());
+        header[8..].copy_from_slice(&sector.to_le_bytes());
+        // SAFETY: the slot is this request's alone.
+        unsafe {
+            std::ptr::copy_nonoverlapping(header.as_ptr(), h, 16);
+            st.write(0xff);
+        }
+        let plain: Vec<(usize, usize)> = pieces.iter().map(|&(a, l, _)| (a, l)).collect();
+        // SAFETY: the caller's contract.
+        let (inputs, mut outputs) = unsafe { self.buffers(slot, &plain, write) };
+        PIECES.with_borrow_mut(|p| {
+            p.clear();
+            p.extend_from_slice(pieces);
+        });
+        // SAFETY: the caller's contract; `share` finds the pieces above.
+        let token = unsafe { self.queue.add(&inputs, &mut outputs) };
+        PIECES.with_borrow_mut(Vec::clear);
+        let token = token?;
+        if self.queue.should_notify() {
+            self.transport.notify(0);
+        }
+        self.inflight.insert(
+            token,
+            InFlight {
+                slot,
+                pieces: plain,
+                write,
+            },
+        );
+        Ok(())
+    }
+
+    /// Completes every finished request, in ring order. Returns how many.
+    fn drain(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(token) = self.queue.peek_used() {
+            let Some(f) = self.inflight.remove(&token) else {
+                log::error!("virtio: completion of unknown request {token}");
+                return n;
+            };
+            // SAFETY: the pieces queued with `token`, still alive (their
+            // owner waits for `done`).
+            let (inputs, mut outputs) = unsafe { self.buffers(f.slot, &f.pieces, f.write) };
+            // SAFETY: the same buffers `submit` queued with `token`.
+            let popped = unsafe { self.queue.pop_used(token, &inputs, &mut outputs) };
+            // SAFETY: the status byte, written by the device.
+            let status = unsafe { self.slot(f.slot).1.read() };
+            let r = match (popped, status) {
+                (Ok(_), S_OK) => Ok(()),
+                (Ok(_), S_UNSUPP) => Err(io::Error::from(io::ErrorKind::Unsupported)),
+                (Ok(_), s) => Err(io_err(format!("device status {s}"))),
+                (Err(e), _) => Err(io_err(e)),
+            };
+            self.results[f.slot] = Some(r);
+            n += 1;
+        }
+        n
     }
 }
 
@@ -235,6 +306,11 @@ pub struct VirtioDisk {
     shared: Arc<Shared>,
     capacity: u64,
     read_only: bool,
+    /// Data pieces one request may carry.
+    max_pieces: usize,
+    /// Whether the device has a write cache to flush (else it writes
+    /// through).
+    has_flush: bool,
     ops: AtomicU64,
     _device: Arc<Device>,
 }
@@ -246,6 +322,14 @@ impl std::fmt::Debug for VirtioDisk {
             .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
+}
+
+/// A transfer's data as the device gets it.
+enum Data {
+    /// The caller's buffer, mapped for the transfer: pieces of it.
+    Mapped(Vec<(usize, usize, u64)>),
+    /// A bounce buffer.
+    Bounce(DmaBuffer),
 }
 
 impl VirtioDisk {
@@ -268,42 +352,63 @@ impl VirtioDisk {
         device.enable().map_err(hypercall::NetbsdErrno::to_io)?;
         let df = device_function(address);
         let mut root = PciRoot::new(Config(Arc::clone(&device)));
-        let transport = PciTransport::new::<PciHal, _>(&mut root, df).map_err(io_err)?;
-        let mut blk = VirtIOBlk::<PciHal, _>::new(transport).map_err(io_err)?;
-        let capacity = blk.capacity() * u64::from(SECTOR);
-        let read_only = blk.readonly();
+        let mut transport = PciTransport::new::<PciHal, _>(&mut root, df).map_err(io_err)?;
+        let mut supported = Features::SEG_MAX
+            | Features::RO
+            | Features::FLUSH
+            | Features::RING_EVENT_IDX
+            | Features::VERSION_1;
+        if pci::dma_addressing() == DmaAddressing::Iommu {
+            supported |= Features::ACCESS_PLATFORM;
+        }
+        let features = transport.begin_init(supported);
+        // Configuration: capacity (sectors) at 0, seg_max at 12.
+        let capacity = transport
+            .read_consistent(|| {
+                let lo: u32 = transport.read_config_space(0)?;
+                let hi: u32 = transport.read_config_space(4)?;
+                Ok(u64::from(lo) | (u64::from(hi) << 32))
+            })
+            .map_err(io_err)?;
+        let seg_max = if features.contains(Features::SEG_MAX) {
+            transport.read_config_space::<u32>(12).map_err(io_err)?
+        } else {
+            1
+        };
+        let queue = VirtQueue::new(
+            &mut transport,
+            0,
+            false,
+            features.contains(Features::RING_EVENT_IDX),
+        )
+        .map_err(|e| io_err(format!("{address}: queue of {QUEUE_SIZE}: {e}")))?;
+        transport.finish_init();
+        let capacity = capacity * u64::from(SECTOR);
+        let read_only = features.contains(Features::RO);
+        let max_pieces = (seg_max.max(1) as usize).min(QUEUE_SIZE - 2);
         let slots =
             DmaBuffer::new(SLOTS * 32, PAGE, false).map_err(hypercall::NetbsdErrno::to_io)?;
+        let mut inner = Inner {
+            transport,
+            queue,
+            slots,
+            free: (0..SLOTS).rev().collect(),
+            inflight: BTreeMap::new(),
+            results: (0..SLOTS).map(|_| None).collect(),
+        };
         // MSI-X vector 0 for the request queue where the device has MSI-X
         // (no ISR read and no unmask per interrupt), else INTx.
         let irq = match msix_queue_vector(&device, address) {
             Ok(true) => device.interrupt(true).or_else(|_| device.interrupt(false)),
             _ => device.interrupt(false),
         };
-        if irq.is_ok() {
-            blk.enable_interrupts();
-        } else {
-            blk.disable_interrupts();
-        }
-        let inner = Inner {
-            blk,
-            slots,
-            free: (0..SLOTS).rev().collect(),
-            inflight: BTreeMap::new(),
-        };
-        for s in 0..SLOTS {
-            // SAFETY: slot memory inside the DMA buffer, aligned for both.
-            unsafe {
-                inner.req(s).write(BlkReq::default());
-                inner.resp(s).write(BlkResp::default());
-            }
-        }
+        inner.queue.set_dev_notify(irq.is_ok());
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
             cv: Condvar::new(),
             interrupts: irq.is_ok(),
         });
-        let shared_irq_kind = irq.as_ref().ok().map(pci::Interrupt::is_intx);
+        let irq_kind = irq.as_ref().ok().map(pci::Interrupt::is_intx);
         match irq {
             Ok(irq) => {
                 let s = Arc::clone(&shared);
@@ -314,9 +419,9 @@ impl VirtioDisk {
             Err(e) => log::warn!("{address}: no interrupt ({e}); completions are polled"),
         }
         log::info!(
-            "{address}: virtio-blk, {capacity} bytes{}, {}",
+            "{address}: virtio-blk, {capacity} bytes{}, {}, up to {max_pieces} pieces a request",
             if read_only { ", read-only" } else { "" },
-            match &shared_irq_kind {
+            match &irq_kind {
                 Some(true) => "INTx",
                 Some(false) => "MSI-X",
                 None => "polled",
@@ -327,12 +432,66 @@ impl VirtioDisk {
             shared,
             capacity,
             read_only,
+            max_pieces,
+            has_flush: features.contains(Features::FLUSH),
             ops: AtomicU64::new(0),
             _device: device,
         })
     }
 
-    /// Queues one request and waits for its completion.
+    /// The caller's buffer mapped for the device as pieces, or, where its
+    /// pieces cannot be cut into requests on sector boundaries, a bounce
+    /// buffer.
+    fn prepare(&self, buf: *mut u8, len: usize, write: bool) -> io::Result<Data> {
+        // SAFETY: the caller (a transfer) keeps the buffer alive and
+        // untouched until `release`.
+        if unsafe { pci::dma_map(buf, len) }.is_ok() {
+            if let Ok(pieces) = pci::dma_segments(buf, len) {
+                let splits_on_sectors = (buf as usize).is_multiple_of(SECTOR as usize)
+                    && pieces
+                        .iter()
+                        .all(|&(l, _)| l.is_multiple_of(SECTOR as usize));
+                if pieces.len() <= self.max_pieces || splits_on_sectors {
+                    let mut at = buf as usize;
+                    return Ok(Data::Mapped(
+                        pieces
+                            .into_iter()
+                            .map(|(l, bus)| {
+                                at += l;
+                                (at - l, l, bus)
+                            })
+                            .collect(),
+                    ));
+                }
+            }
+            let _ = pci::dma_unmap(buf, len);
+        }
+        let b = DmaBuffer::new(len, PAGE, false).map_err(hypercall::NetbsdErrno::to_io)?;
+        if write {
+            // SAFETY: `buf` is readable for `len` bytes; the bounce buffer
+            // holds at least `len`.
+            unsafe { std::ptr::copy_nonoverlapping(buf, b.as_ptr(), len) };
+        }
+        Ok(Data::Bounce(b))
+    }
+
+    /// Ends what `prepare` started, copying a bounced read back.
+    fn release(buf: *mut u8, len: usize, data: &Data, write: bool) {
+        match data {
+            Data::Mapped(_) => {
+                let _ = pci::dma_unmap(buf, len);
+            }
+            Data::Bounce(b) if !write => {
+                // SAFETY: the device is done with the bounce buffer; `buf`
+                // is writable for `len` bytes.
+                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), buf, len) };
+            }
+            Data::Bounce(_) => {}
+        }
+    }
+
+    /// Queues one request per group of at most `max_pieces` pieces (one
+    /// for the whole transfer when they fit) and waits for all of them.
     fn transfer(&self, offset: u64, buf: *mut u8, len: usize, write: bool) -> io::Result<()> {
         if !offset.is_multiple_of(u64::from(SECTOR)) || !len.is_multiple_of(SECTOR as usize) {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
@@ -347,38 +506,68 @@ impl VirtioDisk {
             return Ok(());
         }
         self.ops.fetch_add(1, Ordering::Relaxed);
-        let sector = usize::try_from(offset / u64::from(SECTOR))
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let data = self.prepare(buf, len, write)?;
+        let pieces = match &data {
+            Data::Mapped(p) => p.clone(),
+            Data::Bounce(b) => vec![(b.as_ptr() as usize, len, b.bus_address())],
+        };
+        log::debug!(
+            "{}: {len} bytes at {offset}: {}",
+            self.address,
+            match &data {
+                Data::Mapped(p) => format!(
+                    "{} pieces in {} requests",
+                    p.len(),
+                    p.len().div_ceil(self.max_pieces)
+                ),
+                Data::Bounce(_) => "bounced".to_owned(),
+            }
+        );
+        let kind = if write { T_OUT } else { T_IN };
+        let mut sector = offset / u64::from(SECTOR);
+        let mut queued = Vec::new();
         let mut g = self.shared.inner.lock();
-        let token = loop {
+        let mut result = Ok(());
+        for group in pieces.chunks(self.max_pieces) {
+            match self.queue_one(&mut g, kind, sector, group, write) {
+                Ok(slot) => queued.push(slot),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            sector += (group.iter().map(|p| p.1).sum::<usize>() / SECTOR as usize) as u64;
+        }
+        // Every queued request is waited for, even after a failure: the
+        // device may still be using the buffer.
+        for slot in queued {
+            let r = self.wait_for(&mut g, slot);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        drop(g);
+        self.shared.cv.notify_all();
+        Self::release(buf, len, &data, write);
+        result
+    }
+
+    /// Queues one request once a slot and room in the ring are free;
+    /// returns its slot.
+    fn queue_one(
+        &self,
+        g: &mut parking_lot::MutexGuard<'_, Inner>,
+        kind: u32,
+        sector: u64,
+        pieces: &[(usize, usize, u64)],
+        write: bool,
+    ) -> io::Result<usize> {
+        loop {
             if let Some(slot) = g.free.pop() {
-                let (req, resp) = (g.req(slot), g.resp(slot));
-                // SAFETY: the slot's header and status and the caller's
-                // buffer stay untouched until the completion is taken below
-                // (the caller waits here for it).
-                let r = unsafe {
-                    if write {
-                        let data = std::slice::from_raw_parts(buf, len);
-                        g.blk.write_blocks_nb(sector, &mut *req, data, &mut *resp)
-                    } else {
-                        let data = std::slice::from_raw_parts_mut(buf, len);
-                        g.blk.read_blocks_nb(sector, &mut *req, data, &mut *resp)
-                    }
-                };
-                match r {
-                    Ok(t) => {
-                        g.inflight.insert(
-                            t,
-                            InFlight {
-                                slot,
-                                buf,
-                                len,
-                                write,
-                                done: None,
-                            },
-                        );
-                        break t;
-                    }
+                // SAFETY: the transfer keeps the pieces mapped and untouched
+                // until it has waited for this request.
+                match unsafe { g.submit(slot, kind, sector, pieces, write) } {
+                    Ok(()) => return Ok(slot),
                     Err(virtio_drivers::Error::QueueFull) => g.free.push(slot),
                     Err(e) => {
                         g.free.push(slot);
@@ -387,20 +576,18 @@ impl VirtioDisk {
                 }
             }
             // No slot or no room in the ring: wait for a completion.
-            self.wait(&mut g);
-        };
+            self.wait(g);
+        }
+    }
+
+    /// Waits for the request in `slot` and frees the slot.
+    fn wait_for(&self, g: &mut parking_lot::MutexGuard<'_, Inner>, slot: usize) -> io::Result<()> {
         loop {
-            if let Some(f) = g.inflight.get_mut(&token)
-                && let Some(r) = f.done.take()
-            {
-                let slot = f.slot;
-                g.inflight.remove(&token);
+            if let Some(r) = g.results[slot].take() {
                 g.free.push(slot);
-                drop(g);
-                self.shared.cv.notify_all();
                 return r;
             }
-            self.wait(&mut g);
+            self.wait(g);
         }
     }
 
@@ -409,21 +596,14 @@ impl VirtioDisk {
     fn wait(&self, g: &mut parking_lot::MutexGuard<'_, Inner>) {
         if self.shared.interrupts {
             // A lost interrupt costs a delay, never a hang.
-            if self.shared.cv.wait_for(g, LOST_INTERRUPT).timed_out() {
-                let before = g.inflight.values().filter(|f| f.done.is_some()).count();
-                g.drain();
-                if g.inflight.values().filter(|f| f.done.is_some()).count() > before {
-                    log::warn!(
-                        "{}: a completion arrived without an interrupt",
-                        self.address
-                    );
-                }
+            if self.shared.cv.wait_for(g, LOST_INTERRUPT).timed_out() && g.drain() > 0 {
+                log::warn!(
+                    "{}: a completion arrived without an interrupt",
+                    self.address
+                );
             }
-        } else {
-            g.drain();
-            if g.inflight.values().all(|f| f.done.is_none()) {
-                parking_lot::MutexGuard::unlocked(g, std::thread::yield_now);
-            }
+        } else if g.drain() == 0 {
+            parking_lot::MutexGuard::unlocked(g, std::thread::yield_now);
         }
     }
 }
@@ -499,7 +679,7 @@ fn interrupt_thread(s: &Shared, irq: &pci::Interrupt) {
             let mut g = s.inner.lock();
             if irq.is_intx() {
                 // Reading the ISR status deasserts the line.
-                let _ = g.blk.ack_interrupt();
+                let _ = g.transport.ack_interrupt();
             }
             g.drain();
         }
@@ -535,21 +715,17 @@ impl Disk for VirtioDisk {
     }
 
     fn flush(&self) -> io::Result<()> {
+        if !self.has_flush {
+            return Ok(());
+        }
         self.ops.fetch_add(1, Ordering::Relaxed);
         let mut g = self.shared.inner.lock();
-        // The driver's flush waits for its own completion at the head of
-        // the ring: nothing else may be in flight.
-        while !g.inflight.is_empty() {
-            self.wait(&mut g);
-        }
-        let had_irq = self.shared.interrupts;
-        if had_irq {
-            g.blk.disable_interrupts();
-        }
-        let r = g.blk.flush().map_err(io_err);
-        if had_irq {
-            g.blk.enable_interrupts();
-        }
+        // A flush covers the writes completed before it: it waits for
+        // nothing else, like the kernel's.
+        let slot = self.queue_one(&mut g, T_FLUSH, 0, &[], false)?;
+        let r = self.wait_for(&mut g, slot);
+        drop(g);
+        self.shared.cv.notify_all();
         r
     }
 

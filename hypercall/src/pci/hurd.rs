@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 
 use super::{
     Address, Bar, BarMaps, Info, Mmio, contiguous, decode_bars, mmap_shared, page_span,
-    range_lookup,
+    range_lookup, segments,
 };
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
@@ -434,6 +434,17 @@ pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
         let (&start, (len, pages, _)) = s.mapped.range(..=va).next_back()?;
         (va < start + len).then(|| pages[(va - start) / PAGE] + ((va % PAGE) as u64))
     })
+}
+
+pub(super) fn dma_segments(addr: usize, len: usize) -> HyResult<Vec<(usize, u64)>> {
+    let (start, span) = page_span(addr, len);
+    with_state(|s| match s.mapped.get(&start) {
+        Some((l, pages, _)) if *l == span => {
+            segments(start, addr, len, pages.iter().copied().map(Some))
+        }
+        _ => None,
+    })
+    .ok_or(NetbsdErrno(nb::EINVAL))
 }
 
 pub(super) fn dma_buffer_bus(va: usize, len: usize) -> Option<u64> {

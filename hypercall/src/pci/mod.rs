@@ -252,6 +252,33 @@ pub(crate) fn contiguous(
     Some(first? + (addr - start) as u64)
 }
 
+/// `[addr, addr+len)` as pieces each contiguous for devices, given the bus
+/// addresses of the pages from `start` (its page), one per page: (length,
+/// bus address) in order; `None` where a page is unknown.
+pub(crate) fn segments(
+    start: usize,
+    addr: usize,
+    len: usize,
+    pages: impl IntoIterator<Item = Option<u64>>,
+) -> Option<Vec<(usize, u64)>> {
+    let end = addr + len;
+    let mut out: Vec<(usize, u64)> = Vec::new();
+    for (i, p) in pages.into_iter().enumerate() {
+        let page = start + i * PAGE;
+        if page >= end {
+            break;
+        }
+        let from = addr.max(page);
+        let n = end.min(page + PAGE) - from;
+        let bus = p? + (from - page) as u64;
+        match out.last_mut() {
+            Some((l, b)) if *b + *l as u64 == bus => *l += n,
+            _ => out.push((n, bus)),
+        }
+    }
+    (out.iter().map(|&(l, _)| l).sum::<usize>() == len).then_some(out)
+}
+
 /// The functions open now (for [`bar_to_virt`]).
 static OPEN: parking_lot::Mutex<Vec<std::sync::Weak<sys::Device>>> =
     parking_lot::Mutex::new(Vec::new());
@@ -707,6 +734,20 @@ pub unsafe fn dma_map(ptr: *const u8, len: usize) -> HyResult<Option<u64>> {
     unsafe { sys::dma_map(ptr as usize, len) }
 }
 
+/// The pieces of `[ptr, ptr+len)`, which [`dma_map`] mapped, that are each
+/// contiguous for devices: (length, bus address), in order. One piece
+/// under an IOMMU; with physical addresses, one per run of consecutive
+/// page frames, for a scatter-gather list instead of a bounce buffer.
+///
+/// # Errors
+/// `EINVAL` if the range is not mapped (or a frame is unknown).
+pub fn dma_segments(ptr: *const u8, len: usize) -> HyResult<Vec<(usize, u64)>> {
+    if len == 0 {
+        return Err(NetbsdErrno(nb::EINVAL));
+    }
+    sys::dma_segments(ptr as usize, len)
+}
+
 /// Ends a [`dma_map`].
 ///
 /// # Errors
@@ -735,6 +776,29 @@ mod tests {
         for bad in ["", "0000:00:20.0", "0000:00:1f.8", "00:1f.2", "x:00:00.0"] {
             assert!(bad.parse::<Address>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn segments_merge_consecutive_frames_and_cut_at_the_ends() {
+        let p = PAGE as u64;
+        // Three pages: frames 10, 11 and 20; the range starts 100 bytes in
+        // and ends 50 bytes into the third page.
+        let frames = [Some(10 * p), Some(11 * p), Some(20 * p)];
+        let start = 0x7000_0000;
+        let len = 2 * PAGE - 100 + 50;
+        assert_eq!(
+            segments(start, start + 100, len, frames),
+            Some(vec![(2 * PAGE - 100, 10 * p + 100), (50, 20 * p)])
+        );
+        // Identity: one piece.
+        let id = (0..4).map(|i| Some(0x5000 + i * p));
+        assert_eq!(
+            segments(0x5000, 0x5000, 4 * PAGE, id),
+            Some(vec![(4 * PAGE, 0x5000)])
+        );
+        // An unknown frame, or too few pages: no list.
+        assert_eq!(segments(start, start, 2 * PAGE, [Some(p), None]), None);
+        assert_eq!(segments(start, start, 2 * PAGE, [Some(p)]), None);
     }
 
     #[test]

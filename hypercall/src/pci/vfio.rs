@@ -26,7 +26,7 @@ use vfio_bindings::bindings::vfio as raw;
 
 use super::{
     Address, Bar, BarMaps, Info, Mmio, contiguous, decode_bars, mmap_shared, page_span,
-    range_lookup,
+    range_lookup, segments,
 };
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
@@ -665,8 +665,15 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
         if unsafe { libc::mlock(start as *const libc::c_void, span) } < 0 {
             return Err(last_err());
         }
-        let frames = (start..start + span).step_by(PAGE).map(phys_addr);
-        return Ok(contiguous(start, addr, frames));
+        // The pages are resident now (mlock faults them in).
+        let bus = frames(start, span).and_then(|f| {
+            contiguous(
+                start,
+                addr,
+                f.into_iter().map(|pfn| Some(pfn * PAGE as u64)),
+            )
+        });
+        return Ok(bus);
     }
     with_state(|s| {
         let c = s.iommu()?;
@@ -791,6 +798,27 @@ fn frames(start: usize, len: usize) -> Option<Vec<u64>> {
             (e >> 63 == 1 && pfn != 0).then_some(pfn)
         })
         .collect()
+}
+
+pub(super) fn dma_segments(addr: usize, len: usize) -> HyResult<Vec<(usize, u64)>> {
+    let (start, span) = page_span(addr, len);
+    if super::dma_addressing() == super::DmaAddressing::Physical {
+        return frames(start, span)
+            .and_then(|f| {
+                segments(
+                    start,
+                    addr,
+                    len,
+                    f.into_iter().map(|pfn| Some(pfn * PAGE as u64)),
+                )
+            })
+            .ok_or(NetbsdErrno(nb::EINVAL));
+    }
+    with_state(|s| match s.mapped.get(&start) {
+        // IOVA = address.
+        Some(m) if m.len == span && m.users > 0 => Ok(vec![(len, addr as u64)]),
+        _ => Err(NetbsdErrno(nb::EINVAL)),
+    })
 }
 
 pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
