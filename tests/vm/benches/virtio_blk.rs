@@ -13,6 +13,12 @@
 //! for VFIO, so the drivers meet on equal terms). QEMU translates an
 //! `identity` device's DMA at full speed only until the device is first
 //! given to VFIO: the first round's figure is that one.
+//!
+//! A second disk without `iommu_platform` bypasses the IOMMU for either
+//! driver: there rumpdisk's driver uses physical addresses and
+//! scatter-gather lists, as on the Hurd, and each request pays `mlock`,
+//! a `/proc/self/pagemap` read and `munlock` of its buffer.
+//!
 //! Prints the ratios user-space / kernel. With `RUMP_PREFIX`, NetBSD's own
 //! virtio `ld` (the rump kernel on the rumpcomp hypercalls, physical DMA
 //! addressing) reads and writes a second, legacy virtio disk in the same
@@ -31,6 +37,14 @@ fn main() {
     let img = testbed::disk_image("bench-virtio", MIB.into(), &[]);
     let drive = format!("if=none,id=vd,format=raw,cache=none,file={}", img.display());
     let bdf = "0000:00:05.0";
+    // A second modern disk without `iommu_platform`: its DMA bypasses the
+    // IOMMU, for either driver.
+    let phys = "0000:00:07.0";
+    let img3 = testbed::disk_image("bench-phys", MIB.into(), &[]);
+    let drive3 = format!(
+        "if=none,id=vp,format=raw,cache=none,file={}",
+        img3.display()
+    );
     let netbsd = std::env::var_os("RUMP_PREFIX").is_some();
     let img2 = testbed::disk_image("bench-netbsd", MIB.into(), &[]);
     let drive2 = format!(
@@ -47,22 +61,31 @@ fn main() {
     };
     // Round: the kernel's driver holds the disk in each IOMMU domain type
     // of its group (switched while no driver is bound), then rumpdisk's;
-    // between rounds the function goes back to virtio-pci.
-    let kernel = |domain: &str, who: &str| {
+    // then the same on the disk that bypasses the IOMMU, rumpdisk's driver
+    // with physical addresses. Between runs a function goes back to
+    // virtio-pci.
+    let kernel = |bdf: &str, domain: Option<&str>, who: &str| {
+        let domain = domain.map_or(String::new(), |d| {
+            format!("echo {d} > /sys/bus/pci/devices/{bdf}/iommu_group/type || exit 1\n")
+        });
         format!(
             "echo > /sys/bus/pci/devices/{bdf}/driver_override\n\
              [ -e /sys/bus/pci/devices/{bdf}/driver ] && echo {bdf} > /sys/bus/pci/devices/{bdf}/driver/unbind\n\
-             echo {domain} > /sys/bus/pci/devices/{bdf}/iommu_group/type || exit 1\n\
+             {domain}\
              echo {bdf} > /sys/bus/pci/drivers_probe; sleep 1\n\
-             virtio-bench /dev/vda {MIB} | sed 's/^KERNEL/{who}/' || exit 1\n"
+             dev=/dev/$(ls /sys/bus/pci/devices/{bdf}/virtio*/block)\n\
+             virtio-bench $dev {MIB} | sed 's/^KERNEL/{who}/' || exit 1\n"
         )
     };
     let round = format!(
         "{}{}\
          virtio-bench {bdf} {MIB} || exit 1\n\
+         {}\
+         RUMP_PCI_DMA=physical virtio-bench {phys} {MIB} | sed 's/^USER/USER-PHYS/' || exit 1\n\
          {netbsd_run}",
-        kernel("identity", "KERNEL"),
-        kernel("DMA-FQ", "KERNEL-IOMMU"),
+        kernel(bdf, Some("identity"), "KERNEL"),
+        kernel(bdf, Some("DMA-FQ"), "KERNEL-IOMMU"),
+        kernel(phys, None, "KERNEL-PHYS"),
     );
     let mut guest = Guest::new()
         .module("virtio_pci")
@@ -73,6 +96,10 @@ fn main() {
             &drive,
             "-device",
             "virtio-blk-pci,drive=vd,addr=0x5,num-queues=1,disable-legacy=on,iommu_platform=on",
+            "-drive",
+            &drive3,
+            "-device",
+            "virtio-blk-pci,drive=vp,addr=0x7,num-queues=1,disable-legacy=on",
         ]);
     guest = if netbsd {
         // The legacy device NetBSD 7's virtio drives.
@@ -108,7 +135,14 @@ fn report(o: &testbed::guest::Outcome, netbsd: bool) {
         "virtio-blk in a TCG guest, {MIB} MiB sequential, 1 MiB requests, best of {ROUNDS} rounds."
     );
     println!("read MiB/s per round:");
-    for who in ["KERNEL", "KERNEL-IOMMU", "USER", "NETBSD"] {
+    for who in [
+        "KERNEL",
+        "KERNEL-IOMMU",
+        "USER",
+        "KERNEL-PHYS",
+        "USER-PHYS",
+        "NETBSD",
+    ] {
         let runs: Vec<&str> = o
             .output
             .iter()
@@ -129,17 +163,29 @@ fn report(o: &testbed::guest::Outcome, netbsd: bool) {
     let (kr, kw) = (rate("KERNEL read "), rate("KERNEL write "));
     let (tr, tw) = (rate("KERNEL-IOMMU read "), rate("KERNEL-IOMMU write "));
     let (ur, uw) = (rate("USER read "), rate("USER write "));
+    let (pkr, pkw) = (rate("KERNEL-PHYS read "), rate("KERNEL-PHYS write "));
+    let (pur, puw) = (rate("USER-PHYS read "), rate("USER-PHYS write "));
     assert!(
-        [kr, kw, tr, tw, ur, uw].iter().all(|&x| x > 0.0),
+        [kr, kw, tr, tw, ur, uw, pkr, pkw, pur, puw]
+            .iter()
+            .all(|&x| x > 0.0),
         "{}",
         o.output.join("\n")
     );
+    println!("through the IOMMU (VFIO):");
     for (what, u, k, t) in [("read", ur, kr, tr), ("write", uw, kw, tw)] {
         println!(
-            "sequential {what:<6} user-space {u:>7.1} MiB/s | kernel, identity domain {k:>7.1} MiB/s, \
+            "  sequential {what:<6} user-space {u:>7.1} MiB/s | kernel, identity domain {k:>7.1} MiB/s, \
              ratio {:.2} | kernel, translated {t:>7.1} MiB/s, ratio {:.2}",
             u / k,
             u / t
+        );
+    }
+    println!("bypassing it (physical addresses, scatter-gather):");
+    for (what, u, k) in [("read", pur, pkr), ("write", puw, pkw)] {
+        println!(
+            "  sequential {what:<6} user-space {u:>7.1} MiB/s | kernel {k:>7.1} MiB/s, ratio {:.2}",
+            u / k
         );
     }
     if netbsd {
