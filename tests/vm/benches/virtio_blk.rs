@@ -10,9 +10,8 @@
 //! The kernel's driver runs twice a round, with its IOMMU group in each
 //! domain type: `identity` (the device's DMA untranslated) and Linux's
 //! default `DMA-FQ` (translated by the same emulated IOMMU that translates
-//! for VFIO, so the drivers meet on equal terms). QEMU translates an
-//! `identity` device's DMA at full speed only until the device is first
-//! given to VFIO: the first round's figure is that one.
+//! for VFIO, so the drivers meet on equal terms). The images are written
+//! whole before the guest starts, so no round reads holes.
 //!
 //! A second disk without `iommu_platform` bypasses the IOMMU for either
 //! driver: there rumpdisk's driver uses physical addresses and
@@ -34,19 +33,19 @@ const MIB: u32 = 128;
 const ROUNDS: usize = 5;
 
 fn main() {
-    let img = testbed::disk_image("bench-virtio", MIB.into(), &[]);
+    let img = written_image("bench-virtio");
     let drive = format!("if=none,id=vd,format=raw,cache=none,file={}", img.display());
     let bdf = "0000:00:05.0";
     // A second modern disk without `iommu_platform`: its DMA bypasses the
     // IOMMU, for either driver.
     let phys = "0000:00:07.0";
-    let img3 = testbed::disk_image("bench-phys", MIB.into(), &[]);
+    let img3 = written_image("bench-phys");
     let drive3 = format!(
         "if=none,id=vp,format=raw,cache=none,file={}",
         img3.display()
     );
     let netbsd = std::env::var_os("RUMP_PREFIX").is_some();
-    let img2 = testbed::disk_image("bench-netbsd", MIB.into(), &[]);
+    let img2 = written_image("bench-netbsd");
     let drive2 = format!(
         "if=none,id=ld,format=raw,cache=none,file={}",
         img2.display()
@@ -126,6 +125,18 @@ fn main() {
         panic!("the guest's benchmark script failed");
     }
     report(&o, netbsd);
+}
+
+/// A disk image written whole and synced: a sparse one would let the
+/// first reads, before anything wrote the disk, hit holes the host file
+/// system answers without reading (twice as fast or more), and dirty pages
+/// would be written back during the first `O_DIRECT` reads.
+fn written_image(name: &str) -> std::path::PathBuf {
+    let img = testbed::disk_image(name, MIB.into(), &[(0, (MIB as usize) << 20, 0x5a)]);
+    std::fs::File::open(&img)
+        .and_then(|f| f.sync_all())
+        .expect("sync the image");
+    img
 }
 
 /// Prints the figures of the guest's output `o`.
