@@ -13,6 +13,11 @@
 //! its page frames, read from `/proc/self/pagemap`, are still the ones
 //! pinned. Memory freed and mapped anew gets new frames, so a stale
 //! mapping is never used: it is dropped and the range mapped afresh.
+//!
+//! With physical addressing (devices that bypass the IOMMU) a caller's
+//! buffer is pinned the same way once a device is open, and its bus
+//! addresses are the frames read when it was pinned; before any device is
+//! open it is only `mlock`ed.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -658,67 +663,87 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
         return Err(NetbsdErrno(nb::EINVAL));
     }
     let (start, span) = page_span(addr, len);
-    if super::dma_addressing() == super::DmaAddressing::Physical {
-        // No IOMMU mapping: the pages stay where they are (locked), and
-        // `virt_to_bus` answers their frames.
-        // SAFETY: mlock of the caller's mapped range.
-        if unsafe { libc::mlock(start as *const libc::c_void, span) } < 0 {
-            return Err(last_err());
-        }
-        // The pages are resident now (mlock faults them in).
-        let bus = frames(start, span).and_then(|f| {
-            contiguous(
-                start,
-                addr,
-                f.into_iter().map(|pfn| Some(pfn * PAGE as u64)),
-            )
-        });
-        return Ok(bus);
-    }
-    with_state(|s| {
-        let c = s.iommu()?;
-        if let Some(m) = s.mapped.get_mut(&start)
-            && m.len == span
-        {
-            if m.users > 0 {
-                m.users += 1;
-                return Ok(Some(addr as u64));
-            }
-            // Idle: still ours if the range holds the frames pinned.
-            if m.frames.is_some() && m.frames == frames(start, span) {
-                m.users = 1;
-                s.idle -= span;
-                return Ok(Some(addr as u64));
-            }
-        }
-        s.drop_idle(c, start, span);
-        map_dma(c, start, start as u64, span)?;
-        let mapping = Mapping {
-            len: span,
-            users: 1,
-            frames: frames(start, span),
-            stamp: 0,
-        };
-        s.mapped.insert(start, mapping);
+    let physical = super::dma_addressing() == super::DmaAddressing::Physical;
+    // Pinned through the container: the IOMMU mapping at IOVA = address
+    // also keeps the pages in place for a device that bypasses the IOMMU.
+    match with_state(|s| s.iommu().and_then(|c| s.pin(c, start, span))) {
         // IOVA = address: contiguous by construction.
-        Ok(Some(addr as u64))
-    })
+        Ok(_) if !physical => Ok(Some(addr as u64)),
+        Ok(frames) => Ok(frames
+            .and_then(|f| contiguous(start, addr, f.iter().map(|&pfn| Some(pfn * PAGE as u64))))),
+        Err(e) if !physical => Err(e),
+        Err(_) => {
+            // No container yet: the pages stay where they are (locked), and
+            // `virt_to_bus` answers their frames.
+            // SAFETY: mlock of the caller's mapped range.
+            if unsafe { libc::mlock(start as *const libc::c_void, span) } < 0 {
+                return Err(last_err());
+            }
+            // The pages are resident now (mlock faults them in).
+            Ok(frames(start, span).and_then(|f| {
+                contiguous(
+                    start,
+                    addr,
+                    f.into_iter().map(|pfn| Some(pfn * PAGE as u64)),
+                )
+            }))
+        }
+    }
 }
 
 pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
     let (start, span) = page_span(addr, len);
-    if super::dma_addressing() == super::DmaAddressing::Physical {
-        // SAFETY: munlock of a range `dma_map` locked.
-        unsafe { libc::munlock(start as *const libc::c_void, span) };
-        return Ok(());
+    let pinned = with_state(|s| {
+        s.mapped.contains_key(&start).then(|| {
+            let c = s.iommu()?;
+            s.release(c, start, span)
+        })
+    });
+    match pinned {
+        Some(r) => r,
+        None if super::dma_addressing() == super::DmaAddressing::Physical => {
+            // SAFETY: munlock of a range `dma_map` locked.
+            unsafe { libc::munlock(start as *const libc::c_void, span) };
+            Ok(())
+        }
+        None => Err(NetbsdErrno(nb::EINVAL)),
     }
-    with_state(|s| {
-        let c = s.iommu()?;
-        s.release(c, start, span)
-    })
 }
 
 impl State {
+    /// Pins `[start, start+span)` (page-aligned) at IOVA = address, taking
+    /// a mapping in use or an idle one whose frames are unchanged; returns
+    /// the frames when this process may read them.
+    fn pin(&mut self, c: RawFd, start: usize, span: usize) -> HyResult<Option<Vec<u64>>> {
+        if let Some(m) = self.mapped.get_mut(&start)
+            && m.len == span
+        {
+            if m.users > 0 {
+                m.users += 1;
+                return Ok(m.frames.clone());
+            }
+            // Idle: still ours if the range holds the frames pinned.
+            if m.frames.is_some() && m.frames == frames(start, span) {
+                m.users = 1;
+                self.idle -= span;
+                return Ok(m.frames.clone());
+            }
+        }
+        self.drop_idle(c, start, span);
+        map_dma(c, start, start as u64, span)?;
+        let frames = frames(start, span);
+        self.mapped.insert(
+            start,
+            Mapping {
+                len: span,
+                users: 1,
+                frames: frames.clone(),
+                stamp: 0,
+            },
+        );
+        Ok(frames)
+    }
+
     /// One user fewer of the mapping at `start`: unused, it stays idle
     /// when its frames are known and it fits the budget.
     fn release(&mut self, c: RawFd, start: usize, span: usize) -> HyResult<()> {
@@ -802,23 +827,23 @@ fn frames(start: usize, len: usize) -> Option<Vec<u64>> {
 
 pub(super) fn dma_segments(addr: usize, len: usize) -> HyResult<Vec<(usize, u64)>> {
     let (start, span) = page_span(addr, len);
-    if super::dma_addressing() == super::DmaAddressing::Physical {
-        return frames(start, span)
-            .and_then(|f| {
-                segments(
-                    start,
-                    addr,
-                    len,
-                    f.into_iter().map(|pfn| Some(pfn * PAGE as u64)),
-                )
-            })
-            .ok_or(NetbsdErrno(nb::EINVAL));
-    }
+    let physical = super::dma_addressing() == super::DmaAddressing::Physical;
+    let by_frames =
+        |f: &[u64]| segments(start, addr, len, f.iter().map(|&p| Some(p * PAGE as u64)));
     with_state(|s| match s.mapped.get(&start) {
-        // IOVA = address.
-        Some(m) if m.len == span && m.users > 0 => Ok(vec![(len, addr as u64)]),
-        _ => Err(NetbsdErrno(nb::EINVAL)),
+        Some(m) if m.len == span && m.users > 0 => {
+            if physical {
+                m.frames.as_deref().and_then(by_frames)
+            } else {
+                // IOVA = address.
+                Some(vec![(len, addr as u64)])
+            }
+        }
+        // Locked (no container when it was mapped).
+        _ if physical => frames(start, span).as_deref().and_then(by_frames),
+        _ => None,
     })
+    .ok_or(NetbsdErrno(nb::EINVAL))
 }
 
 pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
@@ -827,13 +852,16 @@ pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
         if let Some(bus) = range_lookup(&s.dma, va, 1) {
             return Some(bus);
         }
-        if let Some((&start, m)) = s.mapped.range(..=va).next_back()
-            && m.users > 0
-            && va < start + m.len
-        {
-            return Some(va as u64);
+        let (&start, m) = s.mapped.range(..=va).next_back()?;
+        if m.users == 0 || va >= start + m.len {
+            return None;
         }
-        None
+        if physical {
+            let frame = m.frames.as_ref()?[(va - start) / PAGE];
+            Some(frame * PAGE as u64 + (va % PAGE) as u64)
+        } else {
+            Some(va as u64)
+        }
     });
     // Physical addressing: any page, by its frame.
     found.or_else(|| if physical { phys_addr(va) } else { None })
