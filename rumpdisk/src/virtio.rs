@@ -146,8 +146,9 @@ impl ConfigurationAccess for Config {
     }
 }
 
-/// One queued request: its slot and data pieces.
+/// One queued request: its number, slot and data pieces.
 struct InFlight {
+    id: u64,
     slot: usize,
     /// Data pieces (address, length): the device reads them for a write.
     pieces: Vec<(usize, usize)>,
@@ -167,9 +168,11 @@ struct Inner {
     /// Requests the device has, by token (the head descriptor, which a
     /// later request reuses once this one completed).
     inflight: BTreeMap<u16, InFlight>,
-    /// Results of completed requests, by slot, until their owner takes
-    /// them and frees the slot.
-    results: Vec<Option<io::Result<()>>>,
+    /// Results of completed requests, by request number, until their owner
+    /// takes them. A completed request's slot is free at once, so threads
+    /// that queue several requests never hold slots waiting for each other.
+    done: BTreeMap<u64, io::Result<()>>,
+    next_id: u64,
 }
 
 // SAFETY: the transport's and queue's raw pointers are to DMA memory and
@@ -217,8 +220,8 @@ impl Inner {
     }
 
     /// Queues a request of type `kind` at `sector` in slot `slot` and
-    /// notifies the device when it wants it. Its result appears in
-    /// `results[slot]`.
+    /// notifies the device when it wants it. Returns the request's number,
+    /// under which its result appears in `done`.
     ///
     /// # Safety
     /// The pieces (`(address, length, bus address)`) must stay valid and
@@ -230,7 +233,7 @@ impl Inner {
         sector: u64,
         pieces: &[(usize, usize, u64)],
         write: bool,
-    ) -> Result<(), virtio_drivers::Error> {
+    ) -> Result<u64, virtio_drivers::Error> {
         let (h, st) = self.slot(slot);
         let mut header = [0u8; 16];
         header[..4].copy_from_slice(&kind.to_le_bytes());
@@ -254,15 +257,18 @@ impl Inner {
         if self.queue.should_notify() {
             self.transport.notify(0);
         }
+        self.next_id += 1;
+        let id = self.next_id;
         self.inflight.insert(
             token,
             InFlight {
+                id,
                 slot,
                 pieces: plain,
                 write,
             },
         );
-        Ok(())
+        Ok(id)
     }
 
     /// Completes every finished request, in ring order. Returns how many.
@@ -286,7 +292,8 @@ impl Inner {
                 (Ok(_), s) => Err(io_err(format!("device status {s}"))),
                 (Err(e), _) => Err(io_err(e)),
             };
-            self.results[f.slot] = Some(r);
+            self.free.push(f.slot);
+            self.done.insert(f.id, r);
             n += 1;
         }
         n
@@ -394,7 +401,8 @@ impl VirtioDisk {
             slots,
             free: (0..SLOTS).rev().collect(),
             inflight: BTreeMap::new(),
-            results: (0..SLOTS).map(|_| None).collect(),
+            done: BTreeMap::new(),
+            next_id: 0,
         };
         // MSI-X vector 0 for the request queue where the device has MSI-X
         // (no ISR read and no unmask per interrupt), else INTx.
@@ -530,7 +538,7 @@ impl VirtioDisk {
         let mut result = Ok(());
         for group in pieces.chunks(self.max_pieces) {
             match self.queue_one(&mut g, kind, sector, group, write) {
-                Ok(slot) => queued.push(slot),
+                Ok(id) => queued.push(id),
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -540,8 +548,8 @@ impl VirtioDisk {
         }
         // Every queued request is waited for, even after a failure: the
         // device may still be using the buffer.
-        for slot in queued {
-            let r = self.wait_for(&mut g, slot);
+        for id in queued {
+            let r = self.wait_for(&mut g, id);
             if result.is_ok() {
                 result = r;
             }
@@ -553,7 +561,7 @@ impl VirtioDisk {
     }
 
     /// Queues one request once a slot and room in the ring are free;
-    /// returns its slot.
+    /// returns its number.
     fn queue_one(
         &self,
         g: &mut parking_lot::MutexGuard<'_, Inner>,
@@ -561,13 +569,13 @@ impl VirtioDisk {
         sector: u64,
         pieces: &[(usize, usize, u64)],
         write: bool,
-    ) -> io::Result<usize> {
+    ) -> io::Result<u64> {
         loop {
             if let Some(slot) = g.free.pop() {
                 // SAFETY: the transfer keeps the pieces mapped and untouched
                 // until it has waited for this request.
                 match unsafe { g.submit(slot, kind, sector, pieces, write) } {
-                    Ok(()) => return Ok(slot),
+                    Ok(id) => return Ok(id),
                     Err(virtio_drivers::Error::QueueFull) => g.free.push(slot),
                     Err(e) => {
                         g.free.push(slot);
@@ -580,11 +588,10 @@ impl VirtioDisk {
         }
     }
 
-    /// Waits for the request in `slot` and frees the slot.
-    fn wait_for(&self, g: &mut parking_lot::MutexGuard<'_, Inner>, slot: usize) -> io::Result<()> {
+    /// Waits for request `id`'s result.
+    fn wait_for(&self, g: &mut parking_lot::MutexGuard<'_, Inner>, id: u64) -> io::Result<()> {
         loop {
-            if let Some(r) = g.results[slot].take() {
-                g.free.push(slot);
+            if let Some(r) = g.done.remove(&id) {
                 return r;
             }
             self.wait(g);
@@ -722,8 +729,8 @@ impl Disk for VirtioDisk {
         let mut g = self.shared.inner.lock();
         // A flush covers the writes completed before it: it waits for
         // nothing else, like the kernel's.
-        let slot = self.queue_one(&mut g, T_FLUSH, 0, &[], false)?;
-        let r = self.wait_for(&mut g, slot);
+        let id = self.queue_one(&mut g, T_FLUSH, 0, &[], false)?;
+        let r = self.wait_for(&mut g, id);
         drop(g);
         self.shared.cv.notify_all();
         r
