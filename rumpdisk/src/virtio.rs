@@ -79,9 +79,9 @@ pub struct PciHal;
 static ALLOCS: Mutex<BTreeMap<u64, DmaBuffer>> = Mutex::new(BTreeMap::new());
 
 thread_local! {
-    /// The data pieces of the request this thread is queueing: address,
-    /// length, bus address (`share` answers from here).
-    static PIECES: RefCell<Vec<(usize, usize, u64)>> = const { RefCell::new(Vec::new()) };
+    /// The data pieces of the request this thread is queueing (`share`
+    /// answers from here).
+    static PIECES: RefCell<Vec<Piece>> = const { RefCell::new(Vec::new()) };
 }
 
 // SAFETY: allocations are zeroed, page-aligned and contiguous for the
@@ -146,17 +146,20 @@ impl ConfigurationAccess for Config {
     }
 }
 
+/// A data piece: address, length, bus address.
+type Piece = (usize, usize, u64);
+
 /// One queued request: its number, slot and data pieces.
 struct InFlight {
     id: u64,
     slot: usize,
-    /// Data pieces (address, length): the device reads them for a write.
-    pieces: Vec<(usize, usize)>,
+    /// The device reads them for a write.
+    pieces: Vec<Piece>,
     write: bool,
 }
 
 // SAFETY: the pieces belong to the thread waiting for the request, which
-// keeps them alive and untouched until `done` is set under the lock.
+// keeps them alive and untouched until its result is in `done`.
 unsafe impl Send for InFlight {}
 
 struct Inner {
@@ -198,7 +201,7 @@ impl Inner {
     unsafe fn buffers<'a>(
         &self,
         slot: usize,
-        pieces: &[(usize, usize)],
+        pieces: &[Piece],
         write: bool,
     ) -> (Vec<&'a [u8]>, Vec<&'a mut [u8]>) {
         let (h, st) = self.slot(slot);
@@ -207,7 +210,7 @@ impl Inner {
         unsafe {
             let mut inputs: Vec<&[u8]> = vec![std::slice::from_raw_parts(h, 16)];
             let mut outputs: Vec<&mut [u8]> = Vec::new();
-            for &(a, l) in pieces {
+            for &(a, l, _) in pieces {
                 if write {
                     inputs.push(std::slice::from_raw_parts(a as *const u8, l));
                 } else {
@@ -224,14 +227,14 @@ impl Inner {
     /// under which its result appears in `done`.
     ///
     /// # Safety
-    /// The pieces (`(address, length, bus address)`) must stay valid and
-    /// mapped, and untouched by the caller, until the request completes.
+    /// The pieces must stay valid and mapped, and untouched by the caller,
+    /// until the request completes.
     unsafe fn submit(
         &mut self,
         slot: usize,
         kind: u32,
         sector: u64,
-        pieces: &[(usize, usize, u64)],
+        pieces: &[Piece],
         write: bool,
     ) -> Result<u64, virtio_drivers::Error> {
         let (h, st) = self.slot(slot);
@@ -243,9 +246,8 @@ impl Inner {
             std::ptr::copy_nonoverlapping(header.as_ptr(), h, 16);
             st.write(0xff);
         }
-        let plain: Vec<(usize, usize)> = pieces.iter().map(|&(a, l, _)| (a, l)).collect();
         // SAFETY: the caller's contract.
-        let (inputs, mut outputs) = unsafe { self.buffers(slot, &plain, write) };
+        let (inputs, mut outputs) = unsafe { self.buffers(slot, pieces, write) };
         PIECES.with_borrow_mut(|p| {
             p.clear();
             p.extend_from_slice(pieces);
@@ -264,7 +266,7 @@ impl Inner {
             InFlight {
                 id,
                 slot,
-                pieces: plain,
+                pieces: pieces.to_vec(),
                 write,
             },
         );
@@ -334,7 +336,7 @@ impl std::fmt::Debug for VirtioDisk {
 /// A transfer's data as the device gets it.
 enum Data {
     /// The caller's buffer, mapped for the transfer: pieces of it.
-    Mapped(Vec<(usize, usize, u64)>),
+    Mapped(Vec<Piece>),
     /// A bounce buffer.
     Bounce(DmaBuffer),
 }
@@ -455,10 +457,10 @@ impl VirtioDisk {
         // untouched until `release`.
         if unsafe { pci::dma_map(buf, len) }.is_ok() {
             if let Ok(pieces) = pci::dma_segments(buf, len) {
-                let splits_on_sectors = (buf as usize).is_multiple_of(SECTOR as usize)
-                    && pieces
-                        .iter()
-                        .all(|&(l, _)| l.is_multiple_of(SECTOR as usize));
+                // Pieces end on page boundaries (or with the buffer, whose
+                // length is whole sectors): from a sector-aligned start,
+                // every group of them is whole sectors.
+                let splits_on_sectors = (buf as usize).is_multiple_of(SECTOR as usize);
                 if pieces.len() <= self.max_pieces || splits_on_sectors {
                     let mut at = buf as usize;
                     return Ok(Data::Mapped(
@@ -515,9 +517,13 @@ impl VirtioDisk {
         }
         self.ops.fetch_add(1, Ordering::Relaxed);
         let data = self.prepare(buf, len, write)?;
-        let pieces = match &data {
-            Data::Mapped(p) => p.clone(),
-            Data::Bounce(b) => vec![(b.as_ptr() as usize, len, b.bus_address())],
+        let bounce;
+        let pieces: &[Piece] = match &data {
+            Data::Mapped(p) => p,
+            Data::Bounce(b) => {
+                bounce = [(b.as_ptr() as usize, len, b.bus_address())];
+                &bounce
+            }
         };
         log::debug!(
             "{}: {len} bytes at {offset}: {}",
@@ -567,7 +573,7 @@ impl VirtioDisk {
         g: &mut parking_lot::MutexGuard<'_, Inner>,
         kind: u32,
         sector: u64,
-        pieces: &[(usize, usize, u64)],
+        pieces: &[Piece],
         write: bool,
     ) -> io::Result<u64> {
         loop {

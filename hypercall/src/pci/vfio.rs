@@ -126,8 +126,8 @@ struct Mapping {
     len: usize,
     /// Callers that mapped it and have not unmapped it (0: idle).
     users: u32,
-    /// The page frames pinned, when this process may read them (root):
-    /// only such a mapping is kept idle.
+    /// The physical addresses of the pages pinned, when this process may
+    /// read them (root): only such a mapping is kept idle.
     frames: Option<Vec<u64>>,
     /// When it was last unmapped.
     stamp: u64,
@@ -523,15 +523,10 @@ fn pagemap() -> Option<&'static fs::File> {
 /// The physical address of byte `va` (its page faulted in first), if
 /// this process may see frames (root).
 fn phys_addr(va: usize) -> Option<u64> {
-    use std::os::unix::fs::FileExt;
-    let f = pagemap()?;
     // SAFETY: a read of one byte the caller says is mapped memory.
     let _ = unsafe { std::ptr::read_volatile(va as *const u8) };
-    let mut e = [0u8; 8];
-    f.read_exact_at(&mut e, (va / PAGE * 8) as u64).ok()?;
-    let e = u64::from_ne_bytes(e);
-    let pfn = e & ((1 << 55) - 1);
-    (e >> 63 == 1 && pfn != 0).then(|| pfn * PAGE as u64 + (va % PAGE) as u64)
+    let page = va / PAGE * PAGE;
+    Some(frames(page, PAGE)?[0] + (va - page) as u64)
 }
 
 /// DMA memory by physical address: one whole huge page.
@@ -666,11 +661,19 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
     let physical = super::dma_addressing() == super::DmaAddressing::Physical;
     // Pinned through the container: the IOMMU mapping at IOVA = address
     // also keeps the pages in place for a device that bypasses the IOMMU.
-    match with_state(|s| s.iommu().and_then(|c| s.pin(c, start, span))) {
-        // IOVA = address: contiguous by construction.
-        Ok(_) if !physical => Ok(Some(addr as u64)),
-        Ok(frames) => Ok(frames
-            .and_then(|f| contiguous(start, addr, f.iter().map(|&pfn| Some(pfn * PAGE as u64))))),
+    let pinned = with_state(|s| {
+        let c = s.iommu()?;
+        s.pin(c, start, span)?;
+        Ok(if physical {
+            let frames = s.mapped[&start].frames.as_deref();
+            frames.and_then(|f| contiguous(start, addr, f.iter().copied().map(Some)))
+        } else {
+            // IOVA = address: contiguous by construction.
+            Some(addr as u64)
+        })
+    });
+    match pinned {
+        Ok(bus) => Ok(bus),
         Err(e) if !physical => Err(e),
         Err(_) => {
             // No container yet: the pages stay where they are (locked), and
@@ -680,13 +683,7 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
                 return Err(last_err());
             }
             // The pages are resident now (mlock faults them in).
-            Ok(frames(start, span).and_then(|f| {
-                contiguous(
-                    start,
-                    addr,
-                    f.into_iter().map(|pfn| Some(pfn * PAGE as u64)),
-                )
-            }))
+            Ok(frames(start, span).and_then(|f| contiguous(start, addr, f.into_iter().map(Some))))
         }
     }
 }
@@ -711,37 +708,36 @@ pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
 }
 
 impl State {
-    /// Pins `[start, start+span)` (page-aligned) at IOVA = address, taking
-    /// a mapping in use or an idle one whose frames are unchanged; returns
-    /// the frames when this process may read them.
-    fn pin(&mut self, c: RawFd, start: usize, span: usize) -> HyResult<Option<Vec<u64>>> {
+    /// Pins `[start, start+span)` (page-aligned) at IOVA = address into
+    /// `mapped[start]`, taking a mapping in use or an idle one whose frames
+    /// are unchanged.
+    fn pin(&mut self, c: RawFd, start: usize, span: usize) -> HyResult<()> {
         if let Some(m) = self.mapped.get_mut(&start)
             && m.len == span
         {
             if m.users > 0 {
                 m.users += 1;
-                return Ok(m.frames.clone());
+                return Ok(());
             }
             // Idle: still ours if the range holds the frames pinned.
             if m.frames.is_some() && m.frames == frames(start, span) {
                 m.users = 1;
                 self.idle -= span;
-                return Ok(m.frames.clone());
+                return Ok(());
             }
         }
         self.drop_idle(c, start, span);
         map_dma(c, start, start as u64, span)?;
-        let frames = frames(start, span);
         self.mapped.insert(
             start,
             Mapping {
                 len: span,
                 users: 1,
-                frames: frames.clone(),
+                frames: frames(start, span),
                 stamp: 0,
             },
         );
-        Ok(frames)
+        Ok(())
     }
 
     /// One user fewer of the mapping at `start`: unused, it stays idle
@@ -809,8 +805,9 @@ impl State {
     }
 }
 
-/// The page frames of `[start, start+len)` (page-aligned), if this process
-/// may see frames and every page is present.
+/// The physical addresses of the pages of `[start, start+len)`
+/// (page-aligned), if this process may see frames and every page is
+/// present.
 fn frames(start: usize, len: usize) -> Option<Vec<u64>> {
     use std::os::unix::fs::FileExt;
     let f = pagemap()?;
@@ -820,7 +817,7 @@ fn frames(start: usize, len: usize) -> Option<Vec<u64>> {
         .map(|e| {
             let e = u64::from_ne_bytes(e.try_into().expect("8 bytes"));
             let pfn = e & ((1 << 55) - 1);
-            (e >> 63 == 1 && pfn != 0).then_some(pfn)
+            (e >> 63 == 1 && pfn != 0).then_some(pfn * PAGE as u64)
         })
         .collect()
 }
@@ -828,8 +825,7 @@ fn frames(start: usize, len: usize) -> Option<Vec<u64>> {
 pub(super) fn dma_segments(addr: usize, len: usize) -> HyResult<Vec<(usize, u64)>> {
     let (start, span) = page_span(addr, len);
     let physical = super::dma_addressing() == super::DmaAddressing::Physical;
-    let by_frames =
-        |f: &[u64]| segments(start, addr, len, f.iter().map(|&p| Some(p * PAGE as u64)));
+    let by_frames = |f: &[u64]| segments(start, addr, len, f.iter().copied().map(Some));
     with_state(|s| match s.mapped.get(&start) {
         Some(m) if m.len == span && m.users > 0 => {
             if physical {
@@ -857,8 +853,8 @@ pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
             return None;
         }
         if physical {
-            let frame = m.frames.as_ref()?[(va - start) / PAGE];
-            Some(frame * PAGE as u64 + (va % PAGE) as u64)
+            let page = m.frames.as_ref()?[(va - start) / PAGE];
+            Some(page + (va % PAGE) as u64)
         } else {
             Some(va as u64)
         }
