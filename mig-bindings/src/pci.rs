@@ -9,7 +9,7 @@ use mach::ipc::Ipc;
 use mach::msg::{Builder, Header, MsgBuf, TypeDesc};
 use mach::port::{PortName, type_name as tn};
 
-use crate::rpc::{INT32, reply_body, rpc};
+use crate::rpc::{Array, INT32, array_reply, reply_body, rpc};
 
 /// `pci_conf_read`.
 pub const ID_CONF_READ: i32 = 39000;
@@ -69,25 +69,18 @@ pub fn decode_data_reply<I: Ipc + ?Sized>(
     bytes: &[u8],
     id: i32,
 ) -> Result<Vec<u8>, KernReturn> {
-    let complex = Header::read(bytes).is_ok_and(|h| h.is_complex());
-    let mut r = reply_body(bytes, id, None, complex)?;
-    let d = r.desc().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    if !d.longform || d.name != tn::CHAR || d.size != 8 {
-        return Err(KernReturn::MIG_TYPE_ERROR);
+    match array_reply(bytes, id, tn::CHAR, 8)? {
+        Array::Inline(data) => Ok(data.to_vec()),
+        Array::OutOfLine { bytes: 0, .. } => Ok(Vec::new()),
+        Array::OutOfLine { addr, bytes } => {
+            // SAFETY: the kernel mapped `bytes` bytes at `addr` into this
+            // task.
+            let v = unsafe { core::slice::from_raw_parts(addr as *const u8, bytes) }.to_vec();
+            // SAFETY: the region is ours and copied out.
+            let _ = unsafe { ipc.vm_deallocate(addr, bytes) };
+            Ok(v)
+        }
     }
-    let n = d.number as usize;
-    if d.inline {
-        return Ok(r.data(n).map_err(|_| KernReturn::MIG_TYPE_ERROR)?.to_vec());
-    }
-    let addr = r.address().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    // SAFETY: the kernel mapped `n` bytes at `addr` into this task.
-    let v = unsafe { core::slice::from_raw_parts(addr as *const u8, n) }.to_vec();
-    // SAFETY: the region is ours and copied out.
-    let _ = unsafe { ipc.vm_deallocate(addr, n) };
-    Ok(v)
 }
 
 /// Reads `amount` bytes of configuration space at `reg`.

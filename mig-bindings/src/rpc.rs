@@ -8,8 +8,8 @@ use mach::ipc::Ipc;
 use mach::msg::{self, Builder, Header, MsgBuf};
 use mach::port::{PortName, Right, type_name as tn};
 pub use mach::rpc::{
-    INT32, RCV_MAX, REPLY_HEADER_SIZE, REPLY_OFFSET, bad, call, check, decode_simple_reply, int32,
-    reply_body,
+    Array, INT32, RCV_MAX, REPLY_HEADER_SIZE, REPLY_OFFSET, array_reply, bad, call, check,
+    decode_simple_reply, int32, reply_body, rpc,
 };
 
 /// Where a reply goes: the request's reply port, the right the server got
@@ -108,16 +108,4 @@ pub fn error_reply(to: &ReplyTo, code: KernReturn) -> MsgBuf {
 #[must_use]
 pub fn simple_reply(to: &ReplyTo) -> MsgBuf {
     error_reply(to, KernReturn::SUCCESS)
-}
-
-/// One RPC from `ipc`: builds the request with a fresh reply port, sends
-/// it and waits for the reply (in the same buffer).
-pub fn rpc<I: Ipc + ?Sized>(
-    ipc: &I,
-    build: impl FnOnce(PortName) -> MsgBuf,
-) -> Result<MsgBuf, KernReturn> {
-    let reply = ipc.port_allocate(Right::Receive)?;
-    let r = call(ipc, reply, build);
-    let _ = ipc.port_mod_refs(reply, Right::Receive, -1);
-    r
 }

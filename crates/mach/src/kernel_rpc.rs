@@ -11,8 +11,7 @@ use alloc::vec::Vec;
 use crate::kern::KernReturn;
 use crate::msg::{Builder, Header, MsgBuf, TypeDesc};
 use crate::port::{PortName, type_name as tn};
-use crate::rpc::decode_simple_reply;
-use crate::rpc::reply_body;
+use crate::rpc::{Array, array_reply, decode_simple_reply, reply_body};
 
 /// `mach_port_mod_refs` (`mach_port.defs`).
 pub const PORT_MOD_REFS: i32 = 3208;
@@ -215,31 +214,19 @@ pub fn decode_vm_allocate_contiguous_reply(bytes: &[u8]) -> Result<(u64, u64), K
 /// pages) out of line; the out-of-line region is returned for the caller
 /// to read and deallocate as `(addr, bytes)`.
 pub fn decode_vm_pages_phys_reply(bytes: &[u8]) -> Result<PhysPages, KernReturn> {
-    // Inline addresses make a simple reply, out-of-line ones a complex one.
-    let complex = Header::read(bytes).is_ok_and(|h| h.is_complex());
-    let mut r = reply_body(bytes, VM_PAGES_PHYS, None, complex).map_err(|e| {
-        if e == KernReturn::SUCCESS {
-            KernReturn::MIG_TYPE_ERROR
-        } else {
-            e
-        }
-    })?;
-    let d = r.desc().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    if d.name != tn::INTEGER_64 || d.size != 64 || !d.longform {
-        return Err(KernReturn::MIG_TYPE_ERROR);
-    }
-    let n = d.number as usize;
-    if d.inline {
-        let raw = r.data(n * 8).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-        Ok(PhysPages::Inline(
-            raw.chunks_exact(8)
-                .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
-                .collect(),
-        ))
-    } else {
-        let addr = r.address().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-        Ok(PhysPages::OutOfLine { addr, count: n })
-    }
+    Ok(
+        match array_reply(bytes, VM_PAGES_PHYS, tn::INTEGER_64, 64)? {
+            Array::Inline(raw) => PhysPages::Inline(
+                raw.chunks_exact(8)
+                    .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+                    .collect(),
+            ),
+            Array::OutOfLine { addr, bytes } => PhysPages::OutOfLine {
+                addr,
+                count: bytes / 8,
+            },
+        },
+    )
 }
 
 /// What `vm_pages_phys` answered.
@@ -262,6 +249,7 @@ impl PhysPages {
     pub fn into_vec<I: crate::Ipc + ?Sized>(self, ipc: &I) -> Vec<u64> {
         match self {
             Self::Inline(v) => v,
+            Self::OutOfLine { count: 0, .. } => Vec::new(),
             Self::OutOfLine { addr, count } => {
                 // SAFETY: the kernel mapped `count` addresses at `addr` for
                 // this reply; the region is read, then given back.
@@ -283,10 +271,7 @@ pub trait KernelRpc: crate::Ipc {
     /// # Errors
     /// The transport's error.
     fn kernel_rpc(&self, build: impl FnOnce(PortName) -> MsgBuf) -> Result<MsgBuf, KernReturn> {
-        let reply = self.port_allocate(crate::port::Right::Receive)?;
-        let r = crate::rpc::call(self, reply, build);
-        let _ = self.port_mod_refs(reply, crate::port::Right::Receive, -1);
-        r
+        crate::rpc::rpc(self, build)
     }
 
     /// A kernel RPC whose reply carries only a return code.

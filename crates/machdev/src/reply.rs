@@ -112,7 +112,8 @@ impl DataReply {
                 (dev::read_inband_reply(&to, &data[..n]), None)
             }
             Ok(data) if data.is_empty() => (dev::read_reply(&to, 0, 0), None),
-            Ok(data) => match ipc.vm_allocate(data.len()) {
+            // The copy below overwrites all of it.
+            Ok(data) => match ipc.vm_allocate_for_overwrite(data.len()) {
                 Ok(addr) => {
                     // SAFETY: a fresh region of at least `data.len()` bytes.
                     unsafe {
