@@ -26,16 +26,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hypercall::pci::{self, Address, Device, DmaAddressing, DmaBuffer};
 use parking_lot::{Condvar, Mutex};
+use virtio_drivers::device::blk::SECTOR_SIZE;
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
-use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::{PciTransport, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_VENDOR_ID};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 use crate::disk::{Disk, PAGE};
 
 /// Sector size of virtio-blk.
-pub const SECTOR: u32 = 512;
+pub const SECTOR: u32 = SECTOR_SIZE as u32;
 /// Requests in flight (header and status slots).
 const SLOTS: usize = 16;
 /// Descriptors of the ring: a request takes one per piece plus two (its
@@ -79,9 +80,10 @@ pub struct PciHal;
 static ALLOCS: Mutex<BTreeMap<u64, DmaBuffer>> = Mutex::new(BTreeMap::new());
 
 thread_local! {
-    /// The data pieces of the request this thread is queueing (`share`
-    /// answers from here).
-    static PIECES: RefCell<Vec<Piece>> = const { RefCell::new(Vec::new()) };
+    /// The buffers of the request this thread is queueing, in the order
+    /// `VirtQueue::add` shares them (header, data pieces, status), and how
+    /// many it has shared: `share` answers from here.
+    static QUEUEING: RefCell<(Vec<Piece>, usize)> = const { RefCell::new((Vec::new(), 0)) };
 }
 
 // SAFETY: allocations are zeroed, page-aligned and contiguous for the
@@ -109,17 +111,14 @@ unsafe impl Hal for PciHal {
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
         let addr = buffer.cast::<u8>().as_ptr() as usize;
         let len = buffer.len();
-        // Request headers and statuses: DMA memory.
-        if let Some(bus) = pci::dma_buffer_bus(addr as *const u8, len) {
-            return bus;
-        }
-        PIECES
-            .with_borrow(|p| {
-                p.iter()
-                    .find(|&&(a, l, _)| a == addr && l == len)
-                    .map(|p| p.2)
-            })
-            .unwrap_or_else(|| panic!("virtio: {len} bytes at {addr:#x} were not prepared for DMA"))
+        QUEUEING.with_borrow_mut(|(pieces, next)| {
+            let piece = pieces.get(*next).filter(|p| p.0 == addr && p.1 == len);
+            *next += 1;
+            match piece {
+                Some(p) => p.2,
+                None => panic!("virtio: {len} bytes at {addr:#x} were not prepared for DMA"),
+            }
+        })
     }
 
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {
@@ -149,17 +148,18 @@ impl ConfigurationAccess for Config {
 /// A data piece: address, length, bus address.
 type Piece = (usize, usize, u64);
 
-/// One queued request: its number, slot and data pieces.
+/// One queued request: its number, slot and the buffers it was queued
+/// with (`pop_used` takes them again).
 struct InFlight {
     id: u64,
     slot: usize,
-    /// The device reads them for a write.
-    pieces: Vec<Piece>,
-    write: bool,
+    inputs: Vec<&'static [u8]>,
+    outputs: Vec<&'static mut [u8]>,
 }
 
-// SAFETY: the pieces belong to the thread waiting for the request, which
-// keeps them alive and untouched until its result is in `done`.
+// SAFETY: the data buffers belong to the thread waiting for the request,
+// which keeps them alive and untouched until its result is in `done`; the
+// header and status are the slot's, in DMA memory the driver owns.
 unsafe impl Send for InFlight {}
 
 struct Inner {
@@ -192,36 +192,6 @@ impl Inner {
         (h, unsafe { h.add(16) })
     }
 
-    /// The descriptors of a request: device-readable, then
-    /// device-writable.
-    ///
-    /// # Safety
-    /// The pieces must be valid for their lengths, and the returned slices
-    /// not used by the driver while the device owns them.
-    unsafe fn buffers<'a>(
-        &self,
-        slot: usize,
-        pieces: &[Piece],
-        write: bool,
-    ) -> (Vec<&'a [u8]>, Vec<&'a mut [u8]>) {
-        let (h, st) = self.slot(slot);
-        // SAFETY: slot memory lives as long as the driver; the caller's
-        // contract for the pieces.
-        unsafe {
-            let mut inputs: Vec<&[u8]> = vec![std::slice::from_raw_parts(h, 16)];
-            let mut outputs: Vec<&mut [u8]> = Vec::new();
-            for &(a, l, _) in pieces {
-                if write {
-                    inputs.push(std::slice::from_raw_parts(a as *const u8, l));
-                } else {
-                    outputs.push(std::slice::from_raw_parts_mut(a as *mut u8, l));
-                }
-            }
-            outputs.push(std::slice::from_raw_parts_mut(st, 1));
-            (inputs, outputs)
-        }
-    }
-
     /// Queues a request of type `kind` at `sector` in slot `slot` and
     /// notifies the device when it wants it. Returns the request's number,
     /// under which its result appears in `done`.
@@ -241,36 +211,46 @@ impl Inner {
         let mut header = [0u8; 16];
         header[..4].copy_from_slice(&kind.to_le_bytes());
         header[8..].copy_from_slice(&sector.to_le_bytes());
-        // SAFETY: the slot is this request's alone.
-        unsafe {
+        let bus = self.slots.bus_address() + (slot * 32) as u64;
+        // SAFETY: the slot is this request's alone, in DMA memory the
+        // driver owns; the caller's contract for the pieces.
+        let (inputs, outputs) = unsafe {
             std::ptr::copy_nonoverlapping(header.as_ptr(), h, 16);
             st.write(0xff);
-        }
-        // SAFETY: the caller's contract.
-        let (inputs, mut outputs) = unsafe { self.buffers(slot, pieces, write) };
-        PIECES.with_borrow_mut(|p| {
-            p.clear();
-            p.extend_from_slice(pieces);
+            let mut inputs: Vec<&'static [u8]> = vec![std::slice::from_raw_parts(h, 16)];
+            let mut outputs: Vec<&'static mut [u8]> = Vec::new();
+            for &(a, l, _) in pieces {
+                if write {
+                    inputs.push(std::slice::from_raw_parts(a as *const u8, l));
+                } else {
+                    outputs.push(std::slice::from_raw_parts_mut(a as *mut u8, l));
+                }
+            }
+            outputs.push(std::slice::from_raw_parts_mut(st, 1));
+            (inputs, outputs)
+        };
+        QUEUEING.with_borrow_mut(|(q, next)| {
+            q.clear();
+            q.push((h as usize, 16, bus));
+            q.extend_from_slice(pieces);
+            q.push((st as usize, 1, bus + 16));
+            *next = 0;
         });
-        // SAFETY: the caller's contract; `share` finds the pieces above.
-        let token = unsafe { self.queue.add(&inputs, &mut outputs) };
-        PIECES.with_borrow_mut(Vec::clear);
-        let token = token?;
+        let mut f = InFlight {
+            id: 0,
+            slot,
+            inputs,
+            outputs,
+        };
+        // SAFETY: the caller's contract; `share` answers from `QUEUEING`.
+        let token = unsafe { self.queue.add(&f.inputs, &mut f.outputs) }?;
         if self.queue.should_notify() {
             self.transport.notify(0);
         }
         self.next_id += 1;
-        let id = self.next_id;
-        self.inflight.insert(
-            token,
-            InFlight {
-                id,
-                slot,
-                pieces: pieces.to_vec(),
-                write,
-            },
-        );
-        Ok(id)
+        f.id = self.next_id;
+        self.inflight.insert(token, f);
+        Ok(self.next_id)
     }
 
     /// Completes every finished request, in ring order. Returns how many.
@@ -281,10 +261,10 @@ impl Inner {
                 log::error!("virtio: completion of unknown request {token}");
                 return n;
             };
-            // SAFETY: the pieces queued with `token`, still alive (their
-            // owner waits for `done`).
-            let (inputs, mut outputs) = unsafe { self.buffers(f.slot, &f.pieces, f.write) };
-            // SAFETY: the same buffers `submit` queued with `token`.
+            // SAFETY: the buffers `submit` queued with `token`, still alive
+            // (their owner waits for `done`).
+            let (inputs, mut outputs): (Vec<&[u8]>, Vec<&mut [u8]>) = (f.inputs, f.outputs);
+            // SAFETY: as above.
             let popped = unsafe { self.queue.pop_used(token, &inputs, &mut outputs) };
             // SAFETY: the status byte, written by the device.
             let status = unsafe { self.slot(f.slot).1.read() };
@@ -352,7 +332,7 @@ impl VirtioDisk {
             .config_read32(0)
             .map_err(hypercall::NetbsdErrno::to_io)?;
         // Transitional (0x1001) or modern (0x1042) virtio-blk.
-        if id & 0xffff != 0x1af4 || !matches!(id >> 16, 0x1001 | 0x1042) {
+        if id & 0xffff != u32::from(VIRTIO_VENDOR_ID) || !matches!(id >> 16, 0x1001 | 0x1042) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{address}: {id:08x} is not a virtio-blk function"),
@@ -455,26 +435,33 @@ impl VirtioDisk {
     fn prepare(&self, buf: *mut u8, len: usize, write: bool) -> io::Result<Data> {
         // SAFETY: the caller (a transfer) keeps the buffer alive and
         // untouched until `release`.
-        if unsafe { pci::dma_map(buf, len) }.is_ok() {
-            if let Ok(pieces) = pci::dma_segments(buf, len) {
+        match unsafe { pci::dma_map(buf, len) } {
+            // Contiguous for the device (always under an IOMMU): one piece.
+            Ok(Some(bus)) => return Ok(Data::Mapped(vec![(buf as usize, len, bus)])),
+            Ok(None) => {
                 // Pieces end on page boundaries (or with the buffer, whose
                 // length is whole sectors): from a sector-aligned start,
                 // every group of them is whole sectors.
                 let splits_on_sectors = (buf as usize).is_multiple_of(SECTOR as usize);
-                if pieces.len() <= self.max_pieces || splits_on_sectors {
-                    let mut at = buf as usize;
-                    return Ok(Data::Mapped(
-                        pieces
-                            .into_iter()
-                            .map(|(l, bus)| {
-                                at += l;
-                                (at - l, l, bus)
-                            })
-                            .collect(),
-                    ));
+                match pci::dma_segments(buf, len) {
+                    Ok(pieces) if pieces.len() <= self.max_pieces || splits_on_sectors => {
+                        let mut at = buf as usize;
+                        return Ok(Data::Mapped(
+                            pieces
+                                .into_iter()
+                                .map(|(l, bus)| {
+                                    at += l;
+                                    (at - l, l, bus)
+                                })
+                                .collect(),
+                        ));
+                    }
+                    _ => {
+                        let _ = pci::dma_unmap(buf, len);
+                    }
                 }
             }
-            let _ = pci::dma_unmap(buf, len);
+            Err(_) => {}
         }
         let b = DmaBuffer::new(len, PAGE, false).map_err(hypercall::NetbsdErrno::to_io)?;
         if write {
@@ -669,7 +656,7 @@ fn msix_queue_vector(
 ) -> Result<bool, hypercall::NetbsdErrno> {
     let Some(common) = virtio_caps(device, address)
         .into_iter()
-        .find(|c| c.cfg_type == 1)
+        .find(|c| c.cfg_type == VIRTIO_PCI_CAP_COMMON_CFG)
     else {
         return Ok(false);
     };
