@@ -23,7 +23,7 @@ use mig_bindings::pci as arbiter;
 use parking_lot::Mutex;
 
 use super::{
-    Address, Bar, BarMaps, Info, Mmio, contiguous, decode_bars, mmap_shared, page_span,
+    Address, Bar, BarKind, BarMaps, Info, Mmio, PAGE, contiguous, mmap_shared, page_span,
     range_lookup, segments,
 };
 use crate::errno::{HyResult, NetbsdErrno, nb};
@@ -33,7 +33,6 @@ unsafe extern "C" {
     fn get_privileged_ports(host_priv: *mut u32, device_master: *mut u32) -> c_int;
 }
 
-const PAGE: usize = 4096;
 const ROOT: &str = "/servers/bus/pci";
 /// `device_intr_notify`'s message id.
 const INTR_NOTIFY: i32 = 100;
@@ -175,27 +174,36 @@ impl Device {
         };
         // libpciaccess's `struct pci_mem_region` as the arbiter sends it:
         // memory, bus_addr, base_addr, size (8 bytes each), then the
-        // is_IO/is_prefetchable/is_64 bits; 40 bytes per region.
-        let mut raw = [0u32; 6];
-        let mut sizes = [0u64; 6];
+        // is_IO/is_prefetchable/is_64 bits; 40 bytes per region, one per
+        // BAR register (a 64-bit BAR's second register has none).
+        let mut bars = Vec::new();
+        let mut skip = false;
         for (i, r) in regions.chunks_exact(40).take(6).enumerate() {
             let q = |o: usize| u64::from_ne_bytes(r[o..o + 8].try_into().expect("8"));
             let bits = r[32];
-            let base = q(16);
-            sizes[i] = q(24);
-            raw[i] = if bits & 1 != 0 {
-                (base as u32) | 1
-            } else {
-                (base as u32) | (u32::from(bits & 2) << 2) | if bits & 4 != 0 { 4 } else { 0 }
-            };
-            if bits & 4 != 0 && i < 5 {
-                raw[i + 1] = (base >> 32) as u32;
+            if std::mem::take(&mut skip) || q(24) == 0 {
+                continue;
             }
+            let kind = if bits & 1 != 0 {
+                BarKind::Io
+            } else {
+                skip = bits & 4 != 0;
+                BarKind::Memory {
+                    wide: skip,
+                    prefetchable: bits & 2 != 0,
+                }
+            };
+            bars.push(Bar {
+                index: i as u8,
+                kind,
+                address: q(16),
+                size: q(24),
+            });
         }
         Ok(Arc::new(Self {
             address,
             config,
-            bars: decode_bars(raw, sizes),
+            bars,
             maps: BarMaps::default(),
         }))
     }
@@ -268,7 +276,8 @@ impl Device {
             i32::from(b[0])
         };
         let (_, master) = privileged()?;
-        let c = Client::new(&HurdIpc);
+        let client = Client::new(&HurdIpc);
+        let c = &client;
         let irq = c.open(master, 0x3, "irq").map_err(kr_err)?;
         let port = HurdIpc.port_allocate(Right::Receive).map_err(kr_err)?;
         if let Err(e) = c.intr_register(irq, line, 0, port) {
@@ -280,6 +289,7 @@ impl Device {
             _device: Arc::clone(self),
             irq,
             port,
+            client: Mutex::new(client),
         })
     }
 }
@@ -296,6 +306,8 @@ pub(super) struct Interrupt {
     _device: Arc<Device>,
     irq: PortName,
     port: PortName,
+    /// Keeps one reply port for the acknowledgements.
+    client: Mutex<Client<'static, HurdIpc>>,
 }
 
 impl Interrupt {
@@ -324,7 +336,8 @@ impl Interrupt {
     }
 
     pub(super) fn ack(&self) -> HyResult<()> {
-        Client::new(&HurdIpc)
+        self.client
+            .lock()
             .intr_ack(self.irq, self.port)
             .map_err(kr_err)
     }
@@ -369,8 +382,7 @@ pub(super) unsafe fn dma_free(vaddr: *mut u8, len: usize) {
     let _ = unsafe { HurdIpc.vm_deallocate(vaddr as u64, len) };
 }
 
-fn wire(start: usize, span: usize, access: i32) -> HyResult<()> {
-    let (host, _) = privileged()?;
+fn wire(host: PortName, start: usize, span: usize, access: i32) -> HyResult<()> {
     HurdIpc
         .vm_wire(host, start as u64, span as u64, access)
         .map_err(kr_err)
@@ -383,28 +395,28 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
         return Err(NetbsdErrno(nb::EINVAL));
     }
     let (start, span) = page_span(addr, len);
-    let known = with_state(|s| match s.mapped.get_mut(&start) {
-        Some((l, pages, users)) if *l == span => {
+    // One section: two callers mapping the same range count as two users
+    // of one wiring.
+    with_state(|s| {
+        if let Some((l, pages, users)) = s.mapped.get_mut(&start)
+            && *l == span
+        {
             *users += 1;
-            Some(contiguous(start, addr, pages.iter().copied().map(Some)))
+            return Ok(contiguous(start, addr, pages.iter().copied().map(Some)));
         }
-        _ => None,
-    });
-    if let Some(bus) = known {
-        return Ok(bus);
-    }
-    wire(start, span, VM_PROT_ALL)?;
-    let (host, _) = privileged()?;
-    let pages = match HurdIpc.vm_pages_phys(host, start as u64, span as u64) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = wire(start, span, 0);
-            return Err(kr_err(e));
-        }
-    };
-    let bus = contiguous(start, addr, pages.iter().copied().map(Some));
-    with_state(|s| s.mapped.insert(start, (span, pages, 1)));
-    Ok(bus)
+        let (host, _) = privileged()?;
+        wire(host, start, span, VM_PROT_ALL)?;
+        let pages = match HurdIpc.vm_pages_phys(host, start as u64, span as u64) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = wire(host, start, span, 0);
+                return Err(kr_err(e));
+            }
+        };
+        let bus = contiguous(start, addr, pages.iter().copied().map(Some));
+        s.mapped.insert(start, (span, pages, 1));
+        Ok(bus)
+    })
 }
 
 pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
@@ -421,7 +433,7 @@ pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
         _ => Err(NetbsdErrno(nb::EINVAL)),
     })?;
     if last {
-        wire(start, span, 0)?;
+        wire(privileged()?.0, start, span, 0)?;
     }
     Ok(())
 }

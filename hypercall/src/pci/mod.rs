@@ -708,8 +708,8 @@ pub fn bar_to_virt(bus: u64, len: usize) -> Option<*mut u8> {
     })
 }
 
-/// Page size of DMA bookkeeping.
-const PAGE: usize = 4096;
+/// Page size of DMA bookkeeping (x86's, on Linux and the Hurd alike).
+pub(crate) const PAGE: usize = 4096;
 
 /// The whole pages holding `[addr, addr+len)`: their start and length.
 pub(crate) fn page_span(addr: usize, len: usize) -> (usize, usize) {

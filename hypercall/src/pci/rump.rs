@@ -20,13 +20,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use super::{Address, Device, DmaBuffer, Interrupt};
+use super::{Address, Device, DmaBuffer, Interrupt, PAGE};
 use crate::errno::{HyResult, NetbsdErrno, nb};
 use crate::sched;
 
 /// NetBSD's `MAXPHYS`: the largest transfer a driver maps at once.
 const MAXPHYS: usize = 64 * 1024;
-const PAGE: usize = 4096;
 
 /// The bus: functions in slot order, opened on first use.
 #[derive(Default)]

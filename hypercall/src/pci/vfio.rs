@@ -30,12 +30,10 @@ use parking_lot::Mutex;
 use vfio_bindings::bindings::vfio as raw;
 
 use super::{
-    Address, Bar, BarMaps, Info, Mmio, contiguous, decode_bars, mmap_shared, page_span,
+    Address, Bar, BarMaps, Info, Mmio, PAGE, contiguous, decode_bars, mmap_shared, page_span,
     range_lookup, segments,
 };
 use crate::errno::{HyResult, NetbsdErrno, nb};
-
-const PAGE: usize = 4096;
 
 /// VFIO's ioctl numbers: `_IO(VFIO_TYPE, VFIO_BASE + n)`.
 const fn io(n: u32) -> libc::c_ulong {
