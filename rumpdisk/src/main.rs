@@ -115,11 +115,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--netbsd" => o.netbsd.push(value()?),
             "--pci-dma" => {
-                o.pci_dma = Some(match value()?.as_str() {
-                    "iommu" => hypercall::pci::DmaAddressing::Iommu,
-                    "physical" => hypercall::pci::DmaAddressing::Physical,
-                    v => return Err(format!("--pci-dma {v:?}: expected iommu or physical")),
-                });
+                let v = value()?;
+                o.pci_dma = Some(
+                    v.parse()
+                        .map_err(|_| format!("--pci-dma {v:?}: expected iommu or physical"))?,
+                );
             }
             "--netbsd-pci" => {
                 let v = value()?;
@@ -169,15 +169,11 @@ fn open_disks(o: &Options) -> Result<Arc<Disks>, String> {
     let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
     for (name, path) in &o.images {
         let img = Image::open(path, o.read_only, o.cache).map_err(|e| e.to_string())?;
-        if disks.insert(name.clone(), Arc::new(img)).is_some() {
-            return Err(format!("device {name} given twice"));
-        }
+        add_disk(&mut disks, name, Arc::new(img))?;
     }
     for (name, address) in &o.virtio {
         let d = VirtioDisk::open(*address).map_err(|e| format!("{name} ({address}): {e}"))?;
-        if disks.insert(name.clone(), Arc::new(d)).is_some() {
-            return Err(format!("device {name} given twice"));
-        }
+        add_disk(&mut disks, name, Arc::new(d))?;
     }
     add_netbsd_disks(o, &mut disks)?;
     if disks.is_empty() {
@@ -188,6 +184,18 @@ fn open_disks(o: &Options) -> Result<Arc<Disks>, String> {
         );
     }
     Ok(Arc::new(Disks::new(disks)))
+}
+
+/// Adds disk `name`, which must not be given already.
+fn add_disk(
+    disks: &mut BTreeMap<String, Arc<dyn Disk>>,
+    name: &str,
+    disk: Arc<dyn Disk>,
+) -> Result<(), String> {
+    match disks.insert(name.to_owned(), disk) {
+        Some(_) => Err(format!("device {name} given twice")),
+        None => Ok(()),
+    }
 }
 
 #[cfg(rump_kernel)]
@@ -209,16 +217,12 @@ fn add_netbsd_disks(
     for name in &o.netbsd {
         let d = NetbsdDisk::open(kernel, &raw_device(name), o.read_only)
             .map_err(|e| format!("{name}: {e}"))?;
-        if disks.insert(name.clone(), Arc::new(d)).is_some() {
-            return Err(format!("device {name} given twice"));
-        }
+        add_disk(disks, name, Arc::new(d))?;
     }
     for (name, path) in &o.netbsd_images {
         let d = NetbsdDisk::attach_image(kernel, name, path, o.read_only)
             .map_err(|e| format!("{name}: {e}"))?;
-        if disks.insert(name.clone(), Arc::new(d)).is_some() {
-            return Err(format!("device {name} given twice"));
-        }
+        add_disk(disks, name, Arc::new(d))?;
     }
     Ok(())
 }

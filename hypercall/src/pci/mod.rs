@@ -39,6 +39,19 @@ pub enum DmaAddressing {
     Physical,
 }
 
+impl FromStr for DmaAddressing {
+    type Err = NetbsdErrno;
+
+    /// `iommu` or `physical` (rumpdisk's `--pci-dma`, `RUMP_PCI_DMA`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "iommu" => Ok(Self::Iommu),
+            "physical" => Ok(Self::Physical),
+            _ => Err(NetbsdErrno(nb::EINVAL)),
+        }
+    }
+}
+
 static ADDRESSING: std::sync::OnceLock<DmaAddressing> = std::sync::OnceLock::new();
 
 /// The addressing in force: what [`set_dma_addressing`] chose, else
@@ -47,10 +60,13 @@ static ADDRESSING: std::sync::OnceLock<DmaAddressing> = std::sync::OnceLock::new
 #[must_use]
 pub fn dma_addressing() -> DmaAddressing {
     *ADDRESSING.get_or_init(|| {
-        if cfg!(target_os = "hurd") || std::env::var("RUMP_PCI_DMA").as_deref() == Ok("physical") {
+        let env = std::env::var("RUMP_PCI_DMA")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        if cfg!(target_os = "hurd") {
             DmaAddressing::Physical
         } else {
-            DmaAddressing::Iommu
+            env.unwrap_or(DmaAddressing::Iommu)
         }
     })
 }

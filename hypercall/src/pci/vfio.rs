@@ -576,38 +576,9 @@ pub(super) fn dma_alloc(
     }
     let len = len.next_multiple_of(PAGE);
     let align = align.next_power_of_two().max(PAGE);
-    // Over-allocate so an aligned start exists (IOVA = address when not
-    // below 4 GiB), then give the slack back.
-    let span = len + align - PAGE;
-    // SAFETY: a fresh anonymous mapping; nothing of ours is overwritten.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            span,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(last_err());
-    }
-    let base = p as usize;
-    let start = base.next_multiple_of(align);
-    // SAFETY: the slack before and after [start, start+len) is ours and
-    // unused.
-    unsafe {
-        if start > base {
-            libc::munmap(p, start - base);
-        }
-        if base + span > start + len {
-            libc::munmap(
-                (start + len) as *mut libc::c_void,
-                base + span - start - len,
-            );
-        }
-    }
+    // Aligned (IOVA = address when not below 4 GiB); mapping it for the
+    // device pins, and so faults in, every page.
+    let start = crate::mem::anon_map(0, len, align.trailing_zeros(), false)? as usize;
     let r = with_state(|s| -> HyResult<u64> {
         let container = s.iommu()?;
         let iova = if below_4g {
