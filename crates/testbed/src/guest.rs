@@ -10,7 +10,7 @@
 //! serial port; the script's output sits between `VMTEST-BEGIN` and
 //! `VMTEST-EXIT <status>`. The guest powers off when the script ends.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -78,8 +78,6 @@ pub struct Outcome {
     pub status: Option<i32>,
     /// The whole serial console (kernel messages included).
     pub log: String,
-    /// From QEMU's start to its exit.
-    pub elapsed: Duration,
 }
 
 impl Outcome {
@@ -175,11 +173,11 @@ impl Guest {
             "console=ttyS0 loglevel=3 panic=-1 intel_iommu=on iommu=pt rdinit=/init".to_owned(),
         ]);
         args.extend(self.qemu_args.iter().cloned());
-        let run = qemu::run(&args, &serial, LIMIT, &format!("vm-testbed {name}"));
+        let log = qemu::run(&args, &serial, LIMIT, &format!("vm-testbed {name}"));
         let mut output = Vec::new();
         let mut status = None;
         let mut inside = false;
-        for l in run.log.lines() {
+        for l in log.lines() {
             let l = l.trim_end_matches('\r');
             if l.ends_with("VMTEST-BEGIN") {
                 inside = true;
@@ -193,8 +191,7 @@ impl Guest {
         Outcome {
             output,
             status,
-            log: run.log,
-            elapsed: run.elapsed,
+            log,
         }
     }
 
@@ -214,21 +211,20 @@ impl Guest {
 
         // Modules, dependencies first, each once.
         let mut order = Vec::new();
+        let mut seen = BTreeSet::new();
         let mut dirs = BTreeSet::new();
         for m in &self.modules {
             for path in module_closure(k, m) {
-                if order.contains(&path) {
+                if !seen.insert(path.clone()) {
                     continue;
                 }
-                let rel = Path::new(&path);
-                let mut parent = rel.parent();
-                let mut chain = Vec::new();
-                while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-                    chain.push(p.to_owned());
-                    parent = p.parent();
-                }
-                for p in chain.into_iter().rev() {
-                    if dirs.insert(p.clone()) {
+                let parents: Vec<&Path> = Path::new(&path)
+                    .ancestors()
+                    .skip(1)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect();
+                for p in parents.into_iter().rev() {
+                    if dirs.insert(p.to_owned()) {
                         a.dir(&p.display().to_string()).expect("module dir");
                     }
                 }
@@ -280,8 +276,19 @@ echo o > /proc/sysrq-trigger
 "#;
 
 /// The modules `name` needs, in load order, relative to the module root
-/// (built-in ones are skipped).
+/// (built-in ones are skipped); asked of `modprobe` once per process.
 fn module_closure(k: &Kernel, name: &str) -> Vec<String> {
+    static KNOWN: Mutex<BTreeMap<String, Vec<String>>> = Mutex::new(BTreeMap::new());
+    let mut known = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    known
+        .entry(name.to_owned())
+        .or_insert_with(|| show_depends(k, name))
+        .clone()
+}
+
+fn show_depends(k: &Kernel, name: &str) -> Vec<String> {
     let out = Command::new("modprobe")
         .arg("-d")
         .arg(&k.root)

@@ -5,15 +5,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A run that ended by itself with success.
-#[derive(Debug)]
-pub struct Run {
-    /// The serial console.
-    pub log: String,
-    /// From start to exit.
-    pub elapsed: Duration,
-}
-
 /// The accelerator: TCG, or what `VMTEST_ACCEL` names.
 #[must_use]
 pub fn accel() -> String {
@@ -23,13 +14,13 @@ pub fn accel() -> String {
 /// Runs `qemu-system-x86_64` with `args` plus `-serial file:<serial>` and no
 /// display, for at most `limit`; QEMU's stderr goes to `qemu.stderr` beside
 /// the serial log (a pipe nobody drains could stall it). Prints how long
-/// `what` took.
+/// `what` took. Returns the serial console.
 ///
 /// # Panics
 /// If QEMU cannot be started (tests/setup.sh installs QEMU 10), fails, or
 /// runs past `limit` (it is killed): with the console, naming `what`.
 #[must_use]
-pub fn run(args: &[String], serial: &Path, limit: Duration, what: &str) -> Run {
+pub fn run(args: &[String], serial: &Path, limit: Duration, what: &str) -> String {
     let stderr_path = serial.with_file_name("qemu.stderr");
     let stderr = std::fs::File::create(&stderr_path).expect("QEMU's stderr file");
     let start = Instant::now();
@@ -65,5 +56,5 @@ pub fn run(args: &[String], serial: &Path, limit: Duration, what: &str) -> Run {
         Some(_) => {}
     }
     eprintln!("{what}: {elapsed:.2?} from QEMU start to exit");
-    Run { log, elapsed }
+    log
 }

@@ -138,13 +138,13 @@ impl Boot {
             .collect();
         args.push(iso.display().to_string());
         args.extend(self.qemu_args.iter().cloned());
-        let run = testbed::qemu::run(
+        let log = testbed::qemu::run(
             &args,
             &serial,
             QEMU_LIMIT,
             &format!("gnumach-testbed {name}"),
         );
-        Outcome { log: run.log }
+        Outcome { log }
     }
 }
 

@@ -45,11 +45,6 @@ fn main() {
         img3.display()
     );
     let netbsd = std::env::var_os("RUMP_PREFIX").is_some();
-    let img2 = written_image("bench-netbsd");
-    let drive2 = format!(
-        "if=none,id=ld,format=raw,cache=none,file={}",
-        img2.display()
-    );
     let netbsd_run = if netbsd {
         format!(
             "RUMP_PCI_DEVICES=0000:00:06.0 RUMP_PCI_DMA=physical virtio-bench --netbsd ld0 {MIB} \
@@ -102,6 +97,11 @@ fn main() {
         ]);
     guest = if netbsd {
         // The legacy device NetBSD 7's virtio drives.
+        let img2 = written_image("bench-netbsd");
+        let drive2 = format!(
+            "if=none,id=ld,format=raw,cache=none,file={}",
+            img2.display()
+        );
         guest
             .program_with_rump_kernel("vm-tests", "virtio-bench")
             .qemu(&[

@@ -59,48 +59,46 @@ fn main() {
 #[cfg(target_os = "linux")]
 fn scattered(len: usize) -> &'static mut [u8] {
     const PAGE: usize = 4096;
-    {
-        let map = |len: usize, prot: i32| {
-            // SAFETY: a fresh anonymous mapping, ours until the process
-            // ends.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    prot,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(p, libc::MAP_FAILED, "mmap");
-            p.cast::<u8>()
+    let map = |len: usize, prot: i32| {
+        // SAFETY: a fresh anonymous mapping, ours until the process
+        // ends.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
-        let buf = map(len, libc::PROT_NONE);
-        let src = map(2 * len, libc::PROT_READ | libc::PROT_WRITE);
-        // SAFETY: advice on, and writes to, our own mapping.
-        unsafe {
-            libc::madvise(src.cast(), 2 * len, libc::MADV_NOHUGEPAGE);
-            for page in 0..2 * len / PAGE {
-                src.add(page * PAGE).write(1);
-            }
+        assert_ne!(p, libc::MAP_FAILED, "mmap");
+        p.cast::<u8>()
+    };
+    let buf = map(len, libc::PROT_NONE);
+    let src = map(2 * len, libc::PROT_READ | libc::PROT_WRITE);
+    // SAFETY: advice on, and writes to, our own mapping.
+    unsafe {
+        libc::madvise(src.cast(), 2 * len, libc::MADV_NOHUGEPAGE);
+        for page in 0..2 * len / PAGE {
+            src.add(page * PAGE).write(1);
         }
-        for page in 0..len / PAGE {
-            // SAFETY: moves one page of `src` over one of `buf`, both ours.
-            let p = unsafe {
-                libc::mremap(
-                    src.add((2 * page + 1) * PAGE).cast(),
-                    PAGE,
-                    PAGE,
-                    libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                    buf.add(page * PAGE),
-                )
-            };
-            assert_ne!(p, libc::MAP_FAILED, "mremap");
-        }
-        // SAFETY: `buf` now maps len writable bytes.
-        unsafe { std::slice::from_raw_parts_mut(buf, len) }
     }
+    for page in 0..len / PAGE {
+        // SAFETY: moves one page of `src` over one of `buf`, both ours.
+        let p = unsafe {
+            libc::mremap(
+                src.add((2 * page + 1) * PAGE).cast(),
+                PAGE,
+                PAGE,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                buf.add(page * PAGE),
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED, "mremap");
+    }
+    // SAFETY: `buf` now maps len writable bytes.
+    unsafe { std::slice::from_raw_parts_mut(buf, len) }
 }
 
 #[cfg(not(target_os = "linux"))]
