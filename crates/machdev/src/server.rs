@@ -228,29 +228,46 @@ impl DeviceServer {
     /// most `timeout_ms` (`None`: until one comes): a server without a pool,
     /// for single-threaded hosts and for fuzzing the dispatch path.
     pub fn serve_one(&self, timeout_ms: Option<u32>) -> Result<(), KernReturn> {
-        let mut buf = MsgBuf::zeroed(RCV_SIZE);
+        self.serve_one_in(&mut MsgBuf::zeroed(RCV_SIZE), timeout_ms)
+    }
+
+    /// [`Server::serve_one`] receiving into `buf` (grown to the largest
+    /// request on first use), which a serving loop keeps from one message
+    /// to the next.
+    pub fn serve_one_in(
+        &self,
+        buf: &mut MsgBuf,
+        timeout_ms: Option<u32>,
+    ) -> Result<(), KernReturn> {
+        self.receive(buf, timeout_ms).result()?;
+        self.handle(buf.as_bytes());
+        Ok(())
+    }
+
+    /// One receive on the port set into `buf`, waiting at most
+    /// `timeout_ms` (`None`: until a message comes).
+    fn receive(&self, buf: &mut MsgBuf, timeout_ms: Option<u32>) -> KernReturn {
+        if buf.len() < RCV_SIZE {
+            buf.resize(RCV_SIZE);
+        }
         let opt = option::RCV_MSG
             | if timeout_ms.is_some() {
                 option::RCV_TIMEOUT
             } else {
                 0
             };
-        let timeout_ms = timeout_ms.unwrap_or(0);
-        // SAFETY: a valid buffer of RCV_SIZE bytes.
-        let r = unsafe {
+        // SAFETY: a valid buffer of at least RCV_SIZE bytes.
+        unsafe {
             self.ipc.mach_msg(
                 buf.as_mut_ptr(),
                 opt,
                 0,
                 RCV_SIZE as u32,
                 self.portset,
-                timeout_ms,
+                timeout_ms.unwrap_or(0),
                 PortName::NULL,
             )
-        };
-        r.result()?;
-        self.handle(buf.as_bytes());
-        Ok(())
+        }
     }
 
     #[cfg(feature = "std")]
@@ -272,18 +289,7 @@ impl DeviceServer {
     fn worker(self: Arc<Self>) {
         let mut buf = MsgBuf::zeroed(RCV_SIZE);
         loop {
-            // SAFETY: a valid buffer of RCV_SIZE bytes.
-            let r = unsafe {
-                self.ipc.mach_msg(
-                    buf.as_mut_ptr(),
-                    option::RCV_MSG,
-                    0,
-                    RCV_SIZE as u32,
-                    self.portset,
-                    0,
-                    PortName::NULL,
-                )
-            };
+            let r = self.receive(&mut buf, None);
             if self.stopping.load(Ordering::Acquire) {
                 break;
             }

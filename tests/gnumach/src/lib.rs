@@ -11,9 +11,9 @@
 //! unpacked by `mig-bindings/setup-mig.sh` (run by `tests/setup.sh`).
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use testbed::repo;
@@ -106,7 +106,7 @@ impl Boot {
         let _ = std::fs::remove_dir_all(&dir);
         let boot = dir.join("iso/boot");
         std::fs::create_dir_all(&boot).expect("create the ISO tree");
-        std::fs::copy(&kernel, boot.join("gnumach.gz")).expect("copy the kernel");
+        std::fs::copy(kernel, boot.join("gnumach.gz")).expect("copy the kernel");
         let mut cfg = String::from(
             "set timeout=0\nserial --unit=0 --speed=115200\nterminal_output serial console\n\
              menuentry \"gnumach-testbed\" {\n  multiboot /boot/gnumach.gz console=com0\n",
@@ -148,8 +148,14 @@ impl Boot {
     }
 }
 
-/// The kernel image (fetched by `mig-bindings/setup-mig.sh`).
-fn kernel() -> PathBuf {
+/// The kernel image (fetched by `mig-bindings/setup-mig.sh`), found once
+/// per test process.
+fn kernel() -> &'static Path {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL.get_or_init(find_kernel)
+}
+
+fn find_kernel() -> PathBuf {
     let out = Command::new("bash")
         .arg(repo().join("mig-bindings/setup-mig.sh"))
         .stderr(Stdio::inherit())
@@ -165,14 +171,12 @@ fn kernel() -> PathBuf {
 }
 
 /// Builds the task programs once per test process; returns their directory.
-fn build_tasks() -> PathBuf {
-    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(p) = &*built {
-        return p.clone();
-    }
+fn build_tasks() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(build)
+}
+
+fn build() -> PathBuf {
     let dir = repo().join("tests/gnumach/tasks");
     let target = repo().join("target/gnumach-tasks");
     let status = testbed::cargo_build(&dir, &target)
@@ -180,7 +184,5 @@ fn build_tasks() -> PathBuf {
         .status()
         .expect("cargo build the GNU Mach tasks");
     assert!(status.success(), "building tests/gnumach/tasks failed");
-    let p = target.join("x86_64-unknown-linux-gnu/release");
-    *built = Some(p.clone());
-    p
+    target.join("x86_64-unknown-linux-gnu/release")
 }

@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_int};
 use std::sync::Arc;
 
 use mach::ipc::Ipc;
-use mach::kernel_rpc::TASK_BOOTSTRAP_PORT;
+use mach::kernel_rpc::{KernelRpc, TASK_BOOTSTRAP_PORT};
 use mach::port::type_name as tn;
 use mach::sys::hurd::HurdIpc;
 use mach::{KernReturn, PortName};
@@ -16,7 +16,6 @@ use mig_bindings::{fsys, startup};
 use crate::boot::{BootHost, BootOptions, Chain};
 
 unsafe extern "C" {
-    fn task_get_special_port(task: u32, which: c_int, port: *mut u32) -> c_int;
     fn task_set_special_port(task: u32, which: c_int, port: u32) -> c_int;
     fn task_resume(task: u32) -> c_int;
     fn file_name_lookup(name: *const c_char, flags: c_int, mode: u32) -> u32;
@@ -25,11 +24,9 @@ unsafe extern "C" {
 /// The calling task's bootstrap port (`NULL` if it has none).
 #[must_use]
 pub fn bootstrap_port() -> PortName {
-    let mut p = 0;
-    // SAFETY: a kernel RPC on our own task with a valid out-pointer.
-    let r =
-        unsafe { task_get_special_port(HurdIpc.task_self().0, TASK_BOOTSTRAP_PORT, &raw mut p) };
-    if r == 0 { PortName(p) } else { PortName::NULL }
+    HurdIpc
+        .task_get_special_port(HurdIpc.task_self(), TASK_BOOTSTRAP_PORT)
+        .unwrap_or(PortName::NULL)
 }
 
 /// The chain this task is in: the bootstrap port, and the privileged ports

@@ -151,8 +151,9 @@ fn main(args: &Args) -> ! {
     // Serve until the client has died and every open it held is closed,
     // or give up after 60 s of idle time.
     let mut idle_ms = 0u32;
+    let mut buf = mach::msg::MsgBuf::zeroed(0);
     loop {
-        match server.serve_one(Some(100)) {
+        match server.serve_one_in(&mut buf, Some(100)) {
             Ok(()) => idle_ms = 0,
             Err(KernReturn::RCV_TIMED_OUT) => idle_ms += 100,
             Err(e) => {
