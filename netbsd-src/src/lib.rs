@@ -201,6 +201,22 @@ pub fn binary_link_args() {
     println!("cargo:rustc-link-arg=-Wl,-z,nostart-stop-gc");
 }
 
+/// Build-script helper for crates over the rump crate: declares `cfg`, sets
+/// it when the rump crate linked a kernel (its `links = "rump"` metadata),
+/// adds the link arguments executables over the kernel need then, and
+/// returns whether it did.
+#[must_use]
+pub fn kernel_linked_cfg(cfg: &str) -> bool {
+    println!("cargo:rerun-if-env-changed=DEP_RUMP_KERNEL");
+    println!("cargo::rustc-check-cfg=cfg({cfg})");
+    let linked = std::env::var_os("DEP_RUMP_KERNEL").is_some();
+    if linked {
+        println!("cargo:rustc-cfg={cfg}");
+        binary_link_args();
+    }
+    linked
+}
+
 /// Build-script helper: locates the kernel, tells cargo when to look
 /// again, and declares the `rump_kernel` cfg.
 pub fn locate_for_build() -> Result<Option<RumpKernel>, LocateError> {

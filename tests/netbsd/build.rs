@@ -3,19 +3,15 @@
 //! metadata), and adds the link arguments executables over the kernel need.
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=DEP_RUMP_KERNEL");
     println!("cargo:rerun-if-env-changed=DEP_RUMP_COMPONENTS");
-    println!("cargo::rustc-check-cfg=cfg(rump_kernel_linked)");
     println!("cargo::rustc-check-cfg=cfg(rump_component, values(any()))");
-    if std::env::var_os("DEP_RUMP_KERNEL").is_some() {
-        println!("cargo:rustc-cfg=rump_kernel_linked");
+    if netbsd_src::kernel_linked_cfg("rump_kernel_linked") {
         for c in std::env::var("DEP_RUMP_COMPONENTS")
             .unwrap_or_default()
             .split_whitespace()
         {
             println!("cargo:rustc-cfg=rump_component=\"{c}\"");
         }
-        netbsd_src::binary_link_args();
     } else {
         println!("cargo:warning=NetBSD kernel tests skipped: RUMP_PREFIX not set");
     }
