@@ -6,6 +6,7 @@ use alloc::string::{String, ToString};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use mach::PortName;
+use mach::kernel_rpc::KernelRpc;
 use mig_bindings::device::{self as dev, Client, INBAND_MAX};
 use spin::Mutex;
 
@@ -45,7 +46,7 @@ pub fn line(text: &str) {
     // piece, no reply-port allocation and release.
     for piece in s.as_bytes().chunks(INBAND_MAX) {
         let written = MACH
-            .rpc(|r| dev::write_inband_request(port, r, 0, piece))
+            .kernel_rpc(|r| dev::write_inband_request(port, r, 0, piece))
             .and_then(|m| dev::decode_write_reply(m.as_bytes(), dev::ID_WRITE_INBAND));
         if written.is_err() {
             return;

@@ -52,23 +52,6 @@ impl GnuMach {
         }
     }
 
-    /// One kernel RPC: sends `build(reply_port)` and returns the reply.
-    pub fn rpc(&self, build: impl FnOnce(PortName) -> MsgBuf) -> Result<MsgBuf, KernReturn> {
-        let reply = match self.reply.swap(0, Ordering::Acquire) {
-            // SAFETY: a trap without arguments.
-            0 => unsafe { trap::gnumach_mach_reply_port() },
-            r => r,
-        };
-        let r = rpc::call(self, PortName(reply), build);
-        match r {
-            Ok(_) | Err(KernReturn::RCV_TOO_LARGE) => self.put_reply_port(reply),
-            // The port's state is unknown (a send that failed half-way may
-            // leave a reply queued): drop it, fire and forget.
-            Err(_) => self.destroy_receive(PortName(reply)),
-        }
-        r
-    }
-
     fn put_reply_port(&self, reply: u32) {
         if self
             .reply
@@ -122,7 +105,18 @@ impl GnuMach {
 /// Kernel RPCs through the cached reply port.
 impl KernelRpc for GnuMach {
     fn kernel_rpc(&self, build: impl FnOnce(PortName) -> MsgBuf) -> Result<MsgBuf, KernReturn> {
-        self.rpc(build)
+        let reply = match self.reply.swap(0, Ordering::Acquire) {
+            0 => self.reply_port(),
+            r => PortName(r),
+        };
+        let r = rpc::call(self, reply, build);
+        match r {
+            Ok(_) | Err(KernReturn::RCV_TOO_LARGE) => self.put_reply_port(reply.0),
+            // The port's state is unknown (a send that failed half-way may
+            // leave a reply queued): drop it, fire and forget.
+            Err(_) => self.destroy_receive(reply),
+        }
+        r
     }
 }
 
@@ -195,7 +189,7 @@ impl Ipc for GnuMach {
         notify_disposition: u8,
     ) -> Result<PortName, KernReturn> {
         let task = PortName(self.task());
-        let m = self.rpc(|r| {
+        let m = self.kernel_rpc(|r| {
             kernel::request_notification_request(
                 task,
                 r,
