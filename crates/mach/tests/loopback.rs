@@ -553,3 +553,148 @@ fn vm_allocate_is_zeroed_even_when_a_region_is_reused() {
     let a = t.vm_allocate(8192).unwrap();
     assert!(zeros(a, 0, 8192), "vm_allocate after an overwrite region");
 }
+
+/// One RPC: `m` sent and the reply received on `reply` in one call, with
+/// `timeout_ms` on both or none.
+fn rpc(t: &Task, mut m: MsgBuf, reply: PortName, timeout_ms: Option<u32>) -> MsgBuf {
+    let len = m.len() as u32;
+    m.resize(4096);
+    let timed = if timeout_ms.is_some() {
+        option::SEND_TIMEOUT | option::RCV_TIMEOUT
+    } else {
+        0
+    };
+    // SAFETY: a valid 4096-byte buffer holding a `len`-byte message.
+    let r = unsafe {
+        t.mach_msg(
+            m.as_mut_ptr(),
+            option::SEND_MSG | option::RCV_MSG | timed,
+            len,
+            4096,
+            reply,
+            timeout_ms.unwrap_or(0),
+            PortName::NULL,
+        )
+    };
+    assert_eq!(r, KernReturn::SUCCESS);
+    m
+}
+
+/// Answers a request with its number plus one, from `server`.
+fn answer(server: &Task, request: &[u8]) -> u32 {
+    let (h, mut r) = Reader::new(request).unwrap();
+    let n = r.int32().unwrap();
+    let mut b = simple(h.remote, tn::MOVE_SEND_ONCE, PortName::NULL, 0, h.id + 100);
+    b.int32(n + 1);
+    assert_eq!(send(server, b.finish()), KernReturn::SUCCESS);
+    h.seqno
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < Duration::from_secs(10), "{what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn an_rpc_is_handed_off_only_to_a_waiting_receiver_and_without_timeouts() {
+    use std::sync::Mutex;
+    use std::thread::ThreadId;
+
+    let (k, server, client) = pair();
+    let server = Arc::new(server);
+    let set = server.port_allocate(Right::PortSet).unwrap();
+    let port = server.port_allocate(Right::Receive).unwrap();
+    assert_eq!(server.port_move_member(port, set), KernReturn::SUCCESS);
+    let to_server = server.give_send_right(port, &client).unwrap();
+    let reply = client.reply_port();
+    // Only receive rights and sets of the task's own take a handler.
+    let nothing: mach::loopback::Handler = Arc::new(|_: &[u8]| {});
+    assert_eq!(
+        server.set_handoff(port, Arc::clone(&nothing)),
+        Err(KernReturn::INVALID_NAME),
+        "a port in a set is received through the set"
+    );
+    assert_eq!(
+        client.set_handoff(to_server, nothing),
+        Err(KernReturn::INVALID_NAME)
+    );
+    let ran: Arc<Mutex<Vec<(ThreadId, u32)>>> = Arc::default();
+    let (weak, log) = (Arc::downgrade(&server), Arc::clone(&ran));
+    server
+        .set_handoff(
+            set,
+            Arc::new(move |m: &[u8]| {
+                let server = weak.upgrade().expect("server task");
+                let (h, mut r) = Reader::new(m).unwrap();
+                assert_eq!((h.local, h.remote_bits()), (port, tn::MOVE_SEND_ONCE));
+                assert!(r.int32().unwrap() >= 0, "a server bug");
+                let seqno = answer(&server, m);
+                log.lock()
+                    .unwrap()
+                    .push((std::thread::current().id(), seqno));
+            }),
+        )
+        .unwrap();
+    let request = |n: i32| {
+        let mut b = simple(to_server, tn::COPY_SEND, reply, tn::MAKE_SEND_ONCE, 1000);
+        b.int32(n);
+        b.finish()
+    };
+    let reply_to = |m: &MsgBuf| {
+        let (h, mut r) = Reader::new(m.as_bytes()).unwrap();
+        assert_eq!(h.id, 1100);
+        r.int32().unwrap()
+    };
+
+    // No thread receiving: the RPC waits in the queue for one.
+    std::thread::scope(|s| {
+        let rpc = s.spawn(|| reply_to(&rpc(&client, request(1), reply, None)));
+        wait_until("the request is queued", || k.stats().queued == 1);
+        let m = recv(&server, set, Some(10_000)).unwrap();
+        assert_eq!(answer(&server, m.as_bytes()), 0);
+        assert_eq!(rpc.join().unwrap(), 2);
+    });
+    assert_eq!(k.stats().handoffs, 0);
+
+    // A thread asleep receiving: the RPC runs the handler on the caller.
+    let receiver = std::thread::spawn({
+        let server = Arc::clone(&server);
+        move || {
+            let m = recv(&server, set, Some(60_000)).unwrap();
+            answer(&server, m.as_bytes())
+        }
+    });
+    wait_until("the receiver sleeps", || k.stats().waiting == 1);
+    assert_eq!(reply_to(&rpc(&client, request(5), reply, None)), 6);
+    let me = std::thread::current().id();
+    assert_eq!(*ran.lock().unwrap(), [(me, 1)]);
+    assert_eq!((k.stats().handoffs, k.stats().waiting), (1, 1));
+
+    // A panicking handler unwinds into its caller, and the receiver is
+    // lent again afterwards.
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rpc(&client, request(-1), reply, None)
+    }));
+    assert!(crashed.is_err());
+    assert_eq!((k.stats().handoffs, k.stats().waiting), (2, 1));
+
+    // A timed RPC waits for the receiving thread instead.
+    assert_eq!(reply_to(&rpc(&client, request(7), reply, Some(10_000))), 8);
+    assert_eq!(receiver.join().unwrap(), 3);
+    assert_eq!(ran.lock().unwrap().len(), 1);
+    assert_eq!(k.stats().handoffs, 2);
+
+    // Plain sends are never handed off either.
+    let receiver = std::thread::spawn({
+        let server = Arc::clone(&server);
+        move || recv(&server, set, Some(60_000)).map(|m| Header::read(m.as_bytes()).unwrap().id)
+    });
+    wait_until("the receiver sleeps", || k.stats().waiting == 1);
+    let b = simple(to_server, tn::COPY_SEND, PortName::NULL, 0, 77);
+    assert_eq!(send(&client, b.finish()), KernReturn::SUCCESS);
+    assert_eq!(receiver.join().unwrap(), Ok(77));
+    assert_eq!(k.stats().handoffs, 2);
+}

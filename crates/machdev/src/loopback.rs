@@ -18,15 +18,42 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    /// Starts a server for `drivers` on a new loopback kernel.
+    /// Starts a server for `drivers` on a new loopback kernel. A client's
+    /// RPC that finds a worker waiting runs the server's code on the
+    /// client's thread, as GNU Mach hands a blocking sender's processor to
+    /// the receiving thread ([`Task::set_handoff`]).
     ///
     /// # Errors
     /// What [`DeviceServer::new`] answers.
     pub fn start(drivers: Vec<Arc<dyn Driver>>, config: PoolConfig) -> Result<Self, KernReturn> {
+        Self::start_with(drivers, config, true)
+    }
+
+    /// [`LocalServer::start`], with hand-offs or (`handoff` false) every
+    /// message queued for a worker thread that the kernel wakes.
+    ///
+    /// # Errors
+    /// What [`DeviceServer::new`] answers.
+    pub fn start_with(
+        drivers: Vec<Arc<dyn Driver>>,
+        config: PoolConfig,
+        handoff: bool,
+    ) -> Result<Self, KernReturn> {
         let kernel = Kernel::new();
         let task = Arc::new(kernel.new_task());
         let ipc: Arc<dyn Ipc> = task.clone();
         let server = DeviceServer::new(ipc, drivers, None, config)?;
+        if handoff {
+            let weak = Arc::downgrade(&server);
+            task.set_handoff(
+                server.portset(),
+                Arc::new(move |msg: &[u8]| {
+                    if let Some(server) = weak.upgrade() {
+                        server.handle_busy(msg);
+                    }
+                }),
+            )?;
+        }
         server.start();
         Ok(Self {
             kernel,

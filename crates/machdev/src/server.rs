@@ -7,9 +7,9 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-#[cfg(feature = "std")]
-use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "std")]
+use core::sync::atomic::{AtomicIsize, AtomicUsize};
 
 use mach::ipc::{Ipc, option};
 use mach::msg::{Header, MsgBuf};
@@ -95,8 +95,10 @@ pub struct DeviceServer {
     config: PoolConfig,
     #[cfg(feature = "std")]
     threads: AtomicUsize,
+    /// Workers waiting for a message, less those a hand-off lent (below
+    /// zero while a lent worker also took a message).
     #[cfg(feature = "std")]
-    idle: AtomicUsize,
+    idle: AtomicIsize,
     stopping: AtomicBool,
     boot: Mutex<Option<Boot>>,
 }
@@ -138,7 +140,7 @@ impl DeviceServer {
             #[cfg(feature = "std")]
             threads: AtomicUsize::new(0),
             #[cfg(feature = "std")]
-            idle: AtomicUsize::new(0),
+            idle: AtomicIsize::new(0),
             stopping: AtomicBool::new(false),
             boot: Mutex::new(None),
         });
@@ -177,6 +179,12 @@ impl DeviceServer {
             sync_port,
         });
         Ok(control)
+    }
+
+    /// The port set the workers receive on.
+    #[cfg(feature = "loopback")]
+    pub(crate) fn portset(&self) -> PortName {
+        self.portset
     }
 
     /// Opens currently alive.
@@ -302,17 +310,24 @@ impl DeviceServer {
                     continue;
                 }
             }
-            // Keep one thread receiving while this one works.
-            if self.idle.fetch_sub(1, Ordering::AcqRel) == 1
-                && self.threads.load(Ordering::Acquire) < self.config.max_threads
-            {
-                self.spawn_worker();
-            }
-            self.handle(buf.as_bytes());
-            self.idle.fetch_add(1, Ordering::AcqRel);
+            self.handle_busy(buf.as_bytes());
         }
         self.threads.fetch_sub(1, Ordering::AcqRel);
         self.idle.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Handles one message as a busy worker of the pool, which keeps a
+    /// thread receiving meanwhile: on the worker that received it, or on a
+    /// thread a waiting worker was lent to by a hand-off.
+    #[cfg(feature = "std")]
+    pub(crate) fn handle_busy(self: &Arc<Self>, bytes: &[u8]) {
+        if self.idle.fetch_sub(1, Ordering::AcqRel) <= 1
+            && self.threads.load(Ordering::Acquire) < self.config.max_threads
+        {
+            self.spawn_worker();
+        }
+        self.handle(bytes);
+        self.idle.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Handles one received message.

@@ -550,3 +550,30 @@ fn a_slow_request_delays_neither_opens_nor_other_devices_with_32_clients() {
     );
     assert!(f.server.thread_count() >= 2);
 }
+
+#[cfg(feature = "loopback")]
+#[test]
+fn a_local_server_runs_rpcs_on_the_callers_thread_unless_told_not_to() {
+    use machdev::loopback::LocalServer;
+    for handoff in [true, false] {
+        let driver = Arc::new(RamDriver {
+            data: Arc::new(Mutex::new(vec![0; 1 << 20])),
+            opens: Arc::new(AtomicUsize::new(0)),
+            closes: Arc::new(AtomicUsize::new(0)),
+        });
+        let local = LocalServer::start_with(vec![driver], PoolConfig::default(), handoff).unwrap();
+        let (task, master) = local.client().unwrap();
+        let k = local.kernel();
+        wait_until("a worker receives", || k.stats().waiting > 0);
+        let c = Client::new(&task);
+        let d = c.open(master, Mode::READ | Mode::WRITE, "ram0").unwrap();
+        let data: Vec<u8> = (0..8192u32).map(|i| (i * 3) as u8).collect();
+        assert_eq!(c.write(d, 8, &data).unwrap(), 8192);
+        assert_eq!(c.read(d, 8, 8192).unwrap(), data);
+        c.close(d).unwrap();
+        // Open, write, read and close: four requests, each handed off to
+        // a waiting worker, or each received by one.
+        assert_eq!(k.stats().handoffs, if handoff { 4 } else { 0 }, "{handoff}");
+        assert_eq!(local.server().open_count(), 0);
+    }
+}

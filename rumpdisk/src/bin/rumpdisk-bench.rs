@@ -192,6 +192,7 @@ mod linux {
                 })
                 .collect();
             let mut round = 0u64;
+            let before = local.kernel().stats();
             let (rpc, raw) = best_of(
                 || {
                     round += 1;
@@ -237,6 +238,12 @@ mod linux {
                 rpc,
                 raw,
                 "IOPS",
+            );
+            println!(
+                "{:<44} {:.0}%",
+                "  of them run on the client's thread (hand-off)",
+                (local.kernel().stats().handoffs - before.handoffs) as f64 * 100.0
+                    / (ROUNDS * n * clients) as f64
             );
         }
         println!(

@@ -1,10 +1,12 @@
 //! The loopback kernel's ports, spaces and message transfer.
 
-use std::collections::{HashMap, VecDeque};
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::Arc;
-
-use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use foldhash::HashMap;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::vm::Vm;
 use crate::ipc::{Ipc, option};
@@ -38,6 +40,44 @@ struct Port {
     recv_cv: Arc<Condvar>,
     /// Threads waiting for room in this port's queue sleep here.
     room_cv: Arc<Condvar>,
+    /// Threads asleep in a receive on this port (or set), less those lent
+    /// to senders by hand-offs (below zero while a lent one also woke).
+    waiting: i32,
+    /// The receiving task's code for messages handed off to the sending
+    /// thread (see [`Task::set_handoff`]).
+    handoff: Option<Handoff>,
+}
+
+thread_local! {
+    /// The message buffer of hand-offs run on this thread.
+    static HANDOFF_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A receiver lent to a hand-off: counted waiting again when dropped.
+struct Lent<'a> {
+    kernel: &'a Kernel,
+    target: PortId,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.kernel.lock().ports.get_mut(&self.target) {
+            t.waiting += 1;
+        }
+    }
+}
+
+/// Handles one message, as received, in the receiving task.
+pub type Handler = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// A [`Handler`] kept on a port.
+#[derive(Clone)]
+struct Handoff(Handler);
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handoff")
+    }
 }
 
 impl Port {
@@ -54,6 +94,8 @@ impl Port {
             no_senders: None,
             recv_cv: Arc::new(Condvar::new()),
             room_cv: Arc::new(Condvar::new()),
+            waiting: 0,
+            handoff: None,
         }
     }
 }
@@ -107,6 +149,9 @@ struct State {
     ports: HashMap<PortId, Port>,
     spaces: HashMap<SpaceId, Space>,
     next_id: u64,
+    /// Messages sent, and of those handed off ([`Stats`]).
+    sent: u64,
+    handoffs: u64,
     /// The kernel's VM (regions of queued out-of-line data live there).
     vm: Arc<Vm>,
 }
@@ -150,6 +195,12 @@ pub struct Stats {
     pub queued: usize,
     /// `vm_allocate` regions not yet deallocated.
     pub vm_regions: usize,
+    /// Threads asleep receiving, less those lent to hand-offs.
+    pub waiting: usize,
+    /// Messages sent to a receiver since the kernel started.
+    pub sent: u64,
+    /// Of those, how many a hand-off ran on the sender's thread.
+    pub handoffs: u64,
 }
 
 impl Kernel {
@@ -161,6 +212,13 @@ impl Kernel {
             names: st.spaces.values().map(|s| s.names.len()).sum(),
             queued: st.ports.values().map(|p| p.queue.len()).sum(),
             vm_regions: self.vm.regions(),
+            waiting: st
+                .ports
+                .values()
+                .map(|p| usize::try_from(p.waiting).unwrap_or(0))
+                .sum(),
+            sent: st.sent,
+            handoffs: st.handoffs,
         }
     }
 
@@ -190,6 +248,17 @@ impl Kernel {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock()
+    }
+
+    /// Gives space `s` the out-of-line regions of a message delivered into
+    /// `buf`, and writes their addresses there.
+    fn copyout_ool(&self, s: SpaceId, ool: &[(usize, u64, usize)], buf: &mut [u8]) {
+        for &(off, addr, len) in ool {
+            if len > 0 {
+                self.vm.transfer(addr, None, Some(s));
+            }
+            buf[HEADER_SIZE + off..HEADER_SIZE + off + 8].copy_from_slice(&addr.to_ne_bytes());
+        }
     }
 }
 
@@ -604,7 +673,7 @@ impl State {
     /// the first item that would fail.
     fn check_copyins(&self, s: SpaceId, items: &[(PortName, u8)]) -> Result<(), usize> {
         // Per name: send urefs, send-once right, dead urefs still there.
-        let mut left: HashMap<u32, (u32, bool, u32)> = HashMap::new();
+        let mut left: HashMap<u32, (u32, bool, u32)> = HashMap::default();
         for (i, &(name, disp)) in items.iter().enumerate() {
             if !self.check_copyin(s, name, disp) {
                 return Err(i);
@@ -638,11 +707,10 @@ impl State {
         Ok(())
     }
 
-    /// Queues `kmsg` on the port `dest` names, consuming that right.
-    fn enqueue(&mut self, dest: Carried, kmsg: KMsg) -> KernReturn {
+    /// Consumes the destination right of a message; returns its port.
+    fn take_dest(&mut self, dest: Carried) -> Option<PortId> {
         let (Carried::Send(Some(p)) | Carried::SendOnce(Some(p))) = dest else {
-            self.destroy_msg(&kmsg);
-            return KernReturn::SEND_INVALID_DEST;
+            return None;
         };
         match dest {
             Carried::Send(_) => self.release_send(p),
@@ -652,15 +720,97 @@ impl State {
                 }
             }
         }
+        Some(p)
+    }
+
+    /// Queues `kmsg` on the port `dest` names, consuming that right.
+    fn enqueue(&mut self, dest: Carried, kmsg: KMsg) -> KernReturn {
+        let Some(p) = self.take_dest(dest) else {
+            self.destroy_msg(&kmsg);
+            return KernReturn::SEND_INVALID_DEST;
+        };
         if let Some(port) = self.ports.get_mut(&p)
             && port.receiver.is_some()
         {
             port.queue.push_back(kmsg);
+            self.sent += 1;
             self.wake_receiver(p);
             return KernReturn::SUCCESS;
         }
         self.destroy_msg(&kmsg);
         KernReturn::SEND_INVALID_DEST
+    }
+
+    /// Where a message to `dest` can be handed off: its port and the port
+    /// or set received on take hand-offs, a thread is asleep receiving there
+    /// that no other hand-off has borrowed, and nothing is queued ahead of
+    /// the message. Returns the port, what is received on, the receiving
+    /// space and its handler.
+    fn handoff_for(&self, dest: Carried) -> Option<(PortId, PortId, SpaceId, Handoff)> {
+        let (Carried::Send(Some(p)) | Carried::SendOnce(Some(p))) = dest else {
+            return None;
+        };
+        let port = self.ports.get(&p)?;
+        let space = port.receiver?;
+        if !port.queue.is_empty() {
+            return None;
+        }
+        let target = port.in_set.unwrap_or(p);
+        let t = self.ports.get(&target)?;
+        if t.waiting <= 0 {
+            return None;
+        }
+        Some((p, target, space, t.handoff.clone()?))
+    }
+
+    /// Writes `kmsg`, taken off port `port_id`, into `buf` as space `s`
+    /// receives it: its header, body and rights (out-of-line regions are
+    /// the caller's, through [`Kernel::copyout_ool`]). Returns its size.
+    fn deliver(
+        &mut self,
+        s: SpaceId,
+        port_id: PortId,
+        seqno: u32,
+        kmsg: &KMsg,
+        buf: &mut [u8],
+    ) -> usize {
+        // The destination's name here: the receive right's name.
+        let local = self
+            .spaces
+            .get(&s)
+            .and_then(|sp| sp.by_port.get(&port_id).copied())
+            .map_or(PortName::NULL, PortName);
+        let (reply_name, reply_bits) = match kmsg.reply {
+            Some(c @ Carried::Send(_)) => (self.copyout(s, c), tn::MOVE_SEND),
+            Some(c @ Carried::SendOnce(_)) => (self.copyout(s, c), tn::MOVE_SEND_ONCE),
+            _ => (PortName::NULL, 0),
+        };
+        let local_bits = if kmsg.via_send_once {
+            tn::MOVE_SEND_ONCE
+        } else {
+            tn::MOVE_SEND
+        };
+        let size = HEADER_SIZE + kmsg.body.len();
+        let h = Header {
+            bits: kmsg.bits | msg::bits(reply_bits, local_bits),
+            size: size as u32,
+            remote: reply_name,
+            local,
+            seqno,
+            id: kmsg.id,
+        };
+        h.write(buf);
+        buf[HEADER_SIZE..size].copy_from_slice(&kmsg.body);
+        for &(off, c, name_value) in &kmsg.ports {
+            let n = if matches!(c, Carried::Name) {
+                PortName(name_value)
+            } else {
+                self.copyout(s, c)
+            };
+            buf[HEADER_SIZE + off..HEADER_SIZE + off + 8]
+                .copy_from_slice(&u64::from(n.0).to_ne_bytes());
+        }
+        size
     }
 
     /// Puts a carried right into space `s`; returns its name there.
@@ -790,6 +940,27 @@ impl Task {
         Ok(st.copyout(to.space, c))
     }
 
+    /// Lets a sender that blocks for a reply run `handler` for its message
+    /// on its own thread whenever a thread of this task is asleep receiving
+    /// on `name` (a receive right not in a set, or a port set) and no
+    /// message is queued ahead of it there: GNU Mach's hand-off, where such
+    /// a sender gives its processor straight to the receiving thread.
+    /// `handler` sees the message as a receive on `name` would deliver it,
+    /// and owns what it carries. The kernel keeps `handler` until the port
+    /// or set goes, so it should hold the receiving task's state weakly (a
+    /// strong hold is a cycle through the kernel).
+    ///
+    /// # Errors
+    /// `KERN_INVALID_NAME` when `name` is neither here.
+    pub fn set_handoff(&self, name: PortName, handler: Handler) -> Result<(), KernReturn> {
+        let mut st = self.kernel.lock();
+        let target = st
+            .receive_target(self.space, name)
+            .map_err(|_| KernReturn::INVALID_NAME)?;
+        st.ports.get_mut(&target).expect("received-on port").handoff = Some(Handoff(handler));
+        Ok(())
+    }
+
     /// Terminates the task: every right it holds is released (receive
     /// rights destroyed, send rights dropped), as when a task dies.
     pub fn terminate(&self) {
@@ -857,27 +1028,35 @@ impl Task {
     }
 
     /// Waits for the kernel's state to change, until `deadline` when
-    /// `timed` (then `expired` is the error).
+    /// `timed` (then `expired` is the error, with the lock taken again).
     fn wait<'a>(
         mut st: MutexGuard<'a, State>,
         cv: &Condvar,
         timed: bool,
         deadline: Option<Instant>,
         expired: KernReturn,
-    ) -> Result<MutexGuard<'a, State>, KernReturn> {
+    ) -> (MutexGuard<'a, State>, Result<(), KernReturn>) {
         if !timed {
             cv.wait(&mut st);
-            return Ok(st);
+            return (st, Ok(()));
         }
         let deadline = deadline.unwrap_or_else(Instant::now);
         if Instant::now() >= deadline {
-            return Err(expired);
+            return (st, Err(expired));
         }
         cv.wait_until(&mut st, deadline);
-        Ok(st)
+        (st, Ok(()))
     }
 
-    fn send(&self, bytes: &[u8], option: u32, timeout: Option<Instant>) -> KernReturn {
+    /// Sends `bytes`; with `handoff`, to a receiver that takes hand-offs
+    /// by running its handler on this thread.
+    fn send(
+        &self,
+        bytes: &[u8],
+        option: u32,
+        timeout: Option<Instant>,
+        handoff: bool,
+    ) -> KernReturn {
         let (h, parsed) = match self.precheck(bytes) {
             Ok(x) => x,
             Err(e) => return e,
@@ -928,16 +1107,17 @@ impl Task {
                     None => return KernReturn::SEND_INVALID_DEST,
                 }
                 let cv = Arc::clone(&st.ports[&dest_port].room_cv);
-                st = match Self::wait(
+                let waited;
+                (st, waited) = Self::wait(
                     st,
                     &cv,
                     option & option::SEND_TIMEOUT != 0,
                     timeout,
                     KernReturn::SEND_TIMED_OUT,
-                ) {
-                    Ok(st) => st,
-                    Err(e) => return e,
-                };
+                );
+                if let Err(e) = waited {
+                    return e;
+                }
                 // Other threads of the task may have changed its rights.
                 if let Err(i) = st.check_copyins(self.space, &items) {
                     return refusal(i);
@@ -974,9 +1154,50 @@ impl Task {
             ports,
             ool,
         };
+        if handoff && let Some((p, target, space, handler)) = st.handoff_for(dest) {
+            st.take_dest(dest);
+            return self.hand_off(st, (p, target, space), &kmsg, &handler);
+        }
         let r = st.enqueue(dest, kmsg);
         drop(st);
         r
+    }
+
+    /// Runs the receiver's `handler` on this thread for `kmsg` (its
+    /// destination right already consumed), as if the thread asleep
+    /// receiving on `target` had taken it: GNU Mach's hand-off, where a
+    /// sender blocking for a reply gives its processor straight to the
+    /// receiver. The borrowed receiver is not lent again meanwhile.
+    fn hand_off(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        (p, target, space): (PortId, PortId, SpaceId),
+        kmsg: &KMsg,
+        handler: &Handoff,
+    ) -> KernReturn {
+        let port = st.ports.get_mut(&p).expect("hand-off port");
+        let seqno = port.seqno;
+        port.seqno = seqno.wrapping_add(1);
+        st.ports.get_mut(&target).expect("hand-off target").waiting -= 1;
+        st.sent += 1;
+        st.handoffs += 1;
+        // Nested hand-offs (a handler's own RPCs) find the buffer taken and
+        // make their own.
+        let mut buf = HANDOFF_BUF.take();
+        buf.resize(HEADER_SIZE + kmsg.body.len(), 0);
+        let size = st.deliver(space, p, seqno, kmsg, &mut buf);
+        drop(st);
+        self.kernel.copyout_ool(space, &kmsg.ool, &mut buf);
+        // The receiver is lent back however the handler ends: a panic
+        // unwinds into the sender, so a server's bug shows in its client
+        // instead of leaving it waiting for a reply.
+        let _lent = Lent {
+            kernel: &self.kernel,
+            target,
+        };
+        (handler.0)(&buf[..size]);
+        HANDOFF_BUF.set(buf);
+        KernReturn::SUCCESS
     }
 
     /// The out-of-line regions of a message about to be queued (offsets
@@ -1092,65 +1313,31 @@ impl Task {
                 st.wake_sender(p);
                 break (p, m);
             }
-            let cv = Arc::clone(&st.ports[&target].recv_cv);
-            st = match Self::wait(
+            let t = st.ports.get_mut(&target).expect("received-on port");
+            t.waiting += 1;
+            let cv = Arc::clone(&t.recv_cv);
+            let waited;
+            (st, waited) = Self::wait(
                 st,
                 &cv,
                 option & option::RCV_TIMEOUT != 0,
                 timeout,
                 KernReturn::RCV_TIMED_OUT,
-            ) {
-                Ok(st) => st,
-                Err(e) => return e,
-            };
+            );
+            if let Some(t) = st.ports.get_mut(&target) {
+                t.waiting -= 1;
+            }
+            if let Err(e) = waited {
+                return e;
+            }
         };
         let seqno = st
             .ports
             .get(&port_id)
             .map_or(0, |p| p.seqno.wrapping_sub(1));
-        // The destination's name here: the receive right's name.
-        let local = st
-            .spaces
-            .get(&self.space)
-            .and_then(|sp| sp.by_port.get(&port_id).copied())
-            .map_or(PortName::NULL, PortName);
-        let (reply_name, reply_bits) = match kmsg.reply {
-            Some(c @ Carried::Send(_)) => (st.copyout(self.space, c), tn::MOVE_SEND),
-            Some(c @ Carried::SendOnce(_)) => (st.copyout(self.space, c), tn::MOVE_SEND_ONCE),
-            _ => (PortName::NULL, 0),
-        };
-        let local_bits = if kmsg.via_send_once {
-            tn::MOVE_SEND_ONCE
-        } else {
-            tn::MOVE_SEND
-        };
-        let size = HEADER_SIZE + kmsg.body.len();
-        let h = Header {
-            bits: kmsg.bits | msg::bits(reply_bits, local_bits),
-            size: size as u32,
-            remote: reply_name,
-            local,
-            seqno,
-            id: kmsg.id,
-        };
-        h.write(buf);
-        buf[HEADER_SIZE..size].copy_from_slice(&kmsg.body);
-        for &(off, c, name_value) in &kmsg.ports {
-            let n = if matches!(c, Carried::Name) {
-                PortName(name_value)
-            } else {
-                st.copyout(self.space, c)
-            };
-            buf[HEADER_SIZE + off..HEADER_SIZE + off + 8]
-                .copy_from_slice(&u64::from(n.0).to_ne_bytes());
-        }
+        st.deliver(self.space, port_id, seqno, &kmsg, buf);
         drop(st);
-        for &(off, addr, len) in &kmsg.ool {
-            if len > 0 {
-                self.kernel.vm.transfer(addr, None, Some(self.space));
-            }
-            buf[HEADER_SIZE + off..HEADER_SIZE + off + 8].copy_from_slice(&addr.to_ne_bytes());
-        }
+        self.kernel.copyout_ool(self.space, &kmsg.ool, buf);
         KernReturn::SUCCESS
     }
 }
@@ -1174,7 +1361,12 @@ impl Ipc for Task {
         if option & option::SEND_MSG != 0 {
             // SAFETY: mach_msg's contract: readable for send_size bytes.
             let bytes = unsafe { std::slice::from_raw_parts(msg, send_size as usize) };
-            let r = self.send(bytes, option, limit);
+            // An RPC that would block for its reply can run the receiver on
+            // this thread; a timed one waits for a receiver thread instead,
+            // so that its timeouts keep their meaning.
+            let handoff = option & option::RCV_MSG != 0
+                && option & (option::SEND_TIMEOUT | option::RCV_TIMEOUT) == 0;
+            let r = self.send(bytes, option, limit, handoff);
             if r != KernReturn::SUCCESS {
                 return r;
             }

@@ -10,7 +10,10 @@
 //! free only its own, and are freed when it dies; no-senders, dead-name,
 //! port-deleted and send-once notifications; task termination releasing
 //! every right the task held (so servers see no-senders and clients see
-//! dead names, and pending RPCs get `MIG_SERVER_DIED` from their stubs).
+//! dead names, and pending RPCs get `MIG_SERVER_DIED` from their stubs);
+//! GNU Mach's hand-off of a client blocking for its reply to a server
+//! thread waiting in receive, as the client's thread running the server's
+//! handler ([`Task::set_handoff`]).
 //!
 //! Not modelled (answered with the error named): receive rights in messages
 //! (`MACH_MSG_TYPE_MOVE_RECEIVE`, `MACH_SEND_INVALID_TYPE`), out-of-line
@@ -25,4 +28,4 @@
 mod kernel;
 mod vm;
 
-pub use kernel::{Kernel, Stats, Task};
+pub use kernel::{Handler, Kernel, Stats, Task};
