@@ -1357,7 +1357,12 @@ impl Ipc for Task {
         timeout_ms: u32,
         _notify: PortName,
     ) -> KernReturn {
-        let limit = deadline(timeout_ms);
+        // The clock is read only for a call that has a timeout.
+        let limit = if option & (option::SEND_TIMEOUT | option::RCV_TIMEOUT) == 0 {
+            None
+        } else {
+            deadline(timeout_ms)
+        };
         if option & option::SEND_MSG != 0 {
             // SAFETY: mach_msg's contract: readable for send_size bytes.
             let bytes = unsafe { std::slice::from_raw_parts(msg, send_size as usize) };
