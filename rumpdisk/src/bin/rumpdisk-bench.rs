@@ -256,7 +256,7 @@ mod linux {
     }
 
     /// Rounds of each measurement.
-    const ROUNDS: usize = 3;
+    const ROUNDS: usize = 5;
 
     /// Runs `ours` and `base` alternately [`ROUNDS`] times and keeps the
     /// best of each, so neither side gains from warm-up or from a quiet
