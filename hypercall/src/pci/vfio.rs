@@ -17,7 +17,9 @@
 //! With physical addressing (devices that bypass the IOMMU) a caller's
 //! buffer is pinned the same way once a device is open, and its bus
 //! addresses are the frames read when it was pinned; before any device is
-//! open it is only `mlock`ed.
+//! open it is only `mlock`ed (page by page counted, so that unmapping one
+//! range leaves locked the pages another still holds). No other memory has
+//! a bus address: a page not held in place may move under a device.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -117,6 +119,10 @@ struct State {
     idle: usize,
     /// Use counter: the idle mapping with the smallest stamp goes first.
     clock: u64,
+    /// Pages `dma_map` locked in memory for lack of a container (physical
+    /// addressing), with how many mapped ranges hold each: only these, and
+    /// the two kinds above, have bus addresses.
+    locked: BTreeMap<usize, u32>,
 }
 
 /// An identity mapping of a caller's buffer.
@@ -651,6 +657,11 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
             if unsafe { libc::mlock(start as *const libc::c_void, span) } < 0 {
                 return Err(last_err());
             }
+            with_state(|s| {
+                for page in (start..start + span).step_by(PAGE) {
+                    *s.locked.entry(page).or_default() += 1;
+                }
+            });
             // The pages are resident now (mlock faults them in).
             Ok(frames(start, span).and_then(|f| contiguous(start, addr, f.into_iter().map(Some))))
         }
@@ -659,21 +670,34 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
 
 pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
     let (start, span) = page_span(addr, len);
-    let pinned = with_state(|s| {
-        s.mapped.contains_key(&start).then(|| {
+    let unlock = with_state(|s| {
+        if s.mapped.contains_key(&start) {
             let c = s.iommu()?;
-            s.release(c, start, span)
-        })
-    });
-    match pinned {
-        Some(r) => r,
-        None if super::dma_addressing() == super::DmaAddressing::Physical => {
-            // SAFETY: munlock of a range `dma_map` locked.
-            unsafe { libc::munlock(start as *const libc::c_void, span) };
-            Ok(())
+            s.release(c, start, span)?;
+            return Ok(Vec::new());
         }
-        None => Err(NetbsdErrno(nb::EINVAL)),
+        // Locked: the pages no other mapped range holds are unlocked.
+        let pages = (start..start + span).step_by(PAGE);
+        if !pages.clone().all(|p| s.locked.contains_key(&p)) {
+            return Err(NetbsdErrno(nb::EINVAL));
+        }
+        let mut unlock = Vec::new();
+        for p in pages {
+            let n = s.locked.get_mut(&p).expect("locked page");
+            *n -= 1;
+            if *n == 0 {
+                s.locked.remove(&p);
+                unlock.push(p);
+            }
+        }
+        Ok(unlock)
+    })?;
+    for page in unlock {
+        // SAFETY: munlock of a page `dma_map` locked that no mapped range
+        // holds any more.
+        unsafe { libc::munlock(page as *const libc::c_void, PAGE) };
     }
+    Ok(())
 }
 
 impl State {
@@ -805,7 +829,12 @@ pub(super) fn dma_segments(addr: usize, len: usize) -> HyResult<Vec<(usize, u64)
             }
         }
         // Locked (no container when it was mapped).
-        _ if physical => frames(start, span).as_deref().and_then(by_frames),
+        _ if (start..start + span)
+            .step_by(PAGE)
+            .all(|p| s.locked.contains_key(&p)) =>
+        {
+            frames(start, span).as_deref().and_then(by_frames)
+        }
         _ => None,
     })
     .ok_or(NetbsdErrno(nb::EINVAL))
@@ -828,8 +857,13 @@ pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
             Some(va as u64)
         }
     });
-    // Physical addressing: any page, by its frame.
-    found.or_else(|| if physical { phys_addr(va) } else { None })
+    // A page `dma_map` locked, by its frame (never any other page: one not
+    // held in place may move under the device).
+    found.or_else(|| {
+        with_state(|s| s.locked.contains_key(&(va & !(PAGE - 1))))
+            .then(|| phys_addr(va))
+            .flatten()
+    })
 }
 
 pub(super) fn dma_buffer_bus(va: usize, len: usize) -> Option<u64> {
