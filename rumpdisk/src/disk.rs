@@ -1,6 +1,6 @@
 //! What a disk back end provides: a byte-addressed store with a sector
 //! size. Back ends: host images ([`crate::image`]) and, with a rump kernel,
-//! NetBSD's disk drivers ([`crate::netbsd`]).
+//! NetBSD's disk drivers (`netbsd.rs`, built when `RUMP_PREFIX` names one).
 
 use std::alloc::Layout;
 use std::io;

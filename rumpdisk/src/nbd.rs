@@ -3,13 +3,16 @@
 //! FUA), FLUSH and DISCONNECT. Export names are device names. Listens on a
 //! Unix socket or on 127.0.0.1 only. Malformed requests get an NBD error or,
 //! when the stream cannot be trusted any more, the connection is closed;
-//! the server goes on.
+//! the server goes on. Requests of one connection run four (`IN_FLIGHT`) at a
+//! time, answered as they finish.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::net::UnixListener;
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
+
+use parking_lot::Mutex;
 
 use crate::device::Disks;
 use crate::disk::{AlignedBuf, Disk, PAGE};
@@ -110,7 +113,7 @@ pub fn serve_unix_in_background(disks: Arc<Disks>, path: &Path) -> io::Result<()
     Ok(())
 }
 
-fn spawn<S: Read + Write + Send + 'static>(disks: Arc<Disks>, stream: S) {
+fn spawn<S: Conn + 'static>(disks: Arc<Disks>, stream: S) {
     let r = std::thread::Builder::new()
         .name("nbd-conn".into())
         .spawn(move || {
@@ -285,13 +288,102 @@ fn simple_reply(s: &mut impl Write, error: u32, handle: u64, data: &[u8]) -> io:
     Ok(())
 }
 
-fn connection<S: Read + Write>(disks: &Disks, mut s: S) -> io::Result<()> {
+/// Requests one connection has in progress at once: the reader takes the
+/// next while these run (`qemu-img bench` keeps 4 in flight). Replies go
+/// out as requests finish, matched by handle, as NBD allows.
+const IN_FLIGHT: usize = 4;
+
+/// A connection the reader and the repliers share.
+pub(crate) trait Conn: Read + Write + Send + Sized {
+    /// Another handle on the same connection.
+    fn try_clone(&self) -> io::Result<Self>;
+    /// Ends the connection both ways (after a reply that could not be sent
+    /// whole, the client cannot trust the stream).
+    fn shut(&self);
+}
+
+impl Conn for UnixStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        UnixStream::try_clone(self)
+    }
+    fn shut(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+impl Conn for TcpStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+    fn shut(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+/// A request for a replier.
+struct Job {
+    cmd: u16,
+    flags: u16,
+    handle: u64,
+    offset: u64,
+    len: usize,
+    /// A write's payload, or the buffer a read fills.
+    buf: AlignedBuf,
+    /// The answer, when the reader already knows it (a bad request).
+    error: Option<u32>,
+}
+
+/// Page-aligned transfer buffers (an image past the page cache takes them
+/// as they are), kept for the connection's next requests.
+#[derive(Default)]
+struct Buffers(Mutex<Vec<AlignedBuf>>);
+
+impl Buffers {
+    fn take(&self) -> io::Result<AlignedBuf> {
+        match self.0.lock().pop() {
+            Some(b) => Ok(b),
+            None => AlignedBuf::new(0, PAGE),
+        }
+    }
+
+    fn give(&self, b: AlignedBuf) {
+        self.0.lock().push(b);
+    }
+}
+
+fn connection<S: Conn>(disks: &Disks, mut s: S) -> io::Result<()> {
     let Some((name, disk)) = handshake(disks, &mut s)? else {
         return Ok(());
     };
     log::debug!("NBD client on export {name}");
-    // Page-aligned, so an image past the page cache takes it as it is.
-    let mut buf = AlignedBuf::new(0, PAGE)?;
+    let out = Mutex::new(s.try_clone()?);
+    let buffers = Buffers::default();
+    let (tx, rx) = mpsc::sync_channel::<Job>(0);
+    let rx = Mutex::new(rx);
+    std::thread::scope(|scope| {
+        for _ in 0..IN_FLIGHT {
+            scope.spawn(|| {
+                // Until the reader stops (the channel closes).
+                while let Ok(job) = rx.lock().recv() {
+                    answer(&*disk, job, &out, &buffers);
+                }
+            });
+        }
+        let read = read_requests(&mut s, &*disk, &buffers, &tx);
+        // The repliers finish what they took, and stop.
+        drop(tx);
+        read
+    })
+}
+
+/// Reads requests and hands them to the repliers until a disconnect, the
+/// end of the stream, or a request that leaves the stream untrustworthy.
+fn read_requests(
+    s: &mut impl Read,
+    disk: &dyn Disk,
+    buffers: &Buffers,
+    repliers: &mpsc::SyncSender<Job>,
+) -> io::Result<()> {
     loop {
         // The 28-byte request header in one read.
         let mut req = [0u8; 28];
@@ -316,45 +408,77 @@ fn connection<S: Read + Write>(disks: &Disks, mut s: S) -> io::Result<()> {
         });
         let sector = u64::from(disk.sector_size());
         let aligned = offset.is_multiple_of(sector) && u64::from(len).is_multiple_of(sector);
-        match cmd {
-            CMD_READ => {
-                if !in_range || !aligned {
-                    simple_reply(&mut s, EINVAL, handle, &[])?;
-                    continue;
-                }
-                let buf = buf.get(len as usize)?;
-                match disk.read_at(offset, buf) {
-                    Ok(()) => simple_reply(&mut s, 0, handle, buf)?,
-                    Err(e) => simple_reply(&mut s, errno_of(&e), handle, &[])?,
-                }
-            }
+        let mut buf = buffers.take()?;
+        let error = match cmd {
+            CMD_READ => (!in_range || !aligned).then_some(EINVAL),
             CMD_WRITE => {
-                let buf = buf.get(len as usize)?;
-                s.read_exact(buf)?;
-                let err = if disk.read_only() {
-                    EPERM
+                s.read_exact(buf.get(len as usize)?)?;
+                if disk.read_only() {
+                    Some(EPERM)
                 } else if !in_range || !aligned {
-                    EINVAL
+                    Some(EINVAL)
                 } else {
-                    match disk.write_at(offset, buf).and_then(|()| {
-                        if flags & CMD_FLAG_FUA != 0 {
-                            disk.flush()
-                        } else {
-                            Ok(())
-                        }
-                    }) {
-                        Ok(()) => 0,
-                        Err(e) => errno_of(&e),
-                    }
-                };
-                simple_reply(&mut s, err, handle, &[])?;
+                    None
+                }
             }
-            CMD_FLUSH => {
-                let err = disk.flush().map_or_else(|e| errno_of(&e), |()| 0);
-                simple_reply(&mut s, err, handle, &[])?;
-            }
+            CMD_FLUSH => None,
             CMD_DISC => return Ok(()),
-            _ => simple_reply(&mut s, ENOTSUP, handle, &[])?,
+            _ => Some(ENOTSUP),
+        };
+        let job = Job {
+            cmd,
+            flags,
+            handle,
+            offset,
+            len: len as usize,
+            buf,
+            error,
+        };
+        if repliers.send(job).is_err() {
+            return Ok(());
         }
     }
+}
+
+/// Carries out one request and sends its reply.
+fn answer(disk: &dyn Disk, job: Job, out: &Mutex<impl Conn>, buffers: &Buffers) {
+    let Job {
+        cmd,
+        flags,
+        handle,
+        offset,
+        len,
+        mut buf,
+        error,
+    } = job;
+    let errno = |r: io::Result<()>| r.map_or_else(|e| errno_of(&e), |()| 0);
+    let (err, data) = match (error, cmd) {
+        (Some(e), _) => (e, 0),
+        (None, CMD_READ) => match buf.get(len).and_then(|b| disk.read_at(offset, b)) {
+            Ok(()) => (0, len),
+            Err(e) => (errno_of(&e), 0),
+        },
+        (None, CMD_WRITE) => {
+            let written = disk.write_at(offset, &buf.as_mut_slice()[..len]);
+            (
+                errno(written.and_then(|()| {
+                    if flags & CMD_FLAG_FUA != 0 {
+                        disk.flush()
+                    } else {
+                        Ok(())
+                    }
+                })),
+                0,
+            )
+        }
+        (None, _) => (errno(disk.flush()), 0),
+    };
+    {
+        let mut out = out.lock();
+        if let Err(e) = simple_reply(&mut *out, err, handle, &buf.as_mut_slice()[..data]) {
+            log::info!("NBD reply to {handle:#x} not sent: {e}");
+            out.shut();
+        }
+    }
+    buffers.give(buf);
 }

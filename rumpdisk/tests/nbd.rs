@@ -179,3 +179,56 @@ fn malformed_requests_get_errors_or_a_closed_connection() {
     assert_eq!(reply_error(&mut s, 6), 0);
     request(&mut s, 2, 7, 0, 0); // disconnect
 }
+
+#[test]
+fn pipelined_requests_are_all_answered_by_handle() {
+    let (img, sock) = serve("pipelined", 1 << 20, false);
+    let mut s = handshake(&sock);
+    // Writes, reads, a bad request and a flush, sent before any reply is
+    // read: replies may come in any order, each with its handle.
+    let mut sent = Vec::new();
+    for i in 0..8u64 {
+        let at = i * 65536;
+        request(&mut s, 1, 100 + i, at, 8192);
+        s.write_all(&[i as u8 + 1; 8192]).unwrap();
+        request(&mut s, 0, 200 + i, 512 * 1024 + at / 2, 4096);
+        sent.extend([(100 + i, 0), (200 + i, 4096)]);
+    }
+    request(&mut s, 0, 300, 100, 512); // misaligned
+    request(&mut s, 3, 301, 0, 0); // flush
+    sent.extend([(300, 0), (301, 0)]);
+    let mut got = BTreeMap::new();
+    for _ in 0..sent.len() {
+        let mut h = [0u8; 16];
+        s.read_exact(&mut h).unwrap();
+        assert_eq!(u32::from_be_bytes(h[..4].try_into().unwrap()), 0x6744_6698);
+        let err = u32::from_be_bytes(h[4..8].try_into().unwrap());
+        let handle = u64::from_be_bytes(h[8..].try_into().unwrap());
+        let len = sent
+            .iter()
+            .find(|x| x.0 == handle)
+            .expect("a handle sent")
+            .1;
+        let mut data = vec![0xee; if err == 0 { len } else { 0 }];
+        s.read_exact(&mut data).unwrap();
+        assert!(
+            got.insert(handle, (err, data)).is_none(),
+            "two replies to {handle}"
+        );
+    }
+    assert_eq!(got.len(), sent.len());
+    assert_eq!(got[&300].0, 22);
+    for i in 0..8u64 {
+        assert_eq!(got[&(100 + i)].0, 0);
+        assert_eq!(got[&(200 + i)], (0, vec![0; 4096]));
+        let mut b = vec![0; 8192];
+        std::fs::File::open(&img)
+            .unwrap()
+            .read_exact_at(&mut b, i * 65536)
+            .unwrap();
+        assert_eq!(b, vec![i as u8 + 1; 8192]);
+    }
+    request(&mut s, 2, 302, 0, 0); // disconnect
+    let mut b = [0u8; 1];
+    assert_eq!(s.read(&mut b).unwrap_or(0), 0);
+}
