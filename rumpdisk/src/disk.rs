@@ -27,7 +27,21 @@ pub trait Disk: Send + Sync {
     /// Makes written data stable (the drive's cache flushed).
     fn flush(&self) -> io::Result<()>;
 
-    /// Back-end operations performed so far (reads, writes, flushes): the
+    /// Whether [`Disk::discard`] frees storage here.
+    fn can_discard(&self) -> bool {
+        false
+    }
+
+    /// Tells the back end `[offset, offset+len)` holds nothing worth
+    /// keeping (NBD's TRIM): one back-end operation. Afterwards the range
+    /// reads as zeros (an image frees its blocks). Back ends that cannot
+    /// answer `Unsupported`.
+    fn discard(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Back-end operations performed so far (reads, writes, flushes,
+    /// discards): the
     /// benchmark checks one per request.
     fn ops(&self) -> u64;
 }

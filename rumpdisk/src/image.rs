@@ -48,6 +48,10 @@ pub struct Image {
     read_only: bool,
     /// With [`Cache::None`]: the buffer alignment direct I/O needs.
     direct_align: Option<usize>,
+    /// A block device (discards are `BLKDISCARD`), else a regular file
+    /// (discards punch holes).
+    #[cfg(target_os = "linux")]
+    block_device: bool,
     ops: AtomicU64,
 }
 
@@ -114,6 +118,8 @@ impl Image {
             fd,
             read_only: ro,
             direct_align,
+            #[cfg(target_os = "linux")]
+            block_device: ft == FileType::Blk,
             ops: AtomicU64::new(0),
         })
     }
@@ -219,6 +225,55 @@ impl Disk for Image {
     fn flush(&self) -> io::Result<()> {
         self.ops.fetch_add(1, Ordering::Relaxed);
         file::sync(self.fd, file::sync_flags::WRITE).map_err(io_err)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn can_discard(&self) -> bool {
+        !self.read_only
+    }
+
+    /// A hole punched in a file (its size kept), `BLKDISCARD` on a block
+    /// device.
+    #[cfg(target_os = "linux")]
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        /// `_IO(0x12, 119)` of `<linux/fs.h>`.
+        const BLKDISCARD: libc::c_ulong = 0x1277;
+        if self.read_only {
+            return Err(io::ErrorKind::PermissionDenied.into());
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        let bad = || io::Error::from(io::ErrorKind::InvalidInput);
+        let r = if self.block_device {
+            let range = [offset, len];
+            // SAFETY: BLKDISCARD reads two u64s (start, length) at the pointer.
+            unsafe { libc::ioctl(self.fd, BLKDISCARD, range.as_ptr()) }
+        } else {
+            let off = i64::try_from(offset).map_err(|_| bad())?;
+            let n = i64::try_from(len).map_err(|_| bad())?;
+            // SAFETY: fallocate on our descriptor; no memory is passed.
+            unsafe {
+                libc::fallocate(
+                    self.fd,
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    off,
+                    n,
+                )
+            }
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: discard of {len} bytes at {offset}: {e}",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn ops(&self) -> u64 {

@@ -1,10 +1,11 @@
 //! An NBD server (Linux front end): the fixed newstyle handshake with
 //! `NBD_OPT_GO`/`INFO`/`LIST`/`EXPORT_NAME`/`ABORT`, then READ, WRITE (with
-//! FUA), FLUSH and DISCONNECT. Export names are device names. Listens on a
-//! Unix socket or on 127.0.0.1 only. Malformed requests get an NBD error or,
-//! when the stream cannot be trusted any more, the connection is closed;
-//! the server goes on. Requests of one connection run four (`IN_FLIGHT`) at a
-//! time, answered as they finish.
+//! FUA), FLUSH, TRIM (where the back end can discard) and DISCONNECT.
+//! Export names are device names. Listens on a Unix socket or on 127.0.0.1
+//! only. Malformed requests get an NBD error or, when the stream cannot be
+//! trusted any more, the connection is closed; the server goes on.
+//! Requests of one connection run four (`IN_FLIGHT`) at a time, answered
+//! as they finish.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
@@ -47,11 +48,13 @@ const TF_HAS_FLAGS: u16 = 1;
 const TF_READ_ONLY: u16 = 2;
 const TF_SEND_FLUSH: u16 = 4;
 const TF_SEND_FUA: u16 = 8;
+const TF_SEND_TRIM: u16 = 32;
 
 const CMD_READ: u16 = 0;
 const CMD_WRITE: u16 = 1;
 const CMD_DISC: u16 = 2;
 const CMD_FLUSH: u16 = 3;
+const CMD_TRIM: u16 = 4;
 const CMD_FLAG_FUA: u16 = 1;
 
 const EPERM: u32 = 1;
@@ -159,7 +162,14 @@ fn option_reply(s: &mut impl Write, opt: u32, kind: u32, data: &[u8]) -> io::Res
 }
 
 fn transmission_flags(disk: &dyn Disk) -> u16 {
-    TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | if disk.read_only() { TF_READ_ONLY } else { 0 }
+    let mut f = TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA;
+    if disk.read_only() {
+        f |= TF_READ_ONLY;
+    }
+    if disk.can_discard() {
+        f |= TF_SEND_TRIM;
+    }
+    f
 }
 
 /// The handshake; returns the chosen export.
@@ -264,6 +274,7 @@ fn errno_of(e: &io::Error) -> u32 {
     match e.kind() {
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => EPERM,
         io::ErrorKind::StorageFull => ENOSPC,
+        io::ErrorKind::Unsupported => ENOTSUP,
         _ => EIO,
     }
 }
@@ -397,7 +408,7 @@ fn read_requests(
         let handle = read_u64(&mut r)?;
         let offset = read_u64(&mut r)?;
         let len = read_u32(&mut r)?;
-        if len > MAX_PAYLOAD {
+        if len > MAX_PAYLOAD && cmd != CMD_TRIM {
             // A write's payload cannot be skipped safely: end the connection.
             return Err(protocol("request too large"));
         }
@@ -409,18 +420,12 @@ fn read_requests(
         let sector = u64::from(disk.sector_size());
         let aligned = offset.is_multiple_of(sector) && u64::from(len).is_multiple_of(sector);
         let mut buf = buffers.take()?;
+        if cmd == CMD_WRITE {
+            s.read_exact(buf.get(len as usize)?)?;
+        }
         let error = match cmd {
-            CMD_READ => (!in_range || !aligned).then_some(EINVAL),
-            CMD_WRITE => {
-                s.read_exact(buf.get(len as usize)?)?;
-                if disk.read_only() {
-                    Some(EPERM)
-                } else if !in_range || !aligned {
-                    Some(EINVAL)
-                } else {
-                    None
-                }
-            }
+            CMD_WRITE | CMD_TRIM if disk.read_only() => Some(EPERM),
+            CMD_READ | CMD_WRITE | CMD_TRIM => (!in_range || !aligned).then_some(EINVAL),
             CMD_FLUSH => None,
             CMD_DISC => return Ok(()),
             _ => Some(ENOTSUP),
@@ -458,10 +463,14 @@ fn answer(disk: &dyn Disk, job: Job, out: &Mutex<impl Conn>, buffers: &Buffers) 
             Ok(()) => (0, len),
             Err(e) => (errno_of(&e), 0),
         },
-        (None, CMD_WRITE) => {
-            let written = disk.write_at(offset, &buf.as_mut_slice()[..len]);
+        (None, CMD_WRITE | CMD_TRIM) => {
+            let done = if cmd == CMD_WRITE {
+                disk.write_at(offset, &buf.as_mut_slice()[..len])
+            } else {
+                disk.discard(offset, len as u64)
+            };
             (
-                errno(written.and_then(|()| {
+                errno(done.and_then(|()| {
                     if flags & CMD_FLAG_FUA != 0 {
                         disk.flush()
                     } else {

@@ -232,3 +232,43 @@ fn pipelined_requests_are_all_answered_by_handle() {
     let mut b = [0u8; 1];
     assert_eq!(s.read(&mut b).unwrap_or(0), 0);
 }
+
+#[test]
+fn trim_frees_an_images_blocks_and_is_refused_where_it_cannot_be() {
+    use std::os::unix::fs::MetadataExt;
+    let (img, sock) = serve("trim", 4 << 20, false);
+    let (ok, out) = qemu_io(&sock, &["write -P 0x55 0 1M"]);
+    assert!(ok, "{out}");
+    let allocated = || std::fs::metadata(&img).unwrap().blocks() * 512;
+    assert!(allocated() >= 1 << 20);
+    // qemu passes discards on only when told to (`-d unmap`), and only to
+    // an export that offers TRIM.
+    let (ok, out) = qemu_io_with(
+        &["-d", "unmap"],
+        &sock,
+        &["discard 0 1M", "read -P 0 0 1M", "read -P 0 1M 64k"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        allocated() < 1 << 20,
+        "{} bytes still allocated",
+        allocated()
+    );
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 4 << 20);
+
+    let mut s = handshake(&sock);
+    request(&mut s, 4, 1, 100, 512); // misaligned
+    assert_eq!(reply_error(&mut s, 1), 22);
+    // Past the end; a length over the largest payload is no reason to close
+    // the connection (a trim carries none).
+    request(&mut s, 4, 2, 0, 64 << 20);
+    assert_eq!(reply_error(&mut s, 2), 22);
+    request(&mut s, 4, 3, 2 << 20, 1 << 20);
+    assert_eq!(reply_error(&mut s, 3), 0);
+    request(&mut s, 2, 4, 0, 0);
+
+    let (_img, sock) = serve("trim-ro", 1 << 20, true);
+    let mut s = handshake(&sock);
+    request(&mut s, 4, 5, 0, 4096);
+    assert_eq!(reply_error(&mut s, 5), 1);
+}
