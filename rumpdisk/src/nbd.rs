@@ -4,8 +4,8 @@
 //! Export names are device names. Listens on a Unix socket or on 127.0.0.1
 //! only. Malformed requests get an NBD error or, when the stream cannot be
 //! trusted any more, the connection is closed; the server goes on.
-//! Requests of one connection run four (`IN_FLIGHT`) at a time, answered
-//! as they finish.
+//! Requests of one connection run up to 16 at a time (within 64 MiB of
+//! buffers), answered as they finish.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
@@ -13,7 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::{Arc, mpsc};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::device::Disks;
 use crate::disk::{AlignedBuf, Disk, PAGE};
@@ -300,9 +300,17 @@ fn simple_reply(s: &mut impl Write, error: u32, handle: u64, data: &[u8]) -> io:
 }
 
 /// Requests one connection has in progress at once: the reader takes the
-/// next while these run (`qemu-img bench` keeps 4 in flight). Replies go
-/// out as requests finish, matched by handle, as NBD allows.
-const IN_FLIGHT: usize = 4;
+/// next while these run (QEMU's NBD client keeps up to 16 in flight).
+/// Replies go out as requests finish, matched by handle, as NBD allows.
+const IN_FLIGHT: usize = 16;
+
+/// Bytes of transfers one connection holds in buffers at most; the reader
+/// waits for room before it takes the next read or write (any one fits:
+/// payloads are at most [`MAX_PAYLOAD`]).
+const IN_FLIGHT_BYTES: usize = 64 << 20;
+
+/// Buffers larger than this are freed after their request, not kept.
+const KEEP_BUFFER: usize = 4 << 20;
 
 /// A connection the reader and the repliers share.
 pub(crate) trait Conn: Read + Write + Send + Sized {
@@ -340,25 +348,49 @@ struct Job {
     len: usize,
     /// A write's payload, or the buffer a read fills.
     buf: AlignedBuf,
+    /// Bytes of the connection's budget it holds.
+    held: usize,
     /// The answer, when the reader already knows it (a bad request).
     error: Option<u32>,
 }
 
 /// Page-aligned transfer buffers (an image past the page cache takes them
-/// as they are), kept for the connection's next requests.
-#[derive(Default)]
-struct Buffers(Mutex<Vec<AlignedBuf>>);
+/// as they are) kept for the connection's next requests, and what is left
+/// of its [`IN_FLIGHT_BYTES`].
+struct Buffers {
+    state: Mutex<(Vec<AlignedBuf>, usize)>,
+    room: Condvar,
+}
 
 impl Buffers {
-    fn take(&self) -> io::Result<AlignedBuf> {
-        match self.0.lock().pop() {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new((Vec::new(), IN_FLIGHT_BYTES)),
+            room: Condvar::new(),
+        }
+    }
+
+    /// A buffer for a transfer of `len` bytes, once the budget has room.
+    fn take(&self, len: usize) -> io::Result<AlignedBuf> {
+        let mut st = self.state.lock();
+        while st.1 < len {
+            self.room.wait(&mut st);
+        }
+        st.1 -= len;
+        match st.0.pop() {
             Some(b) => Ok(b),
             None => AlignedBuf::new(0, PAGE),
         }
     }
 
-    fn give(&self, b: AlignedBuf) {
-        self.0.lock().push(b);
+    /// Returns a buffer and the `len` bytes of budget it held.
+    fn give(&self, mut b: AlignedBuf, len: usize) {
+        let mut st = self.state.lock();
+        st.1 += len;
+        if b.as_mut_slice().len() <= KEEP_BUFFER {
+            st.0.push(b);
+        }
+        self.room.notify_one();
     }
 }
 
@@ -368,8 +400,10 @@ fn connection<S: Conn>(disks: &Disks, mut s: S) -> io::Result<()> {
     };
     log::debug!("NBD client on export {name}");
     let out = Mutex::new(s.try_clone()?);
-    let buffers = Buffers::default();
-    let (tx, rx) = mpsc::sync_channel::<Job>(0);
+    let buffers = Buffers::new();
+    // Queued jobs wait for a replier without holding the reader up (the
+    // buffer budget bounds them).
+    let (tx, rx) = mpsc::sync_channel::<Job>(IN_FLIGHT);
     let rx = Mutex::new(rx);
     std::thread::scope(|scope| {
         for _ in 0..IN_FLIGHT {
@@ -380,7 +414,13 @@ fn connection<S: Conn>(disks: &Disks, mut s: S) -> io::Result<()> {
                 }
             });
         }
-        let read = read_requests(&mut s, &*disk, &buffers, &tx);
+        // Requests a client sends back to back come in one read.
+        let read = read_requests(
+            &mut io::BufReader::with_capacity(64 << 10, &mut s),
+            &*disk,
+            &buffers,
+            &tx,
+        );
         // The repliers finish what they took, and stop.
         drop(tx);
         read
@@ -419,7 +459,12 @@ fn read_requests(
         });
         let sector = u64::from(disk.sector_size());
         let aligned = offset.is_multiple_of(sector) && u64::from(len).is_multiple_of(sector);
-        let mut buf = buffers.take()?;
+        let held = if matches!(cmd, CMD_READ | CMD_WRITE) {
+            len as usize
+        } else {
+            0
+        };
+        let mut buf = buffers.take(held)?;
         if cmd == CMD_WRITE {
             s.read_exact(buf.get(len as usize)?)?;
         }
@@ -437,6 +482,7 @@ fn read_requests(
             offset,
             len: len as usize,
             buf,
+            held,
             error,
         };
         if repliers.send(job).is_err() {
@@ -454,6 +500,7 @@ fn answer(disk: &dyn Disk, job: Job, out: &Mutex<impl Conn>, buffers: &Buffers) 
         offset,
         len,
         mut buf,
+        held,
         error,
     } = job;
     let errno = |r: io::Result<()>| r.map_or_else(|e| errno_of(&e), |()| 0);
@@ -489,5 +536,5 @@ fn answer(disk: &dyn Disk, job: Job, out: &Mutex<impl Conn>, buffers: &Buffers) 
             out.shut();
         }
     }
-    buffers.give(buf);
+    buffers.give(buf, held);
 }

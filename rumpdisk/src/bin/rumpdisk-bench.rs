@@ -298,23 +298,61 @@ mod linux {
                 );
             }
             let nbd = format!("nbd+unix:///wd0?socket={}", sock.display());
-            for (what, write) in [("read", false), ("write", true)] {
+            let file = img.display().to_string();
+            // 1 MiB sequential both ways (4 in flight), then 4 KiB reads 1
+            // MiB + 4 KiB apart (scattered over the image as the offset
+            // wraps) one at a time and 16 in flight: the device-RPC suite's
+            // loads, as an NBD client runs them.
+            let mib = |write| Load {
+                write,
+                size: MIB,
+                step: MIB,
+                depth: 4,
+                count: 1024,
+            };
+            let small = |depth| Load {
+                write: false,
+                size: 4096,
+                step: MIB + 4096,
+                depth,
+                count: 20_000,
+            };
+            for (what, load) in [
+                ("1 MiB read", mib(false)),
+                ("1 MiB write", mib(true)),
+                ("4 KiB scattered read, depth 1", small(1)),
+                ("4 KiB scattered read, depth 16", small(16)),
+            ] {
                 // qemu-img caches nothing of the NBD disk; rumpdisk and the
                 // direct baseline use the page cache alike (or both not).
-                let ours = qemu_img_bench(&nbd, write, "none");
-                let base = qemu_img_bench(&img.display().to_string(), write, cache);
+                let ours = qemu_img_bench(&nbd, "none", &load);
+                let base = qemu_img_bench(&file, cache, &load);
+                let (unit, per) = if load.size == MIB {
+                    ("MiB/s", 1.0)
+                } else {
+                    ("IOPS", load.size as f64 / MIB as f64)
+                };
                 if let (Some(o), Some(b)) = (ours, base) {
                     report(
-                        &format!("qemu-img bench 1 MiB {what}, cache={cache} (NBD / file)"),
-                        o,
-                        b,
-                        "MiB/s",
+                        &format!("qemu-img {what}, cache={cache} (NBD / file)"),
+                        o / per,
+                        b / per,
+                        unit,
                     );
                 } else {
                     println!("qemu-img bench {what}: qemu-img not available");
                 }
             }
         }
+    }
+
+    /// One `qemu-img bench` run.
+    struct Load {
+        write: bool,
+        size: usize,
+        step: usize,
+        depth: usize,
+        count: usize,
     }
 
     /// Starts rumpdisk serving `img` over NBD on `sock`; returns it and the
@@ -374,12 +412,18 @@ mod linux {
         }
     }
 
-    fn qemu_img_bench(target: &str, write: bool, cache: &str) -> Option<f64> {
-        let count = "1024";
+    /// MiB/s of `load` on `target` by `qemu-img bench` with `cache`.
+    fn qemu_img_bench(target: &str, cache: &str, load: &Load) -> Option<f64> {
+        let (count, size, step, depth) = (
+            load.count.to_string(),
+            load.size.to_string(),
+            load.step.to_string(),
+            load.depth.to_string(),
+        );
         let mut args = vec![
-            "bench", "-f", "raw", "-c", count, "-s", "1M", "-d", "4", "-t", cache,
+            "bench", "-f", "raw", "-c", &count, "-s", &size, "-S", &step, "-d", &depth, "-t", cache,
         ];
-        if write {
+        if load.write {
             args.push("-w");
         }
         let out = Command::new("qemu-img")
@@ -404,7 +448,7 @@ mod linux {
             .next()?
             .parse()
             .ok()?;
-        Some(1024.0 / secs)
+        Some((load.count * load.size) as f64 / MIB as f64 / secs)
     }
 }
 
