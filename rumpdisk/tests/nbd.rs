@@ -16,19 +16,30 @@ use rumpdisk::disk::Disk;
 use rumpdisk::image::{Cache, Image};
 
 fn serve(name: &str, size: u64, ro: bool) -> (PathBuf, PathBuf) {
+    let img = dir(name).join("disk.img");
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    (img.clone(), serve_path(name, &img, ro))
+}
+
+fn dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rumpdisk-nbd-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let img = dir.join("disk.img");
-    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    dir
+}
+
+/// Serves the image or block device at `path` as `wd0`; returns the socket.
+fn serve_path(name: &str, path: &std::path::Path, ro: bool) -> PathBuf {
     let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
     disks.insert(
         "wd0".into(),
-        Arc::new(Image::open(&img, ro, Cache::Writeback).unwrap()),
+        Arc::new(Image::open(path, ro, Cache::Writeback).unwrap()),
     );
-    let sock = dir.join("nbd.sock");
+    let sock = std::env::temp_dir()
+        .join(format!("rumpdisk-nbd-{}-{name}", std::process::id()))
+        .join("nbd.sock");
     rumpdisk::nbd::serve_unix_in_background(Arc::new(Disks::new(disks)), &sock).unwrap();
-    (img, sock)
+    sock
 }
 
 fn qemu_io_with(flags: &[&str], sock: &std::path::Path, cmds: &[&str]) -> (bool, String) {
@@ -271,4 +282,52 @@ fn trim_frees_an_images_blocks_and_is_refused_where_it_cannot_be() {
     let mut s = handshake(&sock);
     request(&mut s, 4, 5, 0, 4096);
     assert_eq!(reply_error(&mut s, 5), 1);
+}
+
+/// A loop device over a file, detached when dropped.
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+#[test]
+fn trim_of_a_block_device_discards_its_blocks() {
+    use std::os::unix::fs::MetadataExt;
+    let backing = dir("trim-blk").join("backing.img");
+    std::fs::File::create(&backing)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    // A loop device (root, util-linux): it passes discards on to its file.
+    let Some(dev) = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&backing)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    else {
+        println!("skipped: no loop device (needs root and losetup)");
+        return;
+    };
+    let dev = Loop(dev);
+    let sock = serve_path("trim-blk", std::path::Path::new(&dev.0), false);
+    let (ok, out) = qemu_io(&sock, &["write -P 0x33 0 1M", "flush"]);
+    assert!(ok, "{out}");
+    let allocated = || std::fs::metadata(&backing).unwrap().blocks() * 512;
+    assert!(allocated() >= 1 << 20);
+    let (ok, out) = qemu_io_with(
+        &["-d", "unmap"],
+        &sock,
+        &["discard 0 1M", "read -P 0 0 1M", "flush"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        allocated() < 1 << 20,
+        "{} bytes still allocated",
+        allocated()
+    );
 }
