@@ -197,7 +197,8 @@ pub struct Stats {
     pub vm_regions: usize,
     /// Threads asleep receiving, less those lent to hand-offs.
     pub waiting: usize,
-    /// Messages sent to a receiver since the kernel started.
+    /// Messages tasks sent and a receiver took, since the kernel started
+    /// (the kernel's notifications not counted).
     pub sent: u64,
     /// Of those, how many a hand-off ran on the sender's thread.
     pub handoffs: u64,
