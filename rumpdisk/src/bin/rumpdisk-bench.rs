@@ -98,8 +98,12 @@ mod linux {
         };
         let mut disks: BTreeMap<String, Arc<dyn Disk>> = BTreeMap::new();
         disks.insert("wd0".into(), disk.clone());
-        let local = LocalServer::start(vec![Arc::new(Disks::new(disks))], PoolConfig::default())
-            .expect("server");
+        let disks = Arc::new(Disks::new(disks));
+        let local = LocalServer::start(vec![disks.clone()], PoolConfig::default()).expect("server");
+        // The same disk with every request queued for a worker the kernel
+        // wakes: what the hand-off saves.
+        let queued =
+            LocalServer::start_with(vec![disks], PoolConfig::default(), false).expect("server");
         let (client, master) = local.client().expect("client");
         let c = Client::new(&client);
         let dev = c
@@ -184,17 +188,18 @@ mod linux {
             Cache::Writeback => 200_000,
             Cache::None => 30_000,
         };
-        for clients in [1usize, 16] {
+        for (clients, handoff) in [(1usize, true), (16, true), (16, false)] {
             let n = total / clients;
+            let server = if handoff { &local } else { &queued };
             let tasks: Vec<_> = (0..clients)
                 .map(|_| {
-                    let (task, m) = local.client().expect("client");
+                    let (task, m) = server.client().expect("client");
                     let d = Client::new(&task).open(m, Mode::READ, "wd0").expect("open");
                     (task, d)
                 })
                 .collect();
             let mut round = 0u64;
-            let before = local.kernel().stats();
+            let before = server.kernel().stats();
             let (rpc, raw) = best_of(
                 || {
                     round += 1;
@@ -235,8 +240,9 @@ mod linux {
                     (n * clients) as f64 / t.elapsed().as_secs_f64()
                 },
             );
+            let how = if handoff { "" } else { ", no hand-off" };
             report(
-                &format!("random 4 KiB read, {clients:>2} client(s) ({mode})"),
+                &format!("random 4 KiB read, {clients:>2} client(s){how} ({mode})"),
                 rpc,
                 raw,
                 "IOPS",
@@ -244,7 +250,7 @@ mod linux {
             println!(
                 "{:<44} {:.0}%",
                 "  of them run on the client's thread (hand-off)",
-                (local.kernel().stats().handoffs - before.handoffs) as f64 * 100.0
+                (server.kernel().stats().handoffs - before.handoffs) as f64 * 100.0
                     / (ROUNDS * n * clients) as f64
             );
         }
