@@ -244,27 +244,35 @@ fn pipelined_requests_are_all_answered_by_handle() {
     assert_eq!(s.read(&mut b).unwrap_or(0), 0);
 }
 
-#[test]
-fn trim_frees_an_images_blocks_and_is_refused_where_it_cannot_be() {
+/// Writes the export's first MiB, then discards it through qemu-io: the
+/// blocks `file` holds go, and the range reads zeros.
+fn write_then_discard_first_mib(sock: &std::path::Path, file: &std::path::Path) {
     use std::os::unix::fs::MetadataExt;
-    let (img, sock) = serve("trim", 4 << 20, false);
-    let (ok, out) = qemu_io(&sock, &["write -P 0x55 0 1M"]);
+    let (ok, out) = qemu_io(sock, &["write -P 0x55 0 1M", "flush"]);
     assert!(ok, "{out}");
-    let allocated = || std::fs::metadata(&img).unwrap().blocks() * 512;
+    let allocated = || std::fs::metadata(file).unwrap().blocks() * 512;
     assert!(allocated() >= 1 << 20);
     // qemu passes discards on only when told to (`-d unmap`), and only to
     // an export that offers TRIM.
     let (ok, out) = qemu_io_with(
         &["-d", "unmap"],
-        &sock,
-        &["discard 0 1M", "read -P 0 0 1M", "read -P 0 1M 64k"],
+        sock,
+        &[
+            "discard 0 1M",
+            "read -P 0 0 1M",
+            "read -P 0 1M 64k",
+            "flush",
+        ],
     );
     assert!(ok, "{out}");
-    assert!(
-        allocated() < 1 << 20,
-        "{} bytes still allocated",
-        allocated()
-    );
+    let left = allocated();
+    assert!(left < 1 << 20, "{left} bytes still allocated");
+}
+
+#[test]
+fn trim_frees_an_images_blocks_and_is_refused_where_it_cannot_be() {
+    let (img, sock) = serve("trim", 4 << 20, false);
+    write_then_discard_first_mib(&sock, &img);
     assert_eq!(std::fs::metadata(&img).unwrap().len(), 4 << 20);
 
     let mut s = handshake(&sock);
@@ -295,7 +303,6 @@ impl Drop for Loop {
 
 #[test]
 fn trim_of_a_block_device_discards_its_blocks() {
-    use std::os::unix::fs::MetadataExt;
     let backing = dir("trim-blk").join("backing.img");
     std::fs::File::create(&backing)
         .unwrap()
@@ -315,19 +322,5 @@ fn trim_of_a_block_device_discards_its_blocks() {
     };
     let dev = Loop(dev);
     let sock = serve_path("trim-blk", std::path::Path::new(&dev.0), false);
-    let (ok, out) = qemu_io(&sock, &["write -P 0x33 0 1M", "flush"]);
-    assert!(ok, "{out}");
-    let allocated = || std::fs::metadata(&backing).unwrap().blocks() * 512;
-    assert!(allocated() >= 1 << 20);
-    let (ok, out) = qemu_io_with(
-        &["-d", "unmap"],
-        &sock,
-        &["discard 0 1M", "read -P 0 0 1M", "flush"],
-    );
-    assert!(ok, "{out}");
-    assert!(
-        allocated() < 1 << 20,
-        "{} bytes still allocated",
-        allocated()
-    );
+    write_then_discard_first_mib(&sock, &backing);
 }
