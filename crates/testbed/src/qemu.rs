@@ -11,6 +11,13 @@ pub fn accel() -> String {
     std::env::var("VMTEST_ACCEL").unwrap_or_else(|_| "tcg".to_owned())
 }
 
+/// QEMU opens its serial console file as it starts. One that has not after
+/// this long never will: seen once in CI on this shared machine, a QEMU
+/// that had neither written its console file nor anything on stderr after
+/// 240 s. It is killed (what it was waiting in is printed) and started once
+/// more.
+const STUCK_AT_START: Duration = Duration::from_secs(30);
+
 /// Runs `qemu-system-x86_64` with `args` plus `-serial file:<serial>` and no
 /// display, for at most `limit`; QEMU's stderr goes to `qemu.stderr` beside
 /// the serial log (a pipe nobody drains could stall it). Prints how long
@@ -22,30 +29,46 @@ pub fn accel() -> String {
 #[must_use]
 pub fn run(args: &[String], serial: &Path, limit: Duration, what: &str) -> String {
     let stderr_path = serial.with_file_name("qemu.stderr");
-    let stderr = std::fs::File::create(&stderr_path).expect("QEMU's stderr file");
-    let start = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", &accel(), "-display", "none", "-no-reboot"])
-        .arg("-serial")
-        .arg(format!("file:{}", serial.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("qemu-system-x86_64 (tests/setup.sh installs QEMU 10)");
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for QEMU") {
-            break Some(s);
+    let mut retried = false;
+    let (status, elapsed) = loop {
+        let _ = std::fs::remove_file(serial);
+        let stderr = std::fs::File::create(&stderr_path).expect("QEMU's stderr file");
+        let start = Instant::now();
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(["-accel", &accel(), "-display", "none", "-no-reboot"])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("qemu-system-x86_64 (tests/setup.sh installs QEMU 10)");
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait for QEMU") {
+                break Some(s);
+            }
+            let stuck = !retried && start.elapsed() > STUCK_AT_START && !serial.exists();
+            if stuck || start.elapsed() > limit {
+                if stuck {
+                    eprintln!(
+                        "{what}: QEMU has not opened its console after {STUCK_AT_START:?} \
+                         ({}); starting it again",
+                        waiting_in(child.id())
+                    );
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if status.is_none() && !retried && !serial.exists() {
+            retried = true;
+            continue;
         }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        break (status, start.elapsed());
     };
-    let elapsed = start.elapsed();
     let log = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
     match status {
         None => panic!("{what} did not end within {limit:?}\n{log}"),
@@ -57,4 +80,31 @@ pub fn run(args: &[String], serial: &Path, limit: Duration, what: &str) -> Strin
     }
     eprintln!("{what}: {elapsed:.2?} from QEMU start to exit");
     log
+}
+
+/// Where the threads of process `pid` are: each one's state and the kernel
+/// function it sleeps in.
+fn waiting_in(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "gone".to_owned();
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            let stat = read("stat");
+            // The state follows the parenthesised command name.
+            let state = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("?")
+                .to_owned();
+            format!(
+                "{} {state} in {}",
+                read("comm").trim(),
+                read("wchan").trim()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
