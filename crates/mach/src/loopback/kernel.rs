@@ -149,8 +149,7 @@ struct State {
     ports: HashMap<PortId, Port>,
     spaces: HashMap<SpaceId, Space>,
     next_id: u64,
-    /// Messages sent, and of those handed off ([`Stats`]).
-    sent: u64,
+    /// Messages handed off ([`Stats`]).
     handoffs: u64,
     /// The kernel's VM (regions of queued out-of-line data live there).
     vm: Arc<Vm>,
@@ -197,10 +196,8 @@ pub struct Stats {
     pub vm_regions: usize,
     /// Threads asleep receiving, less those lent to hand-offs.
     pub waiting: usize,
-    /// Messages tasks sent and a receiver took, since the kernel started
-    /// (the kernel's notifications not counted).
-    pub sent: u64,
-    /// Of those, how many a hand-off ran on the sender's thread.
+    /// Messages a hand-off ran on the sender's thread, since the kernel
+    /// started.
     pub handoffs: u64,
 }
 
@@ -218,7 +215,6 @@ impl Kernel {
                 .values()
                 .map(|p| usize::try_from(p.waiting).unwrap_or(0))
                 .sum(),
-            sent: st.sent,
             handoffs: st.handoffs,
         }
     }
@@ -734,7 +730,6 @@ impl State {
             && port.receiver.is_some()
         {
             port.queue.push_back(kmsg);
-            self.sent += 1;
             self.wake_receiver(p);
             return KernReturn::SUCCESS;
         }
@@ -1180,7 +1175,6 @@ impl Task {
         let seqno = port.seqno;
         port.seqno = seqno.wrapping_add(1);
         st.ports.get_mut(&target).expect("hand-off target").waiting -= 1;
-        st.sent += 1;
         st.handoffs += 1;
         // Nested hand-offs (a handler's own RPCs) find the buffer taken and
         // make their own.
