@@ -348,10 +348,18 @@ struct Job {
     len: usize,
     /// A write's payload, or the buffer a read fills.
     buf: AlignedBuf,
-    /// Bytes of the connection's budget it holds.
-    held: usize,
     /// The answer, when the reader already knows it (a bad request).
     error: Option<u32>,
+}
+
+/// Bytes of the connection's buffer budget a request of `cmd` for `len`
+/// bytes holds: a transfer's length.
+fn held(cmd: u16, len: usize) -> usize {
+    if matches!(cmd, CMD_READ | CMD_WRITE) {
+        len
+    } else {
+        0
+    }
 }
 
 /// Page-aligned transfer buffers (an image past the page cache takes them
@@ -452,25 +460,24 @@ fn read_requests(
             // A write's payload cannot be skipped safely: end the connection.
             return Err(protocol("request too large"));
         }
-        let in_range = disk.size().is_ok_and(|size| {
-            offset
-                .checked_add(u64::from(len))
-                .is_some_and(|end| end <= size)
-        });
-        let sector = u64::from(disk.sector_size());
-        let aligned = offset.is_multiple_of(sector) && u64::from(len).is_multiple_of(sector);
-        let held = if matches!(cmd, CMD_READ | CMD_WRITE) {
-            len as usize
-        } else {
-            0
+        // Out of the disk or not whole sectors (the size asked only of
+        // requests with a range).
+        let misplaced = || {
+            let sector = u64::from(disk.sector_size());
+            let end = offset.checked_add(u64::from(len));
+            !disk
+                .size()
+                .is_ok_and(|size| end.is_some_and(|end| end <= size))
+                || !offset.is_multiple_of(sector)
+                || !u64::from(len).is_multiple_of(sector)
         };
-        let mut buf = buffers.take(held)?;
+        let mut buf = buffers.take(held(cmd, len as usize))?;
         if cmd == CMD_WRITE {
             s.read_exact(buf.get(len as usize)?)?;
         }
         let error = match cmd {
             CMD_WRITE | CMD_TRIM if disk.read_only() => Some(EPERM),
-            CMD_READ | CMD_WRITE | CMD_TRIM => (!in_range || !aligned).then_some(EINVAL),
+            CMD_READ | CMD_WRITE | CMD_TRIM => misplaced().then_some(EINVAL),
             CMD_FLUSH => None,
             CMD_DISC => return Ok(()),
             _ => Some(ENOTSUP),
@@ -482,7 +489,6 @@ fn read_requests(
             offset,
             len: len as usize,
             buf,
-            held,
             error,
         };
         if repliers.send(job).is_err() {
@@ -500,34 +506,28 @@ fn answer(disk: &dyn Disk, job: Job, out: &Mutex<impl Conn>, buffers: &Buffers) 
         offset,
         len,
         mut buf,
-        held,
         error,
     } = job;
-    let errno = |r: io::Result<()>| r.map_or_else(|e| errno_of(&e), |()| 0);
+    // A change made stable when the client asks (FUA), and its errno.
+    let changed = |r: io::Result<()>| {
+        let r = r.and_then(|()| {
+            if flags & CMD_FLAG_FUA != 0 {
+                disk.flush()
+            } else {
+                Ok(())
+            }
+        });
+        (r.map_or_else(|e| errno_of(&e), |()| 0), 0)
+    };
     let (err, data) = match (error, cmd) {
         (Some(e), _) => (e, 0),
         (None, CMD_READ) => match buf.get(len).and_then(|b| disk.read_at(offset, b)) {
             Ok(()) => (0, len),
             Err(e) => (errno_of(&e), 0),
         },
-        (None, CMD_WRITE | CMD_TRIM) => {
-            let done = if cmd == CMD_WRITE {
-                disk.write_at(offset, &buf.as_mut_slice()[..len])
-            } else {
-                disk.discard(offset, len as u64)
-            };
-            (
-                errno(done.and_then(|()| {
-                    if flags & CMD_FLAG_FUA != 0 {
-                        disk.flush()
-                    } else {
-                        Ok(())
-                    }
-                })),
-                0,
-            )
-        }
-        (None, _) => (errno(disk.flush()), 0),
+        (None, CMD_WRITE) => changed(disk.write_at(offset, &buf.as_mut_slice()[..len])),
+        (None, CMD_TRIM) => changed(disk.discard(offset, len as u64)),
+        (None, _) => (disk.flush().map_or_else(|e| errno_of(&e), |()| 0), 0),
     };
     {
         let mut out = out.lock();
@@ -536,5 +536,5 @@ fn answer(disk: &dyn Disk, job: Job, out: &Mutex<impl Conn>, buffers: &Buffers) 
             out.shut();
         }
     }
-    buffers.give(buf, held);
+    buffers.give(buf, held(cmd, len));
 }
