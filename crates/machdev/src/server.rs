@@ -239,7 +239,7 @@ impl DeviceServer {
         self.serve_one_in(&mut MsgBuf::zeroed(RCV_SIZE), timeout_ms)
     }
 
-    /// [`Server::serve_one`] receiving into `buf` (grown to the largest
+    /// [`DeviceServer::serve_one`] receiving into `buf` (grown to the largest
     /// request on first use), which a serving loop keeps from one message
     /// to the next.
     pub fn serve_one_in(
