@@ -29,57 +29,77 @@ const STUCK_AT_START: Duration = Duration::from_secs(30);
 #[must_use]
 pub fn run(args: &[String], serial: &Path, limit: Duration, what: &str) -> String {
     let stderr_path = serial.with_file_name("qemu.stderr");
-    let mut retried = false;
-    let (status, elapsed) = loop {
-        let _ = std::fs::remove_file(serial);
-        let stderr = std::fs::File::create(&stderr_path).expect("QEMU's stderr file");
-        let start = Instant::now();
-        let mut child = Command::new("qemu-system-x86_64")
-            .args(["-accel", &accel(), "-display", "none", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("qemu-system-x86_64 (tests/setup.sh installs QEMU 10)");
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait for QEMU") {
-                break Some(s);
-            }
-            let stuck = !retried && start.elapsed() > STUCK_AT_START && !serial.exists();
-            if stuck || start.elapsed() > limit {
-                if stuck {
-                    eprintln!(
-                        "{what}: QEMU has not opened its console after {STUCK_AT_START:?} \
-                         ({}); starting it again",
-                        waiting_in(child.id())
-                    );
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if status.is_none() && !retried && !serial.exists() {
-            retried = true;
-            continue;
-        }
-        break (status, start.elapsed());
+    let (end, elapsed) = match attempt(args, serial, limit, true, what) {
+        (End::Stuck, _) => attempt(args, serial, limit, false, what),
+        ended => ended,
     };
     let log = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
-    match status {
-        None => panic!("{what} did not end within {limit:?}\n{log}"),
-        Some(s) if !s.success() => panic!(
+    match end {
+        End::Exited(s) if s.success() => {}
+        End::Exited(s) => panic!(
             "QEMU failed ({s}): {}\n{log}",
             std::fs::read_to_string(&stderr_path).unwrap_or_default()
         ),
-        Some(_) => {}
+        End::TimedOut | End::Stuck => panic!("{what} did not end within {limit:?}\n{log}"),
     }
     eprintln!("{what}: {elapsed:.2?} from QEMU start to exit");
     log
+}
+
+/// How one QEMU run ended.
+enum End {
+    Exited(std::process::ExitStatus),
+    /// Killed at the time limit.
+    TimedOut,
+    /// Killed for not opening its console ([`STUCK_AT_START`]).
+    Stuck,
+}
+
+/// Starts QEMU once and waits for it (see [`run`]); with `watch_start`, a
+/// QEMU that has not opened its console after [`STUCK_AT_START`] is killed.
+fn attempt(
+    args: &[String],
+    serial: &Path,
+    limit: Duration,
+    watch_start: bool,
+    what: &str,
+) -> (End, Duration) {
+    let _ = std::fs::remove_file(serial);
+    let stderr =
+        std::fs::File::create(serial.with_file_name("qemu.stderr")).expect("QEMU's stderr file");
+    let start = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", &accel(), "-display", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("qemu-system-x86_64 (tests/setup.sh installs QEMU 10)");
+    let end = loop {
+        if let Some(s) = child.try_wait().expect("wait for QEMU") {
+            break End::Exited(s);
+        }
+        if watch_start && start.elapsed() > STUCK_AT_START && !serial.exists() {
+            eprintln!(
+                "{what}: QEMU has not opened its console after {STUCK_AT_START:?} ({}); \
+                 starting it again",
+                waiting_in(child.id())
+            );
+            break End::Stuck;
+        }
+        if start.elapsed() > limit {
+            break End::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !matches!(end, End::Exited(_)) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    (end, start.elapsed())
 }
 
 /// Where the threads of process `pid` are: each one's state and the kernel
