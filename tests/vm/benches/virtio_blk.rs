@@ -33,17 +33,12 @@ const MIB: u32 = 128;
 const ROUNDS: usize = 5;
 
 fn main() {
-    let img = written_image("bench-virtio");
-    let drive = format!("if=none,id=vd,format=raw,cache=none,file={}", img.display());
+    let drive_iommu = drive("vd", "bench-virtio");
     let bdf = "0000:00:05.0";
     // A second modern disk without `iommu_platform`: its DMA bypasses the
     // IOMMU, for either driver.
     let phys = "0000:00:07.0";
-    let img3 = written_image("bench-phys");
-    let drive3 = format!(
-        "if=none,id=vp,format=raw,cache=none,file={}",
-        img3.display()
-    );
+    let drive_phys = drive("vp", "bench-phys");
     let netbsd = std::env::var_os("RUMP_PREFIX").is_some();
     let netbsd_run = if netbsd {
         format!(
@@ -68,14 +63,14 @@ fn main() {
              {domain}\
              echo {bdf} > /sys/bus/pci/drivers_probe; sleep 1\n\
              dev=/dev/$(ls /sys/bus/pci/devices/{bdf}/virtio*/block)\n\
-             virtio-bench $dev {MIB} | sed 's/^KERNEL/{who}/' || exit 1\n"
+             virtio-bench --label {who} $dev {MIB} || exit 1\n"
         )
     };
     let round = format!(
         "{}{}\
          virtio-bench {bdf} {MIB} || exit 1\n\
          {}\
-         RUMP_PCI_DMA=physical virtio-bench {phys} {MIB} | sed 's/^USER/USER-PHYS/' || exit 1\n\
+         RUMP_PCI_DMA=physical virtio-bench --label USER-PHYS {phys} {MIB} || exit 1\n\
          {netbsd_run}",
         kernel(bdf, Some("identity"), "KERNEL"),
         kernel(bdf, Some("DMA-FQ"), "KERNEL-IOMMU"),
@@ -87,26 +82,22 @@ fn main() {
         .module("vfio-pci")
         .qemu(&[
             "-drive",
-            &drive,
+            &drive_iommu,
             "-device",
             "virtio-blk-pci,drive=vd,addr=0x5,num-queues=1,disable-legacy=on,iommu_platform=on",
             "-drive",
-            &drive3,
+            &drive_phys,
             "-device",
             "virtio-blk-pci,drive=vp,addr=0x7,num-queues=1,disable-legacy=on",
         ]);
     guest = if netbsd {
         // The legacy device NetBSD 7's virtio drives.
-        let img2 = written_image("bench-netbsd");
-        let drive2 = format!(
-            "if=none,id=ld,format=raw,cache=none,file={}",
-            img2.display()
-        );
+        let drive_netbsd = drive("ld", "bench-netbsd");
         guest
             .program_with_rump_kernel("vm-tests", "virtio-bench")
             .qemu(&[
                 "-drive",
-                &drive2,
+                &drive_netbsd,
                 "-device",
                 "virtio-blk-pci,drive=ld,addr=0x6,num-queues=1",
             ])
@@ -125,6 +116,15 @@ fn main() {
         panic!("the guest's benchmark script failed");
     }
     report(&o, netbsd);
+}
+
+/// A QEMU `-drive` `id` on [`written_image`] `name`, past the host's
+/// page cache.
+fn drive(id: &str, name: &str) -> String {
+    format!(
+        "if=none,id={id},format=raw,cache=none,file={}",
+        written_image(name).display()
+    )
 }
 
 /// A disk image written whole and synced: a sparse one would let the
@@ -154,11 +154,7 @@ fn report(o: &testbed::guest::Outcome, netbsd: bool) {
         "USER-PHYS",
         "NETBSD",
     ] {
-        let runs: Vec<&str> = o
-            .output
-            .iter()
-            .filter_map(|l| l.strip_prefix(who)?.strip_prefix(" read "))
-            .collect();
+        let runs = o.lines(&format!("{who} read "));
         if !runs.is_empty() {
             println!("  {who:<12} {}", runs.join(" "));
         }

@@ -29,12 +29,14 @@ fn main() {
 
     const MIB: usize = 1 << 20;
     let mut args = std::env::args().skip(1).peekable();
+    // What the lines say the figures are of (default: the driver's name).
+    let label = args.next_if(|a| a == "--label").and_then(|_| args.next());
     let netbsd = args.next_if(|a| a == "--netbsd").is_some();
     let (Some(target), Some(mib)) = (
         args.next(),
         args.next().and_then(|a| a.parse::<usize>().ok()),
     ) else {
-        eprintln!("usage: virtio-bench DDDD:BB:DD.F|/dev/vdX MIB");
+        eprintln!("usage: virtio-bench [--label NAME] [--netbsd] DDDD:BB:DD.F|/dev/vdX|DEVICE MIB");
         std::process::exit(64);
     };
     let (who, disk): (&str, Box<dyn Disk>) = if netbsd {
@@ -74,6 +76,7 @@ fn main() {
     }
     disk.flush().expect("flush");
     let write = mib as f64 / t.elapsed().as_secs_f64();
+    let who = label.as_deref().unwrap_or(who);
     println!("{who} read {read:.1}");
     println!("{who} write {write:.1}");
 }
