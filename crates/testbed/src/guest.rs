@@ -89,6 +89,20 @@ impl Outcome {
         assert_eq!(self.status, Some(0), "guest script failed:\n{}", self.log);
     }
 
+    /// Shows the script's output, asserts it exited 0 and printed each of
+    /// `wants` (anywhere in its output).
+    ///
+    /// # Panics
+    /// Otherwise, with the console.
+    pub fn assert_printed(&self, wants: &[&str]) {
+        let out = self.output.join("\n");
+        eprintln!("{out}");
+        self.assert_success();
+        for want in wants {
+            assert!(out.contains(want), "no {want:?}\n{}", self.log);
+        }
+    }
+
     /// What follows `prefix` on the output lines that start with it.
     #[must_use]
     pub fn lines(&self, prefix: &str) -> Vec<&str> {
