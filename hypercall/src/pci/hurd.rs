@@ -277,10 +277,9 @@ impl Device {
         };
         let (_, master) = privileged()?;
         let client = Client::new(&HurdIpc);
-        let c = &client;
-        let irq = c.open(master, 0x3, "irq").map_err(kr_err)?;
+        let irq = client.open(master, 0x3, "irq").map_err(kr_err)?;
         let port = HurdIpc.port_allocate(Right::Receive).map_err(kr_err)?;
-        if let Err(e) = c.intr_register(irq, line, 0, port) {
+        if let Err(e) = client.intr_register(irq, line, 0, port) {
             let _ = HurdIpc.port_mod_refs(port, Right::Receive, -1);
             let _ = HurdIpc.port_deallocate(irq);
             return Err(kr_err(e));
@@ -389,11 +388,8 @@ fn wire(host: PortName, start: usize, span: usize, access: i32) -> HyResult<()> 
 }
 
 /// # Safety
-/// As [`super::dma_map`].
+/// As [`super::dma_map`] (`len` is not zero).
 pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
-    if len == 0 {
-        return Err(NetbsdErrno(nb::EINVAL));
-    }
     let (start, span) = page_span(addr, len);
     // One section: two callers mapping the same range count as two users
     // of one wiring.

@@ -60,13 +60,13 @@ static ADDRESSING: std::sync::OnceLock<DmaAddressing> = std::sync::OnceLock::new
 #[must_use]
 pub fn dma_addressing() -> DmaAddressing {
     *ADDRESSING.get_or_init(|| {
-        let env = std::env::var("RUMP_PCI_DMA")
-            .ok()
-            .and_then(|v| v.parse().ok());
         if cfg!(target_os = "hurd") {
             DmaAddressing::Physical
         } else {
-            env.unwrap_or(DmaAddressing::Iommu)
+            std::env::var("RUMP_PCI_DMA")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DmaAddressing::Iommu)
         }
     })
 }
@@ -744,8 +744,12 @@ pub(crate) fn page_span(addr: usize, len: usize) -> (usize, usize) {
 /// touched while a device may be writing it.
 ///
 /// # Errors
-/// As the host's pinning and mapping.
+/// `EINVAL` for an empty range; otherwise as the host's pinning and
+/// mapping.
 pub unsafe fn dma_map(ptr: *const u8, len: usize) -> HyResult<Option<u64>> {
+    if len == 0 {
+        return Err(NetbsdErrno(nb::EINVAL));
+    }
     // SAFETY: the caller's contract.
     unsafe { sys::dma_map(ptr as usize, len) }
 }

@@ -627,11 +627,8 @@ pub(super) unsafe fn dma_free(vaddr: *mut u8, len: usize) {
 }
 
 /// # Safety
-/// As [`super::dma_map`].
+/// As [`super::dma_map`] (`len` is not zero).
 pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
-    if len == 0 {
-        return Err(NetbsdErrno(nb::EINVAL));
-    }
     let (start, span) = page_span(addr, len);
     let physical = super::dma_addressing() == super::DmaAddressing::Physical;
     // Pinned through the container: the IOMMU mapping at IOVA = address
@@ -842,27 +839,28 @@ pub(super) fn dma_segments(addr: usize, len: usize) -> HyResult<Vec<(usize, u64)
 
 pub(super) fn virt_to_bus(va: usize) -> Option<u64> {
     let physical = super::dma_addressing() == super::DmaAddressing::Physical;
-    let found = with_state(|s| {
-        if let Some(bus) = range_lookup(&s.dma, va, 1) {
-            return Some(bus);
-        }
-        let (&start, m) = s.mapped.range(..=va).next_back()?;
-        if m.users == 0 || va >= start + m.len {
-            return None;
-        }
-        if physical {
-            let page = m.frames.as_ref()?[(va - start) / PAGE];
-            Some(page + (va % PAGE) as u64)
-        } else {
-            Some(va as u64)
-        }
-    });
-    // A page `dma_map` locked, by its frame (never any other page: one not
-    // held in place may move under the device).
-    found.or_else(|| {
-        with_state(|s| s.locked.contains_key(&(va & !(PAGE - 1))))
-            .then(|| phys_addr(va))
-            .flatten()
+    with_state(|s| {
+        let mapped = || {
+            let (&start, m) = s.mapped.range(..=va).next_back()?;
+            if m.users == 0 || va >= start + m.len {
+                return None;
+            }
+            if physical {
+                let page = m.frames.as_ref()?[(va - start) / PAGE];
+                Some(page + (va % PAGE) as u64)
+            } else {
+                Some(va as u64)
+            }
+        };
+        // A page `dma_map` locked, by its frame (never any other page: one
+        // not held in place may move under the device).
+        let locked = || {
+            s.locked
+                .contains_key(&(va & !(PAGE - 1)))
+                .then(|| phys_addr(va))
+                .flatten()
+        };
+        range_lookup(&s.dma, va, 1).or_else(mapped).or_else(locked)
     })
 }
 
