@@ -224,7 +224,7 @@ impl Guest {
         a.symlink("bin/sh", "busybox").expect("sh");
 
         // Modules, dependencies first, each once.
-        let mut order = Vec::new();
+        let mut list = String::new();
         let mut seen = BTreeSet::new();
         let mut dirs = BTreeSet::new();
         for m in &self.modules {
@@ -245,12 +245,8 @@ impl Guest {
                 let data = std::fs::read(k.root.join(&path))
                     .unwrap_or_else(|e| panic!("module {path}: {e}"));
                 a.file(&path, 0o644, &data).expect("module");
-                order.push(path);
+                let _ = writeln!(list, "/{path}");
             }
-        }
-        let mut list = String::new();
-        for p in &order {
-            let _ = writeln!(list, "/{p}");
         }
         a.file("etc/modules.list", 0o644, list.as_bytes())
             .expect("modules list");
