@@ -394,24 +394,28 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
     // One section: two callers mapping the same range count as two users
     // of one wiring.
     with_state(|s| {
-        if let Some((l, pages, users)) = s.mapped.get_mut(&start)
-            && *l == span
-        {
-            *users += 1;
-            return Ok(contiguous(start, addr, pages.iter().copied().map(Some)));
-        }
-        let (host, _) = privileged()?;
-        wire(host, start, span, VM_PROT_ALL)?;
-        let pages = match HurdIpc.vm_pages_phys(host, start as u64, span as u64) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = wire(host, start, span, 0);
-                return Err(kr_err(e));
+        match s.mapped.get_mut(&start) {
+            Some((l, _, users)) if *l == span => *users += 1,
+            _ => {
+                let (host, _) = privileged()?;
+                wire(host, start, span, VM_PROT_ALL)?;
+                let pages = match HurdIpc.vm_pages_phys(host, start as u64, span as u64) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = wire(host, start, span, 0);
+                        return Err(kr_err(e));
+                    }
+                };
+                s.mapped.insert(start, (span, pages, 1));
             }
-        };
-        let bus = contiguous(start, addr, pages.iter().copied().map(Some));
-        s.mapped.insert(start, (span, pages, 1));
-        Ok(bus)
+        }
+        let pages = &s.mapped[&start].1;
+        Ok(contiguous(
+            start,
+            addr,
+            len,
+            pages.iter().copied().map(Some),
+        ))
     })
 }
 

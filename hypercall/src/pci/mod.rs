@@ -250,22 +250,18 @@ pub(crate) fn range_lookup(
     (va + len.max(1) <= start + size).then(|| bus + (va - start) as u64)
 }
 
-/// The bus address of `addr` when the pages from `start` (their bus
-/// addresses, one per page, `None` where unknown) are consecutive.
+/// The bus address of `[addr, addr+len)` when it is one piece for devices
+/// ([`segments`] of the same pages).
 pub(crate) fn contiguous(
     start: usize,
     addr: usize,
+    len: usize,
     pages: impl IntoIterator<Item = Option<u64>>,
 ) -> Option<u64> {
-    let mut first = None;
-    for (i, p) in pages.into_iter().enumerate() {
-        let p = p?;
-        let f = *first.get_or_insert(p);
-        if p != f + (i * PAGE) as u64 {
-            return None;
-        }
+    match segments(start, addr, len, pages)?.as_slice() {
+        [(_, bus)] => Some(*bus),
+        _ => None,
     }
-    Some(first? + (addr - start) as u64)
 }
 
 /// `[addr, addr+len)` as pieces each contiguous for devices, given the bus

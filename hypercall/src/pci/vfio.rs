@@ -638,7 +638,7 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
         s.pin(c, start, span)?;
         Ok(if physical {
             let frames = s.mapped[&start].frames.as_deref();
-            frames.and_then(|f| contiguous(start, addr, f.iter().copied().map(Some)))
+            frames.and_then(|f| contiguous(start, addr, len, f.iter().copied().map(Some)))
         } else {
             // IOVA = address: contiguous by construction.
             Some(addr as u64)
@@ -660,7 +660,8 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
                 }
             });
             // The pages are resident now (mlock faults them in).
-            Ok(frames(start, span).and_then(|f| contiguous(start, addr, f.into_iter().map(Some))))
+            Ok(frames(start, span)
+                .and_then(|f| contiguous(start, addr, len, f.into_iter().map(Some))))
         }
     }
 }
