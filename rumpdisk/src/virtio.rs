@@ -548,7 +548,6 @@ impl VirtioDisk {
             }
         }
         drop(g);
-        self.shared.cv.notify_all();
         Self::release(buf, len, &data, write);
         result
     }
@@ -601,6 +600,9 @@ impl VirtioDisk {
                     "{}: a completion arrived without an interrupt",
                     self.address
                 );
+                // What this drain freed or finished may be what others
+                // wait for (a drain is all that helps a waiter).
+                self.shared.cv.notify_all();
             }
         } else if g.drain() == 0 {
             parking_lot::MutexGuard::unlocked(g, std::thread::yield_now);
@@ -723,10 +725,7 @@ impl Disk for VirtioDisk {
         // A flush covers the writes completed before it: it waits for
         // nothing else, like the kernel's.
         let id = self.queue_one(&mut g, T_FLUSH, 0, &[], false)?;
-        let r = self.wait_for(&mut g, id);
-        drop(g);
-        self.shared.cv.notify_all();
-        r
+        self.wait_for(&mut g, id)
     }
 
     fn ops(&self) -> u64 {
