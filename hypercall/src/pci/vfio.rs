@@ -669,7 +669,9 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
 pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
     let (start, span) = page_span(addr, len);
     let unlock = with_state(|s| {
-        if s.mapped.contains_key(&start) {
+        // A mapping in use (an idle one at the same start is not this
+        // range's: that may be locked).
+        if matches!(s.mapped.get(&start), Some(m) if m.len == span && m.users > 0) {
             let c = s.iommu()?;
             s.release(c, start, span)?;
             return Ok(Vec::new());
