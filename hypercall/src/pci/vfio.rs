@@ -634,36 +634,38 @@ pub(super) unsafe fn dma_map(addr: usize, len: usize) -> HyResult<Option<u64>> {
     // Pinned through the container: the IOMMU mapping at IOVA = address
     // also keeps the pages in place for a device that bypasses the IOMMU.
     let pinned = with_state(|s| {
-        let c = s.iommu()?;
-        s.pin(c, start, span)?;
-        Ok(if physical {
-            let frames = s.mapped[&start].frames.as_deref();
-            frames.and_then(|f| contiguous(start, addr, len, f.iter().copied().map(Some)))
-        } else {
-            // IOVA = address: contiguous by construction.
-            Some(addr as u64)
-        })
-    });
-    match pinned {
-        Ok(bus) => Ok(bus),
-        Err(e) if !physical => Err(e),
-        Err(_) => {
-            // No container yet: the pages stay where they are (locked), and
-            // `virt_to_bus` answers their frames.
-            // SAFETY: mlock of the caller's mapped range.
-            if unsafe { libc::mlock(start as *const libc::c_void, span) } < 0 {
-                return Err(last_err());
+        let c = match s.iommu() {
+            Ok(c) => c,
+            // No container yet: with physical addressing, locking will do.
+            Err(_) if physical => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(s.pin(c, start, span).map(|()| {
+            if physical {
+                let frames = s.mapped[&start].frames.as_deref();
+                frames.and_then(|f| contiguous(start, addr, len, f.iter().copied().map(Some)))
+            } else {
+                // IOVA = address: contiguous by construction.
+                Some(addr as u64)
             }
-            with_state(|s| {
-                for page in (start..start + span).step_by(PAGE) {
-                    *s.locked.entry(page).or_default() += 1;
-                }
-            });
-            // The pages are resident now (mlock faults them in).
-            Ok(frames(start, span)
-                .and_then(|f| contiguous(start, addr, len, f.into_iter().map(Some))))
-        }
+        }))
+    });
+    if let Some(r) = pinned {
+        return r;
     }
+    // The pages stay where they are (locked), and `virt_to_bus` answers
+    // their frames.
+    // SAFETY: mlock of the caller's mapped range.
+    if unsafe { libc::mlock(start as *const libc::c_void, span) } < 0 {
+        return Err(last_err());
+    }
+    with_state(|s| {
+        for page in (start..start + span).step_by(PAGE) {
+            *s.locked.entry(page).or_default() += 1;
+        }
+    });
+    // The pages are resident now (mlock faults them in).
+    Ok(frames(start, span).and_then(|f| contiguous(start, addr, len, f.into_iter().map(Some))))
 }
 
 pub(super) fn dma_unmap(addr: usize, len: usize) -> HyResult<()> {
