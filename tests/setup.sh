@@ -10,10 +10,11 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # nm, pkg-config; makefs and dosfstools make the FFS and FAT images the
 # NetBSD kernel tests mount; qemu-utils has qemu-io, a real NBD client;
 # grub-mkrescue (grub-pc-bin, grub-common, xorriso, mtools) makes the GNU
-# Mach test bed's boot ISO. The VM test bed's guest tools come with
+# Mach test bed's boot ISO; nbdkit is the NBD server rumpdisk-bench
+# compares rumpdisk with. The VM test bed's guest tools come with
 # crates/testbed/setup-guest.sh below.
 PKGS=(gcc libc6-dev binutils pkg-config makefs dosfstools qemu-utils
-      grub-pc-bin grub-common xorriso mtools)
+      grub-pc-bin grub-common xorriso mtools nbdkit)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

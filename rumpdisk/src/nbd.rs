@@ -11,7 +11,9 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -172,11 +174,11 @@ fn transmission_flags(disk: &dyn Disk) -> u16 {
     f
 }
 
+/// The chosen export: its name, disk and the size announced for it.
+type Export = (String, Arc<dyn Disk>, u64);
+
 /// The handshake; returns the chosen export.
-fn handshake<S: Read + Write>(
-    disks: &Disks,
-    s: &mut S,
-) -> io::Result<Option<(String, Arc<dyn Disk>)>> {
+fn handshake<S: Read + Write>(disks: &Disks, s: &mut S) -> io::Result<Option<Export>> {
     let mut hello = Vec::new();
     hello.extend_from_slice(&NBDMAGIC.to_be_bytes());
     hello.extend_from_slice(&IHAVEOPT.to_be_bytes());
@@ -209,7 +211,7 @@ fn handshake<S: Read + Write>(
                     b.extend_from_slice(&[0; 124]);
                 }
                 s.write_all(&b)?;
-                return Ok(Some((name, disk)));
+                return Ok(Some((name, disk, size)));
             }
             OPT_ABORT => {
                 option_reply(s, opt, REP_ACK, &[])?;
@@ -254,7 +256,7 @@ fn handshake<S: Read + Write>(
                 option_reply(s, opt, REP_INFO, &bs)?;
                 option_reply(s, opt, REP_ACK, &[])?;
                 if opt == OPT_GO {
-                    return Ok(Some((name, disk)));
+                    return Ok(Some((name, disk, size)));
                 }
             }
             _ => option_reply(s, opt, REP_ERR_UNSUP, &[])?,
@@ -299,9 +301,9 @@ fn simple_reply(s: &mut impl Write, error: u32, handle: u64, data: &[u8]) -> io:
     Ok(())
 }
 
-/// Requests one connection has in progress at once: the reader takes the
-/// next while these run (QEMU's NBD client keeps up to 16 in flight).
-/// Replies go out as requests finish, matched by handle, as NBD allows.
+/// Requests one connection carries out at once (QEMU's NBD client keeps up
+/// to 16 in flight). Replies go out as requests finish, matched by handle,
+/// as NBD allows.
 const IN_FLIGHT: usize = 16;
 
 /// Bytes of transfers one connection holds in buffers at most; the reader
@@ -309,10 +311,17 @@ const IN_FLIGHT: usize = 16;
 /// payloads are at most [`MAX_PAYLOAD`]).
 const IN_FLIGHT_BYTES: usize = 64 << 20;
 
-/// Buffers larger than this are freed after their request, not kept.
+/// A worker's buffer larger than this is freed after its request, not kept.
 const KEEP_BUFFER: usize = 4 << 20;
 
-/// A connection the reader and the repliers share.
+/// Requests of a kind that takes longer than this on average are worth a
+/// second worker reading the next request meanwhile; quicker ones are
+/// carried out between two reads by the thread that read them, since
+/// waking a sleeping thread costs more (5-15 µs on a loaded or nested host)
+/// than a 4 KiB copy from the page cache.
+const SLOW_NS: u64 = 20_000;
+
+/// A connection the workers share.
 pub(crate) trait Conn: Read + Write + Send + Sized {
     /// Another handle on the same connection.
     fn try_clone(&self) -> io::Result<Self>;
@@ -339,15 +348,15 @@ impl Conn for TcpStream {
     }
 }
 
-/// A request for a replier.
+/// A request read from the client; a write's payload is in the buffer of
+/// the worker that read it.
+#[derive(Clone, Copy)]
 struct Job {
     cmd: u16,
     flags: u16,
     handle: u64,
     offset: u64,
     len: usize,
-    /// A write's payload, or the buffer a read fills.
-    buf: AlignedBuf,
     /// The answer, when the reader already knows it (a bad request).
     error: Option<u32>,
 }
@@ -362,88 +371,230 @@ fn held(cmd: u16, len: usize) -> usize {
     }
 }
 
-/// Page-aligned transfer buffers (an image past the page cache takes them
-/// as they are) kept for the connection's next requests, and what is left
-/// of its [`IN_FLIGHT_BYTES`].
-struct Buffers {
-    state: Mutex<(Vec<AlignedBuf>, usize)>,
+/// What is left of a connection's [`IN_FLIGHT_BYTES`].
+struct Budget {
+    left: Mutex<usize>,
     room: Condvar,
 }
 
-impl Buffers {
-    fn new() -> Self {
-        Self {
-            state: Mutex::new((Vec::new(), IN_FLIGHT_BYTES)),
-            room: Condvar::new(),
+impl Budget {
+    /// Takes `len` bytes, once there is room.
+    fn take(&self, len: usize) {
+        if len == 0 {
+            return;
         }
+        let mut left = self.left.lock();
+        while *left < len {
+            self.room.wait(&mut left);
+        }
+        *left -= len;
     }
 
-    /// A buffer for a transfer of `len` bytes, once the budget has room.
-    fn take(&self, len: usize) -> io::Result<AlignedBuf> {
-        let mut st = self.state.lock();
-        while st.1 < len {
-            self.room.wait(&mut st);
+    fn give(&self, len: usize) {
+        if len == 0 {
+            return;
         }
-        st.1 -= len;
-        match st.0.pop() {
-            Some(b) => Ok(b),
-            None => AlignedBuf::new(0, PAGE),
-        }
-    }
-
-    /// Returns a buffer and the `len` bytes of budget it held.
-    fn give(&self, mut b: AlignedBuf, len: usize) {
-        let mut st = self.state.lock();
-        st.1 += len;
-        if b.as_mut_slice().len() <= KEEP_BUFFER {
-            st.0.push(b);
-        }
+        *self.left.lock() += len;
+        // Only the worker reading requests ever waits.
         self.room.notify_one();
     }
 }
 
+/// Average time a request of each kind (read, write, other) takes to carry
+/// out, in nanoseconds (an exponentially weighted mean; updates from
+/// several workers may overwrite each other, which only blurs it).
+struct Pace([AtomicU64; 3]);
+
+impl Pace {
+    fn new() -> Self {
+        // Unknown kinds count as slow until measured.
+        Self(std::array::from_fn(|_| AtomicU64::new(2 * SLOW_NS)))
+    }
+
+    fn kind(&self, cmd: u16) -> &AtomicU64 {
+        &self.0[match cmd {
+            CMD_READ => 0,
+            CMD_WRITE => 1,
+            _ => 2,
+        }]
+    }
+
+    fn slow(&self, cmd: u16) -> bool {
+        self.kind(cmd).load(Ordering::Relaxed) > SLOW_NS
+    }
+
+    fn record(&self, cmd: u16, took: Duration) {
+        let k = self.kind(cmd);
+        let old = k.load(Ordering::Relaxed);
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        k.store(old - old / 8 + ns / 8, Ordering::Relaxed);
+    }
+}
+
+/// Who of a connection's workers reads next.
+#[derive(Default)]
+struct Crew {
+    /// A worker is reading (or waiting to read) the next request.
+    reading: bool,
+    /// Workers asleep until it is their turn to read.
+    idle: usize,
+    /// Workers started.
+    workers: usize,
+    /// Workers carrying out a request.
+    busy: usize,
+    /// Set when reading has ended (disconnect, end of stream, a request
+    /// that leaves the stream untrustworthy), with how.
+    ended: Option<io::Result<()>>,
+}
+
+/// One connection after the handshake. Its workers take turns as reader
+/// (leader and followers): the reader takes one request off the stream,
+/// passes the reading on, then carries out that request and sends its
+/// reply itself, so no request is handed between threads. The next reader
+/// is woken (or started, up to [`IN_FLIGHT`]) at once only when that can
+/// pay: the client keeps several requests in flight and requests of this
+/// kind are slow ([`SLOW_NS`]). Quick ones, and those of a client that
+/// waits for each reply, run back to back on one thread with no wake-up.
+struct Connection<'d, S> {
+    disk: &'d dyn Disk,
+    /// The size announced in the handshake: NBD fixes it for the
+    /// connection, so requests are checked against it without asking the
+    /// back end each time.
+    size: u64,
+    input: Mutex<io::BufReader<S>>,
+    out: Mutex<S>,
+    crew: Mutex<Crew>,
+    turn: Condvar,
+    budget: Budget,
+    pace: Pace,
+}
+
 fn connection<S: Conn>(disks: &Disks, mut s: S) -> io::Result<()> {
-    let Some((name, disk)) = handshake(disks, &mut s)? else {
+    let Some((name, disk, size)) = handshake(disks, &mut s)? else {
         return Ok(());
     };
     log::debug!("NBD client on export {name}");
-    let out = Mutex::new(s.try_clone()?);
-    let buffers = Buffers::new();
-    // Queued jobs wait for a replier without holding the reader up (the
-    // buffer budget bounds them).
-    let (tx, rx) = mpsc::sync_channel::<Job>(IN_FLIGHT);
-    let rx = Mutex::new(rx);
-    std::thread::scope(|scope| {
-        for _ in 0..IN_FLIGHT {
-            scope.spawn(|| {
-                // Until the reader stops (the channel closes).
-                while let Ok(job) = rx.lock().recv() {
-                    answer(&*disk, job, &out, &buffers);
-                }
-            });
-        }
+    let c = Connection {
+        disk: &*disk,
+        size,
+        out: Mutex::new(s.try_clone()?),
         // Requests a client sends back to back come in one read.
-        let read = read_requests(
-            &mut io::BufReader::with_capacity(64 << 10, &mut s),
-            &*disk,
-            &buffers,
-            &tx,
-        );
-        // The repliers finish what they took, and stop.
-        drop(tx);
-        read
-    })
+        input: Mutex::new(io::BufReader::with_capacity(64 << 10, s)),
+        crew: Mutex::new(Crew {
+            workers: 1,
+            ..Crew::default()
+        }),
+        turn: Condvar::new(),
+        budget: Budget {
+            left: Mutex::new(IN_FLIGHT_BYTES),
+            room: Condvar::new(),
+        },
+        pace: Pace::new(),
+    };
+    // The workers finish what they took, and stop.
+    std::thread::scope(|scope| c.work(scope));
+    c.crew.lock().ended.take().unwrap_or(Ok(()))
 }
 
-/// Reads requests and hands them to the repliers until a disconnect, the
-/// end of the stream, or a request that leaves the stream untrustworthy.
-fn read_requests(
-    s: &mut impl Read,
-    disk: &dyn Disk,
-    buffers: &Buffers,
-    repliers: &mpsc::SyncSender<Job>,
-) -> io::Result<()> {
-    loop {
+impl<S: Conn> Connection<'_, S> {
+    /// A worker: requests until reading ends.
+    fn work<'s>(&'s self, scope: &'s std::thread::Scope<'s, '_>) {
+        let mut buf = match AlignedBuf::new(0, PAGE) {
+            Ok(b) => b,
+            Err(e) => return self.end(Err(e)),
+        };
+        while let Some(job) = self.next(scope, &mut buf) {
+            let cmd = job.cmd;
+            let t = Instant::now();
+            self.answer(job, &mut buf);
+            self.pace.record(cmd, t.elapsed());
+            self.crew.lock().busy -= 1;
+            if buf.as_mut_slice().len() > KEEP_BUFFER {
+                match AlignedBuf::new(0, PAGE) {
+                    Ok(b) => buf = b,
+                    Err(e) => return self.end(Err(e)),
+                }
+            }
+        }
+    }
+
+    /// Ends reading with `how`; every worker stops after its request.
+    fn end(&self, how: io::Result<()>) {
+        let mut crew = self.crew.lock();
+        crew.ended.get_or_insert(how);
+        crew.reading = false;
+        self.turn.notify_all();
+    }
+
+    /// Waits for this worker's turn to read, reads one request (a write's
+    /// payload into `buf`) and passes the reading on; `None` once reading
+    /// has ended.
+    fn next<'s>(
+        &'s self,
+        scope: &'s std::thread::Scope<'s, '_>,
+        buf: &mut AlignedBuf,
+    ) -> Option<Job> {
+        {
+            let mut crew = self.crew.lock();
+            loop {
+                if crew.ended.is_some() {
+                    return None;
+                }
+                if !crew.reading {
+                    break;
+                }
+                crew.idle += 1;
+                self.turn.wait(&mut crew);
+                crew.idle -= 1;
+            }
+            crew.reading = true;
+        }
+        let (read, buffered) = {
+            let mut input = self.input.lock();
+            let read = self.read_request(&mut *input, buf);
+            (read, !input.buffer().is_empty())
+        };
+        let job = match read {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                self.end(Ok(()));
+                return None;
+            }
+            Err(e) => {
+                self.end(Err(e));
+                return None;
+            }
+        };
+        let mut crew = self.crew.lock();
+        crew.reading = false;
+        // Another request may come while this one runs only when the client
+        // keeps several in flight: some are still being carried out, or
+        // already here. (A client that waits for each reply would only see
+        // its next request wait for a thread's wake-up.)
+        let pipelined = crew.busy > 0 || buffered;
+        crew.busy += 1;
+        if pipelined && self.pace.slow(job.cmd) {
+            if crew.idle > 0 {
+                self.turn.notify_one();
+            } else if crew.workers < IN_FLIGHT {
+                crew.workers += 1;
+                drop(crew);
+                let started = std::thread::Builder::new()
+                    .name("nbd-conn".into())
+                    .spawn_scoped(scope, move || self.work(scope));
+                if let Err(e) = started {
+                    log::warn!("NBD: cannot start another worker: {e}");
+                    self.crew.lock().workers -= 1;
+                }
+            }
+        }
+        Some(job)
+    }
+
+    /// Reads the next request (and a write's payload, into `buf`); `None`
+    /// at a disconnect; an error for the end of the stream or a request
+    /// that leaves the stream untrustworthy.
+    fn read_request(&self, s: &mut impl Read, buf: &mut AlignedBuf) -> io::Result<Option<Job>> {
         // The 28-byte request header in one read.
         let mut req = [0u8; 28];
         s.read_exact(&mut req)?;
@@ -460,81 +611,78 @@ fn read_requests(
             // A write's payload cannot be skipped safely: end the connection.
             return Err(protocol("request too large"));
         }
-        // Out of the disk or not whole sectors (the size asked only of
-        // requests with a range).
+        // Out of the disk or not whole sectors.
         let misplaced = || {
-            let sector = u64::from(disk.sector_size());
+            let sector = u64::from(self.disk.sector_size());
             let end = offset.checked_add(u64::from(len));
-            !disk
-                .size()
-                .is_ok_and(|size| end.is_some_and(|end| end <= size))
+            end.is_none_or(|end| end > self.size)
                 || !offset.is_multiple_of(sector)
                 || !u64::from(len).is_multiple_of(sector)
         };
-        let mut buf = buffers.take(held(cmd, len as usize))?;
+        self.budget.take(held(cmd, len as usize));
         if cmd == CMD_WRITE {
-            s.read_exact(buf.get(len as usize)?)?;
+            let read = buf.get(len as usize).and_then(|b| s.read_exact(b));
+            if let Err(e) = read {
+                self.budget.give(held(cmd, len as usize));
+                return Err(e);
+            }
         }
         let error = match cmd {
-            CMD_WRITE | CMD_TRIM if disk.read_only() => Some(EPERM),
+            CMD_WRITE | CMD_TRIM if self.disk.read_only() => Some(EPERM),
             CMD_READ | CMD_WRITE | CMD_TRIM => misplaced().then_some(EINVAL),
             CMD_FLUSH => None,
-            CMD_DISC => return Ok(()),
+            CMD_DISC => return Ok(None),
             _ => Some(ENOTSUP),
         };
-        let job = Job {
+        Ok(Some(Job {
             cmd,
             flags,
             handle,
             offset,
             len: len as usize,
-            buf,
             error,
-        };
-        if repliers.send(job).is_err() {
-            return Ok(());
-        }
+        }))
     }
-}
 
-/// Carries out one request and sends its reply.
-fn answer(disk: &dyn Disk, job: Job, out: &Mutex<impl Conn>, buffers: &Buffers) {
-    let Job {
-        cmd,
-        flags,
-        handle,
-        offset,
-        len,
-        mut buf,
-        error,
-    } = job;
-    // A change made stable when the client asks (FUA), and its errno.
-    let changed = |r: io::Result<()>| {
-        let r = r.and_then(|()| {
-            if flags & CMD_FLAG_FUA != 0 {
-                disk.flush()
-            } else {
-                Ok(())
+    /// Carries out one request and sends its reply.
+    fn answer(&self, job: Job, buf: &mut AlignedBuf) {
+        let Job {
+            cmd,
+            flags,
+            handle,
+            offset,
+            len,
+            error,
+        } = job;
+        let disk = self.disk;
+        // A change made stable when the client asks (FUA), and its errno.
+        let changed = |r: io::Result<()>| {
+            let r = r.and_then(|()| {
+                if flags & CMD_FLAG_FUA != 0 {
+                    disk.flush()
+                } else {
+                    Ok(())
+                }
+            });
+            (r.map_or_else(|e| errno_of(&e), |()| 0), 0)
+        };
+        let (err, data) = match (error, cmd) {
+            (Some(e), _) => (e, 0),
+            (None, CMD_READ) => match buf.get(len).and_then(|b| disk.read_at(offset, b)) {
+                Ok(()) => (0, len),
+                Err(e) => (errno_of(&e), 0),
+            },
+            (None, CMD_WRITE) => changed(disk.write_at(offset, &buf.as_mut_slice()[..len])),
+            (None, CMD_TRIM) => changed(disk.discard(offset, len as u64)),
+            (None, _) => (disk.flush().map_or_else(|e| errno_of(&e), |()| 0), 0),
+        };
+        {
+            let mut out = self.out.lock();
+            if let Err(e) = simple_reply(&mut *out, err, handle, &buf.as_mut_slice()[..data]) {
+                log::info!("NBD reply to {handle:#x} not sent: {e}");
+                out.shut();
             }
-        });
-        (r.map_or_else(|e| errno_of(&e), |()| 0), 0)
-    };
-    let (err, data) = match (error, cmd) {
-        (Some(e), _) => (e, 0),
-        (None, CMD_READ) => match buf.get(len).and_then(|b| disk.read_at(offset, b)) {
-            Ok(()) => (0, len),
-            Err(e) => (errno_of(&e), 0),
-        },
-        (None, CMD_WRITE) => changed(disk.write_at(offset, &buf.as_mut_slice()[..len])),
-        (None, CMD_TRIM) => changed(disk.discard(offset, len as u64)),
-        (None, _) => (disk.flush().map_or_else(|e| errno_of(&e), |()| 0), 0),
-    };
-    {
-        let mut out = out.lock();
-        if let Err(e) = simple_reply(&mut *out, err, handle, &buf.as_mut_slice()[..data]) {
-            log::info!("NBD reply to {handle:#x} not sent: {e}");
-            out.shut();
         }
+        self.budget.give(held(cmd, len));
     }
-    buffers.give(buf, held(cmd, len));
 }
