@@ -40,6 +40,21 @@ pub trait Disk: Send + Sync {
         Err(io::ErrorKind::Unsupported.into())
     }
 
+    /// Moves `len` bytes at `offset` into the empty pipe whose write end is
+    /// `pipe` (which holds them all) without copying them through this
+    /// process: Linux `splice` from the host's page cache, whole, as one
+    /// back-end operation. `None` when this back end cannot (its data is
+    /// not in the host's page cache): the caller reads into a buffer.
+    #[cfg(target_os = "linux")]
+    fn splice_to_pipe(
+        &self,
+        _offset: u64,
+        _len: usize,
+        _pipe: std::os::fd::BorrowedFd<'_>,
+    ) -> Option<io::Result<()>> {
+        None
+    }
+
     /// Back-end operations performed so far (reads, writes, flushes,
     /// discards): the
     /// benchmark checks one per request.

@@ -490,3 +490,59 @@ fn acknowledged_writes_to_a_block_device_survive_sigkill() {
     let _held = std::fs::File::open(&dev.0).unwrap();
     acknowledged_writes_survive_kill(std::path::Path::new(&dev.0), &backing, "blk");
 }
+
+/// Long reads go from the page cache to the socket through a pipe, when
+/// their pages fit in it, else through a buffer: either way the bytes are
+/// the image's, whole, and a read that fails before any of its data is
+/// sent gets an error reply on a connection that goes on.
+#[test]
+fn long_reads_come_whole_spliced_or_buffered() {
+    let (img, sock) = serve("long-reads", 8 << 20, false);
+    let pattern: Vec<u8> = (0..8usize << 20)
+        .map(|i| (i / 512 * 7 % 251) as u8)
+        .collect();
+    std::fs::write(&img, &pattern).unwrap();
+    let mut s = handshake(&sock);
+    // Spliced (64 KiB and 1 MiB on page boundaries), a 1 MiB read over 257
+    // pages and a 4 MiB one (too many pages for the pipe), a short one.
+    let reads: [(u64, usize); 5] = [
+        (0, 1 << 20),
+        (512, 1 << 20),
+        (3 << 20, 4 << 20),
+        (4096, 64 << 10),
+        (7 << 20, 4096),
+    ];
+    for (h, &(at, len)) in reads.iter().enumerate() {
+        request(&mut s, 0, h as u64, at, len as u32);
+    }
+    for _ in 0..reads.len() {
+        let mut h = [0u8; 16];
+        s.read_exact(&mut h).unwrap();
+        assert_eq!(u32::from_be_bytes(h[4..8].try_into().unwrap()), 0);
+        let handle = u64::from_be_bytes(h[8..].try_into().unwrap()) as usize;
+        let (at, len) = reads[handle];
+        let mut data = vec![0; len];
+        s.read_exact(&mut data).unwrap();
+        let at = at as usize;
+        assert!(
+            data == pattern[at..at + len],
+            "read {handle} ({len} at {at})"
+        );
+    }
+    // The image shrinks under the connection: a long read past its new end
+    // fails (EIO) before any data goes out; the connection serves on.
+    std::fs::File::options()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    request(&mut s, 0, 10, 1 << 20, 2 << 20);
+    assert_eq!(reply_error(&mut s, 10), 5);
+    request(&mut s, 0, 11, 1 << 20, 1 << 20);
+    assert_eq!(reply_error(&mut s, 11), 0);
+    let mut data = vec![0; 1 << 20];
+    s.read_exact(&mut data).unwrap();
+    assert!(data == pattern[1 << 20..2 << 20]);
+    request(&mut s, 2, 12, 0, 0);
+}

@@ -374,24 +374,34 @@ mod linux {
                 };
                 // qemu-img caches nothing of the NBD disks; the servers and
                 // the direct baseline use the page cache alike (or not).
-                let (mut ours, mut base) = (0f64, 0f64);
-                let mut theirs = vec![0f64; peers.len()];
+                // Best rate and the server's CPU time over all rounds.
+                let (mut ours, mut base, mut our_cpu) = (0f64, 0f64, 0f64);
+                let mut theirs = vec![(0f64, 0f64); peers.len()];
                 for _ in 0..ROUNDS {
-                    let (Some(o), Some(b)) = (run(&nbd, "none"), run(&file, cache)) else {
+                    let c0 = cpu_seconds(child.0.id());
+                    let o = run(&nbd, "none");
+                    our_cpu += cpu_seconds(child.0.id()) - c0;
+                    let (Some(o), Some(b)) = (o, run(&file, cache)) else {
                         println!("qemu-img bench {what}: qemu-img not available");
                         return;
                     };
                     ours = ours.max(o);
                     base = base.max(b);
-                    for (best, peer) in theirs.iter_mut().zip(&peers) {
+                    for ((best, cpu), peer) in theirs.iter_mut().zip(&peers) {
+                        let c0 = cpu_seconds(peer.process.0.id());
                         *best = best.max(run(&peer.uri, "none").unwrap_or(0.0));
+                        *cpu += cpu_seconds(peer.process.0.id()) - c0;
                     }
                 }
                 println!("NBD {what}, cache={cache}:");
-                for (best, peer) in theirs.iter().zip(&peers) {
+                let per_request = |cpu: f64| cpu * 1e6 / (ROUNDS * load.count) as f64;
+                let mut cpu = vec![format!("rumpdisk {:.1}", per_request(our_cpu))];
+                for ((best, their_cpu), peer) in theirs.iter().zip(&peers) {
                     report_vs("  rumpdisk", ours, peer.name, *best, unit);
+                    cpu.push(format!("{} {:.1}", peer.name, per_request(*their_cpu)));
                 }
                 report_vs("  rumpdisk", ours, "the file", base, unit);
+                println!("  server CPU µs per request: {}", cpu.join(", "));
             }
         }
     }
@@ -400,7 +410,24 @@ mod linux {
     struct Peer {
         name: &'static str,
         uri: String,
-        _process: KillOnDrop,
+        process: KillOnDrop,
+    }
+
+    /// User and system CPU time process `pid` has used, in seconds.
+    fn cpu_seconds(pid: u32) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // After the command name, which may hold spaces: fields 3 on;
+        // utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+        let ticks: f64 = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|t| t.parse::<f64>().ok())
+            .sum();
+        // SAFETY: sysconf reads a system constant.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        ticks / hz
     }
 
     /// Drops the page cache's copy of `img` (clean pages; dirty ones are
@@ -467,11 +494,7 @@ mod linux {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
-        Some(Peer {
-            name,
-            uri,
-            _process: process,
-        })
+        Some(Peer { name, uri, process })
     }
 
     /// One `qemu-img bench` run.
