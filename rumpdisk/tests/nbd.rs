@@ -98,6 +98,16 @@ fn qemu_io_writes_and_reads_back() {
 }
 
 #[test]
+fn export_flags_say_what_the_disk_does() {
+    let (_img, sock) = serve("flags", 1 << 20, false);
+    // HAS_FLAGS, SEND_FLUSH, SEND_FUA, SEND_TRIM, CAN_MULTI_CONN.
+    assert_eq!(handshake_flags(&sock).1, 1 | 4 | 8 | 32 | 256);
+    let (_img, sock) = serve("flags-ro", 1 << 20, true);
+    // READ_ONLY, and no TRIM.
+    assert_eq!(handshake_flags(&sock).1, 1 | 2 | 4 | 8 | 256);
+}
+
+#[test]
 fn read_only_exports_refuse_writes() {
     let (_img, sock) = serve("ro", 1 << 20, true);
     let (ok, out) = qemu_io_with(&["-r"], &sock, &["read -P 0 0 4K"]);
@@ -108,7 +118,14 @@ fn read_only_exports_refuse_writes() {
 }
 
 fn handshake(sock: &std::path::Path) -> UnixStream {
+    handshake_flags(sock).0
+}
+
+/// The handshake; returns the connection and the export's transmission
+/// flags.
+fn handshake_flags(sock: &std::path::Path) -> (UnixStream, u16) {
     let mut s = UnixStream::connect(sock).unwrap();
+    let mut flags = None;
     let mut hello = [0u8; 18];
     s.read_exact(&mut hello).unwrap();
     assert_eq!(&hello[..8], b"NBDMAGIC");
@@ -130,9 +147,12 @@ fn handshake(sock: &std::path::Path) -> UnixStream {
         let mut data = vec![0; len as usize];
         s.read_exact(&mut data).unwrap();
         if kind == 1 {
-            return s;
+            return (s, flags.expect("NBD_INFO_EXPORT"));
         }
         assert!(kind == 3, "unexpected option reply {kind:#x}");
+        if data[..2] == [0, 0] {
+            flags = Some(u16::from_be_bytes(data[10..12].try_into().unwrap()));
+        }
     }
 }
 
@@ -295,6 +315,31 @@ fn trim_frees_an_images_blocks_and_is_refused_where_it_cannot_be() {
 /// A loop device over a file, detached when dropped.
 struct Loop(String);
 
+impl Loop {
+    /// A loop device (root, util-linux) over a new 4 MiB file in the test
+    /// directory `name`; returns it and the file, or `None` (having said
+    /// the test is skipped) where none can be made.
+    fn over(name: &str) -> Option<(Self, PathBuf)> {
+        let backing = dir(name).join("backing.img");
+        std::fs::File::create(&backing)
+            .unwrap()
+            .set_len(4 << 20)
+            .unwrap();
+        let Some(dev) = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&backing)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        else {
+            println!("skipped: no loop device (needs root and losetup)");
+            return None;
+        };
+        Some((Self(dev), backing))
+    }
+}
+
 impl Drop for Loop {
     fn drop(&mut self) {
         let _ = Command::new("losetup").args(["-d", &self.0]).status();
@@ -303,24 +348,10 @@ impl Drop for Loop {
 
 #[test]
 fn trim_of_a_block_device_discards_its_blocks() {
-    let backing = dir("trim-blk").join("backing.img");
-    std::fs::File::create(&backing)
-        .unwrap()
-        .set_len(4 << 20)
-        .unwrap();
-    // A loop device (root, util-linux): it passes discards on to its file.
-    let Some(dev) = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(&backing)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    else {
-        println!("skipped: no loop device (needs root and losetup)");
+    // A loop device passes discards on to its file.
+    let Some((dev, backing)) = Loop::over("trim-blk") else {
         return;
     };
-    let dev = Loop(dev);
     let sock = serve_path("trim-blk", std::path::Path::new(&dev.0), false);
     write_then_discard_first_mib(&sock, &backing);
 }
@@ -419,8 +450,16 @@ fn acknowledged_writes_survive_kill(path: &std::path::Path, backing: &std::path:
         assert!(replies(&mut s, 8).values().all(|&e| e == 0));
         request(&mut s, 3, 99, 0, 0);
         assert_eq!(replies(&mut s, 1)[&99], 0);
+        // A write on this connection made stable by a flush on another (the
+        // export offers several connections).
+        request(&mut s, 1, 16, (16 * CHUNK) as u64, CHUNK as u32);
+        s.write_all(&vec![fill(16); CHUNK]).unwrap();
+        assert_eq!(replies(&mut s, 1)[&16], 0);
+        let mut other = handshake(&sock);
+        request(&mut other, 3, 100, 0, 0);
+        assert_eq!(replies(&mut other, 1)[&100], 0);
         drop(server); // SIGKILL right after the acknowledgement
-        for k in 0..16 {
+        for k in 0..17 {
             assert_eq!(
                 stored(backing, (k * CHUNK) as u64, CHUNK),
                 vec![fill(k); CHUNK],
@@ -470,23 +509,9 @@ fn acknowledged_writes_to_an_image_survive_sigkill() {
 /// flushing for it when rumpdisk is killed.
 #[test]
 fn acknowledged_writes_to_a_block_device_survive_sigkill() {
-    let backing = dir("durable-blk").join("backing.img");
-    std::fs::File::create(&backing)
-        .unwrap()
-        .set_len(4 << 20)
-        .unwrap();
-    let Some(dev) = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(&backing)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    else {
-        println!("skipped: no loop device (needs root and losetup)");
+    let Some((dev, backing)) = Loop::over("durable-blk") else {
         return;
     };
-    let dev = Loop(dev);
     let _held = std::fs::File::open(&dev.0).unwrap();
     acknowledged_writes_survive_kill(std::path::Path::new(&dev.0), &backing, "blk");
 }
