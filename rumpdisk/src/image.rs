@@ -2,12 +2,17 @@
 //! the hypercall crate's file layer — read-only when the file is — through
 //! the host's page cache or past it ([`Cache`]).
 
+#[cfg(target_os = "linux")]
+use std::collections::VecDeque;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg(target_os = "linux")]
+use parking_lot::Mutex;
 
 use hypercall::file::{self, FileType, open_flags};
 
@@ -26,7 +31,18 @@ pub enum Cache {
     /// itself would: no second copy of data the client's own cache (ext2fs,
     /// the guest) keeps. A flush still makes writes stable.
     None,
+    /// Through the page cache, but the pages go again once used (Linux
+    /// only; nbdkit's `cache=none`): a read's pages are dropped after it, a
+    /// write starts its writeback at once and its pages are dropped once
+    /// written, [`EVICT_WINDOW`] writes later or at a flush. No lasting
+    /// second copy, as with `none`, but writes return as they do with
+    /// `writeback` (a flush makes them stable).
+    Evict,
 }
+
+/// With [`Cache::Evict`]: how many written ranges may wait for their
+/// writeback before the oldest is waited for and dropped.
+pub const EVICT_WINDOW: usize = 16;
 
 impl std::str::FromStr for Cache {
     type Err = String;
@@ -35,7 +51,10 @@ impl std::str::FromStr for Cache {
         match s {
             "writeback" => Ok(Self::Writeback),
             "none" => Ok(Self::None),
-            _ => Err(format!("cache mode {s:?}: expected writeback or none")),
+            "evict" => Ok(Self::Evict),
+            _ => Err(format!(
+                "cache mode {s:?}: expected writeback, none or evict"
+            )),
         }
     }
 }
@@ -52,6 +71,10 @@ pub struct Image {
     /// (discards punch holes).
     #[cfg(target_os = "linux")]
     block_device: bool,
+    /// With [`Cache::Evict`]: the ranges written lately (offset, length),
+    /// oldest first, whose pages are dropped once written back.
+    #[cfg(target_os = "linux")]
+    evict: Option<Mutex<VecDeque<(u64, usize)>>>,
     ops: AtomicU64,
 }
 
@@ -76,9 +99,15 @@ impl Image {
                 ),
             ));
         }
+        if cache == Cache::Evict && !cfg!(target_os = "linux") {
+            return Err(with_path(
+                path,
+                &io::Error::new(io::ErrorKind::Unsupported, "cache=evict needs Linux"),
+            ));
+        }
         let extra = open_flags::BIO
             | match cache {
-                Cache::Writeback => 0,
+                Cache::Writeback | Cache::Evict => 0,
                 Cache::None => open_flags::DIRECT,
             };
         let (fd, ro) = if read_only {
@@ -101,7 +130,7 @@ impl Image {
             }
         })?;
         let direct_align = match cache {
-            Cache::Writeback => None,
+            Cache::Writeback | Cache::Evict => None,
             Cache::None => match Self::direct_align(fd) {
                 Ok(a) => Some(a),
                 Err(e) => {
@@ -120,6 +149,8 @@ impl Image {
             direct_align,
             #[cfg(target_os = "linux")]
             block_device: ft == FileType::Blk,
+            #[cfg(target_os = "linux")]
+            evict: (cache == Cache::Evict).then(|| Mutex::new(VecDeque::new())),
             ops: AtomicU64::new(0),
         })
     }
@@ -147,6 +178,58 @@ impl Image {
             ));
         }
         Ok((a.memory as usize).max(1))
+    }
+
+    /// With [`Cache::Evict`], drops the page cache's (clean) pages of a
+    /// range (advice: a failure only leaves them cached).
+    #[cfg(target_os = "linux")]
+    fn drop_pages(&self, offset: u64, len: usize) {
+        // SAFETY: advice on our descriptor; no memory is passed.
+        unsafe {
+            libc::posix_fadvise(
+                self.fd,
+                offset as libc::off_t,
+                len as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            );
+        }
+    }
+
+    /// With [`Cache::Evict`], after a write: starts its writeback, and
+    /// waits for the oldest of the window's and drops its pages.
+    #[cfg(target_os = "linux")]
+    fn written(&self, offset: u64, len: usize) {
+        let Some(window) = &self.evict else {
+            return;
+        };
+        // SAFETY: sync_file_range on our descriptor; no memory is passed.
+        unsafe {
+            libc::sync_file_range(
+                self.fd,
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        let oldest = {
+            let mut w = window.lock();
+            w.push_back((offset, len));
+            (w.len() > EVICT_WINDOW).then(|| w.pop_front()).flatten()
+        };
+        if let Some((off, n)) = oldest {
+            // SAFETY: as above.
+            unsafe {
+                libc::sync_file_range(
+                    self.fd,
+                    off as libc::off64_t,
+                    n as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                );
+            }
+            self.drop_pages(off, n);
+        }
     }
 
     /// A bounce buffer for `buf` when direct I/O cannot use its address.
@@ -198,6 +281,10 @@ impl Disk for Image {
                 format!("{}: short read at {offset}", self.path.display()),
             ));
         }
+        #[cfg(target_os = "linux")]
+        if self.evict.is_some() {
+            self.drop_pages(offset, buf.len());
+        }
         Ok(())
     }
 
@@ -219,12 +306,23 @@ impl Disk for Image {
                 format!("{}: short write at {offset}", self.path.display()),
             ));
         }
+        #[cfg(target_os = "linux")]
+        self.written(offset, data.len());
         Ok(())
     }
 
     fn flush(&self) -> io::Result<()> {
         self.ops.fetch_add(1, Ordering::Relaxed);
-        file::sync(self.fd, file::sync_flags::WRITE).map_err(io_err)
+        file::sync(self.fd, file::sync_flags::WRITE).map_err(io_err)?;
+        // Everything written is clean now: its pages can go.
+        #[cfg(target_os = "linux")]
+        if let Some(window) = &self.evict {
+            let written: Vec<_> = window.lock().drain(..).collect();
+            for (off, n) in written {
+                self.drop_pages(off, n);
+            }
+        }
+        Ok(())
     }
 
     #[cfg(target_os = "linux")]
@@ -285,7 +383,8 @@ impl Disk for Image {
         pipe: std::os::fd::BorrowedFd<'_>,
     ) -> Option<io::Result<()>> {
         use std::os::fd::AsRawFd;
-        if self.direct_align.is_some() {
+        // Pages in a pipe or socket could not be dropped after the read.
+        if self.direct_align.is_some() || self.evict.is_some() {
             return None;
         }
         self.ops.fetch_add(1, Ordering::Relaxed);

@@ -39,7 +39,9 @@ Serve disks over the Mach device interface.
                              serve it through the kernel's disk layer as NAME
       --read-only            Serve the images read-only
       --cache=MODE           How images use the host's page cache: writeback
-                             (default) or none (Linux direct I/O, as QEMU's
+                             (default), none (Linux direct I/O, as QEMU's
+                             cache=none) or evict (Linux: through the page
+                             cache, pages dropped once used, as nbdkit's
                              cache=none)
       --threads=N            At most N server threads (default 64)
       --nbd-unix=PATH        (Linux) Also serve the disks over NBD on the Unix

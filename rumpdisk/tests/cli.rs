@@ -62,7 +62,7 @@ fn help_and_bad_options() {
     let o = rumpdisk(&["--cache=unsafe"]);
     assert_eq!(o.status.code(), Some(64));
     assert!(
-        text(&o).contains("expected writeback or none"),
+        text(&o).contains("expected writeback, none or evict"),
         "{}",
         text(&o)
     );

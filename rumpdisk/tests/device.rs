@@ -120,6 +120,11 @@ fn transfers_and_their_errors_past_the_page_cache() {
     transfers(Cache::None);
 }
 
+#[test]
+fn transfers_and_their_errors_with_pages_evicted() {
+    transfers(Cache::Evict);
+}
+
 fn transfers(cache: Cache) {
     let rig = Rig::with_cache(&format!("io-{cache:?}"), &[("wd0", 1 << 20, false)], cache);
     let (t, m) = rig.client();
@@ -196,6 +201,73 @@ fn concurrent_clients_lose_and_tear_no_writes() {
 #[test]
 fn concurrent_clients_lose_and_tear_no_writes_past_the_page_cache() {
     concurrent(Cache::None);
+}
+
+#[test]
+fn concurrent_clients_lose_and_tear_no_writes_with_pages_evicted() {
+    concurrent(Cache::Evict);
+}
+
+/// Pages of `path` in the page cache, by `mincore` over a mapping of it.
+fn resident_pages(path: &Path) -> usize {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    // SAFETY: a private read-only mapping of our file, unmapped below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    let mut vec = vec![0u8; len.div_ceil(4096)];
+    // SAFETY: mincore fills one byte per page of the mapping.
+    assert_eq!(unsafe { libc::mincore(p, len, vec.as_mut_ptr()) }, 0);
+    // SAFETY: the mapping made above.
+    unsafe { libc::munmap(p, len) };
+    vec.iter().filter(|&&b| b & 1 != 0).count()
+}
+
+#[test]
+fn evict_mode_leaves_no_pages_cached() {
+    let rig = Rig::new("evict-pages", &[("wd0", 8 << 20, false)]);
+    let path = rig.image("wd0");
+    // Filled through the page cache, written back and dropped.
+    std::fs::write(&path, vec![7u8; 8 << 20]).unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: advice on our descriptor.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+    assert_eq!(resident_pages(&path), 0);
+    let evict = Image::open(&path, false, Cache::Evict).unwrap();
+    let mut b = vec![0u8; 1 << 20];
+    for i in 0..8u64 {
+        evict.read_at(i << 20, &mut b).unwrap();
+        assert_eq!(b, vec![7u8; 1 << 20]);
+    }
+    assert_eq!(resident_pages(&path), 0, "read pages stay cached");
+    // Writes: all but the window's last are dropped as they go; a flush
+    // drops the rest.
+    let chunk = vec![9u8; 64 << 10];
+    for i in 0..64u64 {
+        evict.write_at(i * (64 << 10), &chunk).unwrap();
+    }
+    assert!(resident_pages(&path) <= rumpdisk::image::EVICT_WINDOW * 16);
+    evict.flush().unwrap();
+    assert_eq!(resident_pages(&path), 0, "flushed pages stay cached");
+    assert_eq!(file_bytes(&path, 0, 4 << 20), vec![9u8; 4 << 20]);
+    // The same loads through the page cache keep what they touched.
+    let cached = Image::open(&path, false, Cache::Writeback).unwrap();
+    cached.read_at(0, &mut b).unwrap();
+    assert!(resident_pages(&path) >= 256);
 }
 
 fn concurrent(cache: Cache) {

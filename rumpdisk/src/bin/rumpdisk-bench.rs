@@ -78,19 +78,24 @@ mod linux {
         // Through the page cache (warm): the baseline is a memory copy, so
         // this shows the transport's own cost. Past it (O_DIRECT on both
         // sides): the disk's speed, as a disk driver meets it.
-        device_suite(&img, Cache::Writeback, mib, &chunk);
-        device_suite(&img, Cache::None, mib, &chunk);
+        device_suite(&img, false, mib, &chunk);
+        device_suite(&img, true, mib, &chunk);
         nbd_and_process(&img, &dir);
     }
 
     /// The device-RPC figures for one cache mode: rumpdisk serving `img`
     /// with `cache` against `pread`/`pwrite` of the same file opened the
     /// same way.
-    fn device_suite(img: &Path, cache: Cache, mib: usize, chunk: &[u8]) {
+    fn device_suite(img: &Path, direct: bool, mib: usize, chunk: &[u8]) {
+        let cache = if direct {
+            Cache::None
+        } else {
+            Cache::Writeback
+        };
         let size = mib * MIB;
         let mut opts = std::fs::OpenOptions::new();
         opts.read(true).write(true);
-        if cache == Cache::None {
+        if direct {
             opts.custom_flags(libc::O_DIRECT);
         }
         let (f, disk) = match (opts.open(img), Image::open(img, false, cache)) {
@@ -113,10 +118,7 @@ mod linux {
         let dev = c
             .open(master, Mode::READ | Mode::WRITE, "wd0")
             .expect("open wd0");
-        let mode = match cache {
-            Cache::Writeback => "page cache",
-            Cache::None => "O_DIRECT",
-        };
+        let mode = if direct { "O_DIRECT" } else { "page cache" };
         println!("-- cache={cache:?}: rumpdisk and the baseline both {mode}");
 
         // Sequential 1 MiB.
@@ -188,10 +190,7 @@ mod linux {
         // Rounds of about a second: shorter ones (6,000 direct reads) were
         // dominated by starting 16 threads and swung 0.5-0.75.
         let records = (size / 4096) as u64;
-        let total = match cache {
-            Cache::Writeback => 200_000,
-            Cache::None => 30_000,
-        };
+        let total = if direct { 30_000 } else { 200_000 };
         for (clients, handoff) in [(1usize, true), (16, true), (16, false)] {
             let n = total / clients;
             let server = if handoff { &local } else { &queued };
@@ -286,7 +285,7 @@ mod linux {
     /// RSS.
     fn nbd_and_process(img: &Path, dir: &Path) {
         let file = img.display().to_string();
-        for cache in ["writeback", "none"] {
+        for cache in ["writeback", "none", "evict"] {
             let sock = dir.join(format!("nbd-{cache}.sock"));
             let (child, started) = start_rumpdisk(img, &sock, cache);
             if cache == "writeback" {
@@ -320,15 +319,22 @@ mod linux {
             .into_iter()
             .flatten()
             .collect();
-            if cache == "none" {
-                println!(
+            match cache {
+                "none" => println!(
                     "-- cache=none: rumpdisk and qemu-nbd O_DIRECT, nbdkit cache=none (the page \
                      cache, pages evicted after use), qemu-img -t none on the file; the image's \
                      pages evicted before every run"
-                );
-            } else {
-                println!("-- cache=writeback: all through the warm page cache");
+                ),
+                "evict" => println!(
+                    "-- cache=evict: rumpdisk and nbdkit cache=none both through the page cache, \
+                     pages evicted after use; qemu-img -t writeback on the file; the image's \
+                     pages evicted before every run"
+                ),
+                _ => println!("-- cache=writeback: all through the warm page cache"),
             }
+            // qemu-img on the file itself: O_DIRECT for none, else the
+            // page cache.
+            let file_cache = if cache == "none" { "none" } else { "writeback" };
             // 4 KiB requests 1 MiB + 4 KiB apart (scattered over the image
             // as the offset wraps), one at a time and 16 in flight, then
             // 1 MiB sequential with 16 in flight, each way.
@@ -367,7 +373,7 @@ mod linux {
                 // Every run from the same start: with cache=none, nothing
                 // of the image in the page cache.
                 let run = |target: &str, client_cache: &str| {
-                    if cache == "none" {
+                    if cache != "writeback" {
                         evict(img);
                     }
                     qemu_img_bench(target, client_cache, &load).map(|r| r / mib_per_op)
@@ -381,7 +387,7 @@ mod linux {
                     let c0 = cpu_seconds(child.0.id());
                     let o = run(&nbd, "none");
                     our_cpu += cpu_seconds(child.0.id()) - c0;
-                    let (Some(o), Some(b)) = (o, run(&file, cache)) else {
+                    let (Some(o), Some(b)) = (o, run(&file, file_cache)) else {
                         println!("qemu-img bench {what}: qemu-img not available");
                         return;
                     };
@@ -448,14 +454,14 @@ mod linux {
     }
 
     /// Starts nbdkit's file plugin serving `img` (`cache=none` for
-    /// rumpdisk's `none`); `None` when nbdkit is not installed.
+    /// rumpdisk's `none` and `evict`); `None` when nbdkit is not installed.
     fn start_nbdkit(img: &Path, dir: &Path, cache: &str) -> Option<Peer> {
         let sock = dir.join(format!("nbdkit-{cache}.sock"));
         let mut c = Command::new("nbdkit");
         c.args(["--exit-with-parent", "-f", "-U"])
             .arg(&sock)
             .args(["file", &img.display().to_string()]);
-        if cache == "none" {
+        if cache != "writeback" {
             c.arg("cache=none");
         }
         start_peer(
@@ -467,8 +473,12 @@ mod linux {
     }
 
     /// Starts QEMU's qemu-nbd serving `img` with the same `--cache` mode
-    /// (none is `O_DIRECT` there too); `None` when it is not installed.
+    /// (none is `O_DIRECT` there too); `None` when it is not installed or
+    /// has no such mode (evict).
     fn start_qemu_nbd(img: &Path, dir: &Path, cache: &str) -> Option<Peer> {
+        if cache == "evict" {
+            return None;
+        }
         let sock = dir.join(format!("qemu-nbd-{cache}.sock"));
         let mut c = Command::new("qemu-nbd");
         c.args(["--persistent", "-f", "raw", "--cache", cache, "-k"])
