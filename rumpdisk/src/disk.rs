@@ -61,6 +61,37 @@ pub trait Disk: Send + Sync {
     fn ops(&self) -> u64;
 }
 
+/// Moves `len` bytes from descriptor `from` (at `*offset`, which advances,
+/// when given) to `to` with Linux `splice`, whole, retrying partial moves
+/// and interruptions; `UnexpectedEof` when `from` ends first.
+#[cfg(target_os = "linux")]
+pub fn splice_all(
+    from: std::os::fd::RawFd,
+    offset: Option<&mut libc::loff_t>,
+    to: std::os::fd::RawFd,
+    len: usize,
+    flags: libc::c_uint,
+) -> io::Result<()> {
+    let off = offset.map_or(std::ptr::null_mut(), std::ptr::from_mut);
+    let mut left = len;
+    while left > 0 {
+        // SAFETY: splice between two descriptors; `off` is null or the
+        // caller's offset, alive for the call.
+        let n = unsafe { libc::splice(from, off, to, std::ptr::null_mut(), left, flags) };
+        match n {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n if n > 0 => left -= n as usize,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Page size: the alignment [`AlignedBuf`] gives by default.
 pub const PAGE: usize = 4096;
 

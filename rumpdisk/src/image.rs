@@ -232,6 +232,15 @@ impl Image {
         }
     }
 
+    /// A read at `offset` that found the image ending earlier: it shrank
+    /// under us, so the device ends earlier now.
+    fn short_read(&self, offset: u64) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{}: short read at {offset}", self.path.display()),
+        )
+    }
+
     /// A bounce buffer for `buf` when direct I/O cannot use its address.
     fn bounce(&self, buf: &[u8]) -> io::Result<Option<AlignedBuf>> {
         match self.direct_align {
@@ -275,11 +284,7 @@ impl Disk for Image {
         let n = file::read_vectored_at(self.fd, &mut [io::IoSliceMut::new(buf)], off)
             .map_err(io_err)?;
         if n < buf.len() {
-            // The image shrank under us: the device ends earlier now.
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{}: short read at {offset}", self.path.display()),
-            ));
+            return Err(self.short_read(offset));
         }
         #[cfg(target_os = "linux")]
         if self.evict.is_some() {
@@ -317,7 +322,7 @@ impl Disk for Image {
         // Everything written is clean now: its pages can go.
         #[cfg(target_os = "linux")]
         if let Some(window) = &self.evict {
-            let written: Vec<_> = window.lock().drain(..).collect();
+            let written = std::mem::take(&mut *window.lock());
             for (off, n) in written {
                 self.drop_pages(off, n);
             }
@@ -391,38 +396,14 @@ impl Disk for Image {
         let Ok(mut off) = libc::loff_t::try_from(offset) else {
             return Some(Err(io::ErrorKind::InvalidInput.into()));
         };
-        let mut left = len;
-        while left > 0 {
-            // SAFETY: splice between two descriptors; `off` is ours. The
-            // pipe never blocks (the caller made room for `len`), so
-            // EAGAIN means it did not.
-            let n = unsafe {
-                libc::splice(
-                    self.fd,
-                    &raw mut off,
-                    pipe.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    left,
-                    libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-                )
-            };
-            match n {
-                0 => {
-                    return Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("{}: short read at {offset}", self.path.display()),
-                    )));
-                }
-                n if n > 0 => left -= n as usize,
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Some(Err(e));
-                    }
-                }
-            }
-        }
-        Some(Ok(()))
+        // The pipe never blocks (the caller made room for `len`), so
+        // EAGAIN means it did not.
+        let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+        let r = crate::disk::splice_all(self.fd, Some(&mut off), pipe.as_raw_fd(), len, flags);
+        Some(r.map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => self.short_read(offset),
+            _ => e,
+        }))
     }
 
     fn ops(&self) -> u64 {

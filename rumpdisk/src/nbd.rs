@@ -13,13 +13,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::device::Disks;
-use crate::disk::{AlignedBuf, Disk, PAGE};
+use crate::disk::{AlignedBuf, Disk, PAGE, splice_all};
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
@@ -373,31 +373,13 @@ impl Pipe {
 
     /// Moves `len` bytes from the pipe to `to`.
     fn drain(&self, to: BorrowedFd<'_>, len: usize) -> io::Result<()> {
-        let mut left = len;
-        while left > 0 {
-            // SAFETY: splice between two descriptors, no offsets.
-            let n = unsafe {
-                libc::splice(
-                    self.rd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    to.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    left,
-                    libc::SPLICE_F_MOVE,
-                )
-            };
-            match n {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n if n > 0 => left -= n as usize,
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        Ok(())
+        splice_all(
+            self.rd.as_raw_fd(),
+            None,
+            to.as_raw_fd(),
+            len,
+            libc::SPLICE_F_MOVE,
+        )
     }
 }
 
@@ -427,16 +409,20 @@ const SPIN_NS: u64 = 30_000;
 /// (a wait it slept through counts its wake-up too).
 const POLL_GAP_NS: u64 = 200_000;
 
+/// Whether this process may run on more than one processor (asked once:
+/// the answer reads cgroup files).
+static SEVERAL_CPUS: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1));
+
 /// The socket as the reader reads it. A client that keeps one request in
 /// flight sends the next within microseconds of each reply; sleeping in
 /// `recv` until then, and being woken, costs more than that wait (20-40 µs
 /// a round trip on this nested VM, where the wait itself is 10-20 µs). So
 /// while the client has lately answered quickly ([`POLL_GAP_NS`]), a read
 /// for the next request polls the socket for up to [`SPIN_NS`] before it
-/// sleeps; a client that
-/// pauses longer (an idle one) stops the polling after a few reads. Never
-/// on a single processor, where polling would only keep the client from
-/// running.
+/// sleeps; a client that pauses longer (an idle one) stops the polling
+/// after a few reads. Never on a single processor, where polling would
+/// only keep the client from running.
 struct Input<S> {
     s: S,
     /// How long reads lately waited for data, in nanoseconds (an
@@ -454,7 +440,7 @@ impl<S> Input<S> {
         Self {
             s,
             gap: 0,
-            poll: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            poll: *SEVERAL_CPUS,
             at_request: false,
         }
     }
@@ -620,8 +606,6 @@ struct Crew {
     idle: usize,
     /// Workers started.
     workers: usize,
-    /// Workers carrying out a request.
-    busy: usize,
     /// Set when reading has ended (disconnect, end of stream, a request
     /// that leaves the stream untrustworthy), with how.
     ended: Option<io::Result<()>>,
@@ -645,6 +629,9 @@ struct Connection<'d, S> {
     out: Mutex<S>,
     crew: Mutex<Crew>,
     turn: Condvar,
+    /// Workers carrying out a request (counted outside the crew's lock,
+    /// which a request need not take once more when it ends).
+    busy: AtomicUsize,
     budget: Budget,
     pace: Pace,
 }
@@ -665,6 +652,7 @@ fn connection<S: Conn>(disks: &Disks, mut s: S) -> io::Result<()> {
             ..Crew::default()
         }),
         turn: Condvar::new(),
+        busy: AtomicUsize::new(0),
         budget: Budget {
             left: Mutex::new(IN_FLIGHT_BYTES),
             room: Condvar::new(),
@@ -687,7 +675,7 @@ impl<S: Conn> Connection<'_, S> {
             let t = Instant::now();
             self.answer(job, &mut tools);
             self.pace.record(job.cmd, t.elapsed());
-            self.crew.lock().busy -= 1;
+            self.busy.fetch_sub(1, Ordering::Relaxed);
             if tools.buf.as_mut_slice().len() > KEEP_BUFFER {
                 match AlignedBuf::new(0, PAGE) {
                     Ok(b) => tools.buf = b,
@@ -750,8 +738,7 @@ impl<S: Conn> Connection<'_, S> {
         // keeps several in flight: some are still being carried out, or
         // already here. (A client that waits for each reply would only see
         // its next request wait for a thread's wake-up.)
-        let pipelined = crew.busy > 0 || buffered;
-        crew.busy += 1;
+        let pipelined = self.busy.fetch_add(1, Ordering::Relaxed) > 0 || buffered;
         if pipelined && self.pace.slow(job.cmd) {
             if crew.idle > 0 {
                 self.turn.notify_one();
@@ -842,7 +829,10 @@ impl<S: Conn> Connection<'_, S> {
                 .disk
                 .splice_to_pipe(job.offset, job.len, pipe.wr.as_fd())
         {
-            self.spliced(job, r, tools);
+            if !self.spliced(job, r, pipe) {
+                // It may hold what did not go out.
+                tools.pipe = None;
+            }
             self.budget.give(job.len);
             return;
         }
@@ -887,29 +877,27 @@ impl<S: Conn> Connection<'_, S> {
         self.budget.give(held(cmd, len));
     }
 
-    /// Replies to a read whose data went into the worker's pipe (`Ok`), or
-    /// did not (`Err`, the pipe then dropped with whatever it holds).
-    fn spliced(&self, job: Job, r: io::Result<()>, tools: &mut Tools) {
-        let sent = match r {
+    /// Replies to a read whose data went into `pipe` (`Ok`), or did not
+    /// (`Err`, nothing of it sent); whether the pipe is empty and can serve
+    /// again.
+    fn spliced(&self, job: Job, r: io::Result<()>, pipe: &Pipe) -> bool {
+        let mut out = self.out.lock();
+        let (sent, emptied) = match r {
             Ok(()) => {
-                let mut out = self.out.lock();
-                let r = simple_reply(&mut *out, 0, job.handle, &[]).and_then(|()| {
-                    let pipe = tools.pipe.as_ref().and_then(|p| p.as_ref().ok());
-                    pipe.map_or(Ok(()), |p| p.drain(out.as_fd(), job.len))
-                });
-                if r.is_err() {
-                    out.shut();
-                }
-                r
+                let sent = simple_reply(&mut *out, 0, job.handle, &[])
+                    .and_then(|()| pipe.drain(out.as_fd(), job.len));
+                let ok = sent.is_ok();
+                (sent, ok)
             }
-            Err(e) => {
-                tools.pipe = None;
-                simple_reply(&mut *self.out.lock(), errno_of(&e), job.handle, &[])
-            }
+            Err(e) => (
+                simple_reply(&mut *out, errno_of(&e), job.handle, &[]),
+                false,
+            ),
         };
         if let Err(e) = sent {
             log::info!("NBD reply to {:#x} not sent: {e}", job.handle);
-            tools.pipe = None;
+            out.shut();
         }
+        emptied
     }
 }
