@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use machdev::{BootOptions, PoolConfig};
+use machdev::{BootOptions, OptionArgs, PoolConfig};
 use rumpdisk::device::Disks;
 use rumpdisk::disk::Disk;
 use rumpdisk::image::{Cache, Image};
@@ -82,21 +82,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
         boot,
         ..Options::default()
     };
-    let mut it = rest.into_iter();
-    while let Some(a) = it.next() {
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k.to_owned(), Some(v.to_owned())),
-            _ => (a.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{key} needs a value"))
-        };
+    let mut args = OptionArgs::new(rest);
+    while let Some(key) = args.next_key() {
+        let key = key.to_owned();
         match key.as_str() {
             "--image" => {
-                let v = value()?;
+                let v = args.value()?;
                 let (name, path) = v
                     .split_once('=')
                     .ok_or_else(|| format!("--image {v:?}: expected NAME=PATH"))?;
@@ -106,7 +97,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 o.images.push((name.to_owned(), PathBuf::from(path)));
             }
             "--virtio" => {
-                let v = value()?;
+                let v = args.value()?;
                 let (name, pci) = v
                     .split_once('=')
                     .ok_or_else(|| format!("--virtio {v:?}: expected NAME=DDDD:BB:DD.F"))?;
@@ -115,16 +106,16 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 })?;
                 o.virtio.push((name.to_owned(), address));
             }
-            "--netbsd" => o.netbsd.push(value()?),
+            "--netbsd" => o.netbsd.push(args.value()?),
             "--pci-dma" => {
-                let v = value()?;
+                let v = args.value()?;
                 o.pci_dma = Some(
                     v.parse()
                         .map_err(|_| format!("--pci-dma {v:?}: expected iommu or physical"))?,
                 );
             }
             "--netbsd-pci" => {
-                let v = value()?;
+                let v = args.value()?;
                 o.netbsd_pci.push(
                     v.parse().map_err(|_| {
                         format!("--netbsd-pci {v:?}: not a PCI address DDDD:BB:DD.F")
@@ -132,22 +123,30 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 );
             }
             "--netbsd-image" => {
-                let v = value()?;
+                let v = args.value()?;
                 let (name, path) = v
                     .split_once('=')
                     .ok_or_else(|| format!("--netbsd-image {v:?}: expected NAME=PATH"))?;
                 o.netbsd_images.push((name.to_owned(), PathBuf::from(path)));
             }
             "--read-only" => o.read_only = true,
-            "--cache" => o.cache = value()?.parse()?,
+            "--cache" => o.cache = args.value()?.parse()?,
             "--threads" => {
-                o.threads = Some(value()?.parse().map_err(|_| "--threads: not a number")?);
+                o.threads = Some(
+                    args.value()?
+                        .parse()
+                        .map_err(|_| "--threads: not a number")?,
+                );
             }
-            "--nbd-unix" => o.nbd_unix = Some(PathBuf::from(value()?)),
+            "--nbd-unix" => o.nbd_unix = Some(PathBuf::from(args.value()?)),
             "--nbd-port" => {
-                o.nbd_port = Some(value()?.parse().map_err(|_| "--nbd-port: not a port")?);
+                o.nbd_port = Some(
+                    args.value()?
+                        .parse()
+                        .map_err(|_| "--nbd-port: not a port")?,
+                );
             }
-            "--ctl" => o.ctl = Some(value()?),
+            "--ctl" => o.ctl = Some(args.value()?),
             "--exit" => o.exit = true,
             "-?" | "--help" => {
                 print!("{HELP}");
@@ -315,27 +314,6 @@ fn run(o: &Options) -> Result<(), String> {
         return Err("--ctl and NBD are Linux front ends".to_owned());
     }
     let disks = open_disks(o)?;
-    let (chain, master_from_chain) =
-        hurd::chain_from(&o.boot).map_err(|e| format!("bootstrap: {e}"))?;
-    let next_master = o.boot.device_master.or(master_from_chain);
     let driver: Arc<dyn machdev::Driver> = disks;
-    let server = machdev::DeviceServer::new(hurd::ipc(), vec![driver], next_master, pool(o))
-        .map_err(|e| format!("device server: {e}"))?;
-    let host = Arc::new(hurd::StartupRegistration {
-        name: "rumpdisk".into(),
-        host_priv: chain.host_priv.unwrap_or(mach::PortName::NULL),
-    });
-    let control = server
-        .add_control_port(chain, Some(host))
-        .map_err(|e| format!("control port: {e}"))?;
-    server.start();
-    if let Some(next) = o.boot.next_task {
-        hurd::resume_next_task(next, control)
-            .map_err(|e| format!("resuming the next task: {e}"))?;
-    } else if chain.bootstrap.is_some() {
-        hurd::start_translator(control, 0).map_err(|e| format!("fsys_startup: {e}"))?;
-    }
-    loop {
-        std::thread::park();
-    }
+    hurd::serve_translator("rumpdisk", vec![driver], &o.boot, pool(o)).map(|never| match never {})
 }

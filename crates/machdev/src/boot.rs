@@ -64,6 +64,48 @@ impl BootOptions {
     }
 }
 
+/// A translator's own options after [`BootOptions::parse`]: each comes as
+/// `--key=value`, `--key value` or a bare flag.
+#[derive(Debug)]
+pub struct OptionArgs {
+    args: alloc::vec::IntoIter<String>,
+    key: String,
+    inline: Option<String>,
+}
+
+impl OptionArgs {
+    /// Goes through `args`.
+    #[must_use]
+    pub fn new(args: Vec<String>) -> Self {
+        Self {
+            args: args.into_iter(),
+            key: String::new(),
+            inline: None,
+        }
+    }
+
+    /// The next option's key (`--image`, `-V` ...), or `None` at the end.
+    pub fn next_key(&mut self) -> Option<&str> {
+        let a = self.args.next()?;
+        (self.key, self.inline) = match a.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k.to_owned(), Some(v.to_owned())),
+            _ => (a, None),
+        };
+        Some(&self.key)
+    }
+
+    /// The current option's value: after its `=`, else the next argument.
+    pub fn value(&mut self) -> Result<String, String> {
+        match self.inline.take() {
+            Some(v) => Ok(v),
+            None => self
+                .args
+                .next()
+                .ok_or_else(|| format!("{} needs a value", self.key)),
+        }
+    }
+}
+
 /// The chain as this server sees it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Chain {

@@ -130,3 +130,37 @@ impl BootHost for StartupRegistration {
 pub fn ipc() -> Arc<dyn Ipc> {
     Arc::new(HurdIpc)
 }
+
+/// Serves `drivers` as the translator `name` on the Hurd, for ever: a
+/// device server whose unclaimed names go to the next device master
+/// (`--device-master-port`, else the one the bootstrap chain gives), a
+/// control port in the bootstrap chain (resuming `--next-task`), or
+/// `fsys_startup` as a passive translator, and registration with the
+/// startup server (whose `startup_dosync` syncs every driver).
+pub fn serve_translator(
+    name: &str,
+    drivers: Vec<Arc<dyn crate::Driver>>,
+    boot: &BootOptions,
+    pool: crate::PoolConfig,
+) -> Result<std::convert::Infallible, String> {
+    let (chain, master_from_chain) = chain_from(boot).map_err(|e| format!("bootstrap: {e}"))?;
+    let next_master = boot.device_master.or(master_from_chain);
+    let server = crate::DeviceServer::new(ipc(), drivers, next_master, pool)
+        .map_err(|e| format!("device server: {e}"))?;
+    let host = Arc::new(StartupRegistration {
+        name: name.into(),
+        host_priv: chain.host_priv.unwrap_or(PortName::NULL),
+    });
+    let control = server
+        .add_control_port(chain, Some(host))
+        .map_err(|e| format!("control port: {e}"))?;
+    server.start();
+    if let Some(next) = boot.next_task {
+        resume_next_task(next, control).map_err(|e| format!("resuming the next task: {e}"))?;
+    } else if chain.bootstrap.is_some() {
+        start_translator(control, 0).map_err(|e| format!("fsys_startup: {e}"))?;
+    }
+    loop {
+        std::thread::park();
+    }
+}
