@@ -17,10 +17,8 @@
 //! request in ring order, wakes their threads and only then re-enables the
 //! line.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,9 +27,11 @@ use parking_lot::{Condvar, Mutex};
 use virtio_drivers::device::blk::SECTOR_SIZE;
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
-use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
-use virtio_drivers::transport::pci::{PciTransport, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_VENDOR_ID};
-use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_pci::{PciHal, Piece, io_err};
+/// The virtio capability list, for callers that inspect a function
+/// (`virtio-pci` has it).
+pub use virtio_pci::{VirtioCap, virtio_caps};
 
 use crate::disk::{Disk, PAGE};
 
@@ -67,86 +67,6 @@ bitflags::bitflags! {
         const ACCESS_PLATFORM = 1 << 33;
     }
 }
-
-fn io_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
-}
-
-/// `virtio-drivers`' platform layer over `hypercall::pci`.
-#[derive(Debug)]
-pub struct PciHal;
-
-/// `dma_alloc` allocations by bus address.
-static ALLOCS: Mutex<BTreeMap<u64, DmaBuffer>> = Mutex::new(BTreeMap::new());
-
-thread_local! {
-    /// The buffers of the request this thread is queueing, in the order
-    /// `VirtQueue::add` shares them (header, data pieces, status), and how
-    /// many it has shared: `share` answers from here.
-    static QUEUEING: RefCell<(Vec<Piece>, usize)> = const { RefCell::new((Vec::new(), 0)) };
-}
-
-// SAFETY: allocations are zeroed, page-aligned and contiguous for the
-// device (`DmaBuffer`); translations come from the PCI service; data
-// buffers are mapped by the transfer that queues them until it completes.
-unsafe impl Hal for PciHal {
-    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let b = DmaBuffer::new(pages * PAGE, PAGE, false)
-            .unwrap_or_else(|e| panic!("virtio: DMA memory for {pages} pages: {e}"));
-        let r = (b.bus_address(), NonNull::new(b.as_ptr()).expect("mapped"));
-        ALLOCS.lock().insert(r.0, b);
-        r
-    }
-
-    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
-        i32::from(ALLOCS.lock().remove(&paddr).is_none())
-    }
-
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        pci::bar_to_virt(paddr, size)
-            .and_then(NonNull::new)
-            .unwrap_or_else(|| panic!("virtio: no mapped BAR holds {paddr:#x}+{size:#x}"))
-    }
-
-    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        let addr = buffer.cast::<u8>().as_ptr() as usize;
-        let len = buffer.len();
-        QUEUEING.with_borrow_mut(|(pieces, next)| {
-            let piece = pieces.get(*next).filter(|p| p.0 == addr && p.1 == len);
-            *next += 1;
-            match piece {
-                Some(p) => p.2,
-                None => panic!("virtio: {len} bytes at {addr:#x} were not prepared for DMA"),
-            }
-        })
-    }
-
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {
-        // The transfer that mapped the pieces unmaps them.
-    }
-}
-
-/// Configuration space of the one function the transport drives.
-struct Config(Arc<Device>);
-
-impl ConfigurationAccess for Config {
-    fn read_word(&self, _df: DeviceFunction, offset: u8) -> u32 {
-        self.0.config_read32(offset.into()).unwrap_or(u32::MAX)
-    }
-
-    fn write_word(&mut self, _df: DeviceFunction, offset: u8, data: u32) {
-        if let Err(e) = self.0.config_write32(offset.into(), data) {
-            log::warn!("virtio: configuration write at {offset:#x}: {e}");
-        }
-    }
-
-    unsafe fn unsafe_clone(&self) -> Self {
-        Self(Arc::clone(&self.0))
-    }
-}
-
-/// A data piece: address, length, bus address.
-type Piece = (usize, usize, u64);
 
 /// One queued request: its number, slot and the buffers it was queued
 /// with (`pop_used` takes them again).
@@ -229,21 +149,20 @@ impl Inner {
             outputs.push(std::slice::from_raw_parts_mut(st, 1));
             (inputs, outputs)
         };
-        QUEUEING.with_borrow_mut(|(q, next)| {
-            q.clear();
-            q.push((h as usize, 16, bus));
-            q.extend_from_slice(pieces);
-            q.push((st as usize, 1, bus + 16));
-            *next = 0;
-        });
+        let mut shared = Vec::with_capacity(pieces.len() + 2);
+        shared.push((h as usize, 16, bus));
+        shared.extend_from_slice(pieces);
+        shared.push((st as usize, 1, bus + 16));
         let mut f = InFlight {
             id: 0,
             slot,
             inputs,
             outputs,
         };
-        // SAFETY: the caller's contract; `share` answers from `QUEUEING`.
-        let token = unsafe { self.queue.add(&f.inputs, &mut f.outputs) }?;
+        // SAFETY: the caller's contract; `share` answers from `shared`.
+        let token = virtio_pci::sharing(&shared, || unsafe {
+            self.queue.add(&f.inputs, &mut f.outputs)
+        })?;
         if self.queue.should_notify() {
             self.transport.notify(0);
         }
@@ -327,21 +246,8 @@ impl VirtioDisk {
     /// # Errors
     /// No such function, not virtio-blk, or the device fails to start.
     pub fn open(address: Address) -> io::Result<Self> {
-        let device = Arc::new(Device::open(address).map_err(hypercall::NetbsdErrno::to_io)?);
-        let id = device
-            .config_read32(0)
-            .map_err(hypercall::NetbsdErrno::to_io)?;
         // Transitional (0x1001) or modern (0x1042) virtio-blk.
-        if id & 0xffff != u32::from(VIRTIO_VENDOR_ID) || !matches!(id >> 16, 0x1001 | 0x1042) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{address}: {id:08x} is not a virtio-blk function"),
-            ));
-        }
-        device.enable().map_err(hypercall::NetbsdErrno::to_io)?;
-        let df = device_function(address);
-        let mut root = PciRoot::new(Config(Arc::clone(&device)));
-        let mut transport = PciTransport::new::<PciHal, _>(&mut root, df).map_err(io_err)?;
+        let (device, mut transport) = virtio_pci::open(address, &[0x1001, 0x1042], "virtio-blk")?;
         let mut supported = Features::SEG_MAX
             | Features::RO
             | Features::FLUSH
@@ -388,10 +294,7 @@ impl VirtioDisk {
         };
         // MSI-X vector 0 for the request queue where the device has MSI-X
         // (no ISR read and no unmask per interrupt), else INTx.
-        let irq = match msix_queue_vector(&device, address) {
-            Ok(true) => device.interrupt(true).or_else(|_| device.interrupt(false)),
-            _ => device.interrupt(false),
-        };
+        let irq = virtio_pci::queue_interrupt(&device, address, &[0]);
         inner.queue.set_dev_notify(irq.is_ok());
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
@@ -402,9 +305,14 @@ impl VirtioDisk {
         match irq {
             Ok(irq) => {
                 let s = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name(format!("virtio-irq {address}"))
-                    .spawn(move || interrupt_thread(&s, &irq))?;
+                virtio_pci::spawn_interrupt_thread(
+                    format!("virtio-irq {address}"),
+                    irq,
+                    move |intx| {
+                        interrupt(&s, intx);
+                        true
+                    },
+                )?;
             }
             Err(e) => log::warn!("{address}: no interrupt ({e}); completions are polled"),
         }
@@ -610,86 +518,18 @@ impl VirtioDisk {
     }
 }
 
-/// A virtio PCI capability (vendor-specific, id 9).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VirtioCap {
-    /// 1 common, 2 notify, 3 ISR, 4 device, 5 PCI configuration access.
-    pub cfg_type: u8,
-    /// The BAR its structure is in.
-    pub bar: u8,
-    /// Its offset in that BAR.
-    pub offset: u32,
-}
-
-/// The virtio capabilities of `device` (at `address`), through
-/// `virtio-drivers`' walk of the capability list.
-#[must_use]
-pub fn virtio_caps(device: &Arc<Device>, address: Address) -> Vec<VirtioCap> {
-    let root = PciRoot::new(Config(Arc::clone(device)));
-    root.capabilities(device_function(address))
-        .filter(|c| c.id == 9)
-        .filter_map(|c| {
-            let at = u16::from(c.offset);
-            Some(VirtioCap {
-                // The capability's fourth byte.
-                cfg_type: (c.private_header >> 8) as u8,
-                bar: device.config_read32(at + 4).ok()? as u8,
-                offset: device.config_read32(at + 8).ok()?,
-            })
-        })
-        .collect()
-}
-
-fn device_function(a: Address) -> DeviceFunction {
-    DeviceFunction {
-        bus: a.bus,
-        device: a.device,
-        function: a.function,
+/// The interrupt thread's work: acknowledges the device, completes every
+/// finished request and wakes their threads.
+fn interrupt(s: &Shared, intx: bool) {
+    {
+        let mut g = s.inner.lock();
+        if intx {
+            // Reading the ISR status deasserts the line.
+            let _ = g.transport.ack_interrupt();
+        }
+        g.drain();
     }
-}
-
-/// Routes the request queue's interrupts to MSI-X vector 0 and turns
-/// configuration-change interrupts off, through the virtio common
-/// configuration (`virtio-drivers` leaves both at "no vector"). Returns
-/// whether the device took the vector.
-fn msix_queue_vector(
-    device: &Arc<Device>,
-    address: Address,
-) -> Result<bool, hypercall::NetbsdErrno> {
-    let Some(common) = virtio_caps(device, address)
-        .into_iter()
-        .find(|c| c.cfg_type == VIRTIO_PCI_CAP_COMMON_CFG)
-    else {
-        return Ok(false);
-    };
-    let m = device.map_bar(common.bar)?;
-    let offset = common.offset as usize;
-    // msix_config, queue_select, queue_msix_vector.
-    m.write16(offset + 0x10, 0xffff);
-    m.write16(offset + 0x16, 0);
-    m.write16(offset + 0x1a, 0);
-    Ok(m.read16(offset + 0x1a) == 0)
-}
-
-fn interrupt_thread(s: &Shared, irq: &pci::Interrupt) {
-    loop {
-        if let Err(e) = irq.wait() {
-            log::error!("virtio interrupt: {e}; the interrupt thread ends");
-            return;
-        }
-        {
-            let mut g = s.inner.lock();
-            if irq.is_intx() {
-                // Reading the ISR status deasserts the line.
-                let _ = g.transport.ack_interrupt();
-            }
-            g.drain();
-        }
-        s.cv.notify_all();
-        if let Err(e) = irq.ack() {
-            log::error!("virtio interrupt acknowledge: {e}");
-        }
-    }
+    s.cv.notify_all();
 }
 
 impl Disk for VirtioDisk {
