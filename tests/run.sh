@@ -27,16 +27,22 @@ step "GNU/Hurd type-check (x86_64-unknown-hurd-gnu)"
 RUSTC_BOOTSTRAP=1 cargo check --workspace --all-targets --locked \
     -Zbuild-std=std,panic_abort --target x86_64-unknown-hurd-gnu
 
-step "fuzz the device server's request decoder and dispatcher (${FUZZ_SECONDS:-60} s, ASan)"
-fuzz_log=$(mktemp)
-if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O device_dispatch -- \
-        -max_total_time="${FUZZ_SECONDS:-60}" -print_final_stats=1) >"$fuzz_log" 2>&1; then
-    tail -n 80 "$fuzz_log"
-    echo "fuzzing failed (the crashing input is under fuzz/artifacts/)"
-    exit 1
-fi
-grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$fuzz_log"
-rm -f "$fuzz_log"
+fuzz() {
+    local target=$1 what=$2
+    step "fuzz $what (${FUZZ_SECONDS:-60} s, ASan)"
+    local log
+    log=$(mktemp)
+    if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" -- \
+            -max_total_time="${FUZZ_SECONDS:-60}" -print_final_stats=1) >"$log" 2>&1; then
+        tail -n 80 "$log"
+        echo "fuzzing $target failed (the crashing input is under fuzz/artifacts/)"
+        exit 1
+    fi
+    grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$log"
+    rm -f "$log"
+}
+fuzz device_dispatch "the device server's request decoder and dispatcher"
+fuzz net_filter "the packet-filter compiler and interpreter"
 
 step "main job (README): rumpdisk/demo.sh"
 bash rumpdisk/demo.sh
