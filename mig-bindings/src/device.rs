@@ -7,6 +7,7 @@ use mach::ipc::Ipc;
 use mach::msg::{self, Builder, HEADER_SIZE, Header, MsgBuf, TypeDesc};
 use mach::port::{PortName, type_name as tn};
 
+use crate::net::NET_MAX_FILTER;
 use crate::rpc::{INT32, bad, check, int32, reply_body, reply_header, ret_code};
 pub use crate::rpc::{
     REPLY_HEADER_SIZE, REPLY_OFFSET, ReplyTo, decode_simple_reply, destroy_request_resources,
@@ -59,6 +60,9 @@ const NAME: TypeDesc = TypeDesc {
 };
 /// `new_dev_name_t`: 128 characters, short form.
 const NAME_NEW: TypeDesc = TypeDesc::inline(tn::STRING_C, 8, NAME_MAX as u32);
+/// `mach_port_send_t` as a server receives it: `MACH_MSG_TYPE_PORT_SEND`
+/// (the value of `MOVE_SEND`), whatever disposition the client sent.
+const PORT_SEND: TypeDesc = TypeDesc::inline(tn::MOVE_SEND, 64, 1);
 
 /// A decoded request.
 #[derive(Debug, PartialEq, Eq)]
@@ -131,10 +135,22 @@ pub enum Request<'a> {
         /// Status words.
         status: Vec<i32>,
     },
+    /// `device_set_filter(receive_port, priority, filter)`: frames the
+    /// program `filter` accepts go to `port` as `net_rcv_msg`s (see
+    /// [`crate::net`]).
+    SetFilter {
+        /// A send right the request carried (now the receiver's).
+        port: PortName,
+        /// The filter's priority (`NET_HI_PRI` and above: exclusive).
+        priority: i32,
+        /// The program: NETF words, or BPF instructions after a
+        /// `NETF_BPF` header word (at most `NET_MAX_FILTER` words).
+        filter: Vec<u16>,
+    },
     /// A routine of the interface this decoder does not take apart
-    /// (`device_map`, `device_set_filter`, `device_intr_register`,
-    /// `device_intr_ack`): rights and memory it carries must be released
-    /// with [`destroy_request_resources`].
+    /// (`device_map`, `device_intr_register`, `device_intr_ack`): rights
+    /// and memory it carries must be released with
+    /// [`destroy_request_resources`].
     Unsupported {
         /// Its id.
         id: i32,
@@ -142,15 +158,19 @@ pub enum Request<'a> {
 }
 
 impl Request<'_> {
-    /// Releases what an unanswered request carried (the out-of-line data of
-    /// a write).
+    /// Releases what an unanswered request carried: the out-of-line data
+    /// of a write, the send right of a `device_set_filter`.
     pub fn release(&self, ipc: &dyn Ipc) {
-        if let Self::Write { addr, len, .. } = *self
-            && len > 0
-        {
-            // SAFETY: the region came with the request and nothing else
-            // refers to it.
-            let _ = unsafe { ipc.vm_deallocate(addr, len) };
+        match *self {
+            Self::Write { addr, len, .. } if len > 0 => {
+                // SAFETY: the region came with the request and nothing else
+                // refers to it.
+                let _ = unsafe { ipc.vm_deallocate(addr, len) };
+            }
+            Self::SetFilter { port, .. } if port.is_valid() => {
+                let _ = ipc.port_deallocate(port);
+            }
+            _ => {}
         }
     }
 }
@@ -222,9 +242,8 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
             })
         }
         ID_SET_STATUS => decode_set_status(size, complex, &mut r),
-        ID_MAP | ID_SET_FILTER | ID_INTR_REGISTER | ID_INTR_ACK => {
-            Ok(Request::Unsupported { id: h.id })
-        }
+        ID_SET_FILTER => decode_set_filter(size, complex, &mut r),
+        ID_MAP | ID_INTR_REGISTER | ID_INTR_ACK => Ok(Request::Unsupported { id: h.id }),
         _ => Err(KernReturn::MIG_BAD_ID),
     }
 }
@@ -305,6 +324,45 @@ fn decode_set_status<'a>(
         .map(|c| i32::from_ne_bytes(c.try_into().expect("4 bytes")))
         .collect();
     Ok(Request::SetStatus { flavor, status })
+}
+
+/// `device_set_filter`, checked as MIG's `_Xdevice_set_filter` does: at
+/// least 72 bytes and complex; the port descriptor exactly `PORT_SEND`
+/// (a send-once right, a bare name or data there is refused); the priority
+/// an `int`; the filter inline, short form, 16-bit `INTEGER_16` (its
+/// deallocate bit, meaningless inline, is not looked at); the size exactly
+/// 72 plus the padded words. More than `NET_MAX_FILTER` words is refused
+/// too: MIG's server never receives them (its buffer holds 128).
+fn decode_set_filter<'a>(
+    size: usize,
+    complex: bool,
+    r: &mut msg::Reader<'a>,
+) -> Result<Request<'a>, KernReturn> {
+    if size < 72 || !complex {
+        return Err(bad());
+    }
+    check(r, PORT_SEND)?;
+    let raw = r.data(8).map_err(|_| bad())?;
+    let port = PortName(u64::from_ne_bytes(raw.try_into().expect("8 bytes")) as u32);
+    let priority = int32(r)?;
+    let d = r.desc().map_err(|_| bad())?;
+    if !d.inline || d.longform || d.name != tn::INTEGER_16 || d.size != 16 {
+        return Err(bad());
+    }
+    let n = d.number as usize;
+    if n > NET_MAX_FILTER || size != 72 + msg::pad(2 * n) {
+        return Err(bad());
+    }
+    let raw = r.data(2 * n).map_err(|_| bad())?;
+    let filter = raw
+        .chunks_exact(2)
+        .map(|c| u16::from_ne_bytes(c.try_into().expect("2 bytes")))
+        .collect();
+    Ok(Request::SetFilter {
+        port,
+        priority,
+        filter,
+    })
 }
 
 /// `device_open` reply: the device port with disposition `disp`
@@ -483,6 +541,39 @@ pub fn set_status_request(
         raw.extend_from_slice(&w.to_ne_bytes());
     }
     b.desc(TypeDesc::inline(tn::INTEGER_32, 32, status.len() as u32))
+        .raw(&raw);
+    b.finish()
+}
+
+/// `device_set_filter(receive_port, priority, filter)` request, laid out
+/// as MIG's user stub lays it out: `port` goes with `disposition`
+/// (usually `MAKE_SEND` on a receive right of the caller), and the message
+/// is complex only when that is a right (a `PORT_NAME` is sent as data,
+/// and MIG's server refuses it). The word count is not checked here (a
+/// server refuses more than `NET_MAX_FILTER`); [`Client::set_filter`]
+/// checks it as the stub does.
+#[must_use]
+pub fn set_filter_request(
+    device: PortName,
+    reply: PortName,
+    port: PortName,
+    disposition: u8,
+    priority: i32,
+    filter: &[u16],
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(device, reply, ID_SET_FILTER));
+    if (tn::MOVE_RECEIVE..=tn::MAKE_SEND_ONCE).contains(&disposition) {
+        b.port(port, disposition);
+    } else {
+        b.desc(TypeDesc::inline(disposition, 64, 1))
+            .raw(&u64::from(port.0).to_ne_bytes());
+    }
+    b.desc(INT32).raw(&priority.to_ne_bytes());
+    let mut raw = Vec::with_capacity(filter.len() * 2);
+    for w in filter {
+        raw.extend_from_slice(&w.to_ne_bytes());
+    }
+    b.desc(TypeDesc::inline(tn::INTEGER_16, 16, filter.len() as u32))
         .raw(&raw);
     b.finish()
 }
@@ -710,6 +801,25 @@ impl<'a, I: Ipc + ?Sized> Client<'a, I> {
     pub fn intr_ack(&self, device: PortName, receive_port: PortName) -> Result<(), KernReturn> {
         let m = self.rpc(|r| intr_ack_request(device, r, receive_port, tn::MAKE_SEND))?;
         decode_simple_reply(m.as_bytes(), ID_INTR_ACK)
+    }
+
+    /// `device_set_filter`: frames `filter` accepts go to `port`, sent with
+    /// `disposition` (`MAKE_SEND` on a receive right of this task). More
+    /// than `NET_MAX_FILTER` words is `MIG_ARRAY_TOO_LARGE` without a
+    /// message, as MIG's stub answers.
+    pub fn set_filter(
+        &self,
+        device: PortName,
+        port: PortName,
+        disposition: u8,
+        priority: i32,
+        filter: &[u16],
+    ) -> Result<(), KernReturn> {
+        if filter.len() > NET_MAX_FILTER {
+            return Err(KernReturn::MIG_ARRAY_TOO_LARGE);
+        }
+        let m = self.rpc(|r| set_filter_request(device, r, port, disposition, priority, filter))?;
+        decode_simple_reply(m.as_bytes(), ID_SET_FILTER)
     }
 
     /// `device_set_status`.

@@ -10,6 +10,8 @@
 //!   them, and a client.
 //! - [`fsys`] (22000), [`startup`] (29000, 29500): the bootstrap chain.
 //! - [`pci`] (39000), [`acpi`] (41000): the PCI arbiter and ACPI clients.
+//! - [`net`]: GNU Mach's network devices: status flavors, interface
+//!   flags, and the `net_rcv_msg` carrying each received frame.
 //! - [`rpc`]: what all of them share.
 //!
 //! The Hurd's own `.defs` are in no Debian package for Linux; the Hurd
@@ -24,6 +26,7 @@ extern crate alloc;
 pub mod acpi;
 pub mod device;
 pub mod fsys;
+pub mod net;
 pub mod pci;
 pub mod rpc;
 pub mod startup;

@@ -32,6 +32,7 @@ fn main() {
         .file(out.join("deviceServer.c"))
         .file(manifest.join("c/client.c"))
         .file(manifest.join("c/server.c"))
+        .file(manifest.join("c/net.c"))
         .include(&out)
         .include(manifest.join("c/shim"))
         .include(&include)

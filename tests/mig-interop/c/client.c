@@ -7,11 +7,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <mach/mig_errors.h>
 #include <mach/mig_support.h>
 #include <device/device_types.h>
+#include <device/net_status.h>
 #include "device.h"
 
-static int checks, failures;
+/* Per thread: tests run side by side. */
+static _Thread_local int checks, failures;
 
 #define CHECK(cond) do {						\
 	checks++;							\
@@ -105,5 +108,66 @@ interop_user_run(mach_port_t master)
 	CHECK(kr == MACH_SEND_INVALID_DEST);
 
 	printf("MIG user stubs against the Rust server: %d checks, %d failed\n", checks, failures);
+	return failures;
+}
+
+/* From net.c. */
+const filter_t *interop_bpf_program(unsigned int *);
+int interop_filter_priority(void);
+int interop_ethernet_demux(const mach_msg_header_t *, unsigned char *, size_t,
+    unsigned short *, unsigned short *);
+
+/*
+ * device_set_filter through the MIG user stub, as pfinet installs its
+ * filter, with `rcv` (a receive right of this task): the Rust side decodes
+ * the request, sends the net_rcv_msg of `frame` on the send right it got,
+ * and answers. Then the requests its decoder must refuse, and the largest
+ * program. Returns the number of failed checks.
+ */
+int
+interop_set_filter_user(mach_port_t dev, mach_port_t rcv, const unsigned char *frame, size_t len)
+{
+	static filter_t big[NET_MAX_FILTER + 1];
+	union { mach_msg_header_t h; struct net_rcv_msg m; } in;
+	unsigned char got[NET_HDW_HDR_MAX + NET_RCV_MAX];
+	unsigned short length = 0, type = 0;
+	unsigned int cnt;
+	const filter_t *bpf = interop_bpf_program(&cnt);
+	kern_return_t kr;
+	int n;
+
+	checks = failures = 0;
+	kr = device_set_filter(dev, rcv, MACH_MSG_TYPE_MAKE_SEND, interop_filter_priority(),
+	    (filter_array_t)bpf, cnt);
+	CHECK(kr == KERN_SUCCESS);
+
+	/* What the Rust side sent on the right, read as pfinet reads it. */
+	kr = mach_msg(&in.h, MACH_RCV_MSG | MACH_RCV_TIMEOUT, 0, sizeof(in), rcv, 10000,
+	    MACH_PORT_NULL);
+	CHECK(kr == MACH_MSG_SUCCESS);
+	if (kr == MACH_MSG_SUCCESS) {
+		n = interop_ethernet_demux(&in.h, got, sizeof(got), &length, &type);
+		CHECK(n == (int)len && memcmp(got, frame, len) == 0);
+		CHECK(length == len - 14 + sizeof(struct packet_header));
+		CHECK(memcmp(&type, frame + 12, 2) == 0);
+		CHECK(in.h.msgh_local_port == rcv && !(in.h.msgh_bits & MACH_MSGH_BITS_COMPLEX));
+	}
+
+	/* A send-once right or a bare name where the send right goes. */
+	kr = device_set_filter(dev, rcv, MACH_MSG_TYPE_MAKE_SEND_ONCE, 0, (filter_array_t)bpf, cnt);
+	CHECK(kr == MIG_BAD_ARGUMENTS);
+	kr = device_set_filter(dev, rcv, MACH_MSG_TYPE_PORT_NAME, 0, (filter_array_t)bpf, cnt);
+	CHECK(kr == MIG_BAD_ARGUMENTS);
+
+	/* More than NET_MAX_FILTER words never leave the stub; that many do. */
+	for (n = 0; n <= NET_MAX_FILTER; n++)
+		big[n] = (filter_t)(n * 257);
+	kr = device_set_filter(dev, rcv, MACH_MSG_TYPE_MAKE_SEND, 0, big, NET_MAX_FILTER + 1);
+	CHECK(kr == MIG_ARRAY_TOO_LARGE);
+	kr = device_set_filter(dev, rcv, MACH_MSG_TYPE_MAKE_SEND, NET_PRI_MAX, big, NET_MAX_FILTER);
+	CHECK(kr == KERN_SUCCESS);
+
+	printf("device_set_filter user stub against the Rust decoder: %d checks, %d failed\n",
+	    checks, failures);
 	return failures;
 }

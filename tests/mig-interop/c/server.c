@@ -9,13 +9,15 @@
 #include <mach/mig_errors.h>
 #include <mach/mig_support.h>
 #include <device/device_types.h>
+#include <device/net_status.h>
 #include "deviceServer.h"
 
 #define RAM_SIZE (1 << 20)
 #define RECORD 512
 
 static char ram[RAM_SIZE];
-static mach_port_t the_port;
+/* Per thread: each test serves its own port. */
+static _Thread_local mach_port_t the_port;
 
 /* The demultiplexer MIG generated. */
 boolean_t device_server(mach_msg_header_t *, mach_msg_header_t *);
@@ -141,11 +143,36 @@ ds_device_map(mach_port_t device, vm_prot_t prot, vm_offset_t offset, vm_size_t 
 	return D_INVALID_OPERATION;
 }
 
+/* From net.c. */
+const filter_t *interop_bpf_program(unsigned int *);
+int interop_filter_priority(void);
+const unsigned char *interop_test_frame(size_t *);
+mach_msg_size_t interop_net_build(struct net_rcv_msg *, mach_port_t, mach_msg_type_name_t,
+    const unsigned char *, size_t);
+
+/*
+ * Takes pfinet's program at the tests' priority only; then uses the right
+ * as GNU Mach does, for one frame: the net_rcv_msg of the test frame goes
+ * to receive_port, the right moved with it.
+ */
 kern_return_t
 ds_device_set_filter(mach_port_t device, mach_port_t receive_port, int priority,
     const filter_array_t filter, mach_msg_type_number_t cnt)
 {
-	return D_INVALID_OPERATION;
+	struct net_rcv_msg m;
+	unsigned int want;
+	const filter_t *bpf = interop_bpf_program(&want);
+	const unsigned char *frame;
+	size_t len;
+	mach_msg_size_t size;
+
+	if (receive_port == MACH_PORT_NULL || priority != interop_filter_priority() || cnt != want
+	    || memcmp(filter, bpf, want * sizeof(filter_t)) != 0)
+		return D_INVALID_OPERATION;
+	frame = interop_test_frame(&len);
+	size = interop_net_build(&m, receive_port, MACH_MSG_TYPE_MOVE_SEND, frame, len);
+	return mach_msg(&m.msg_hdr, MACH_SEND_MSG | MACH_SEND_TIMEOUT, size, 0, MACH_PORT_NULL, 0,
+	    MACH_PORT_NULL);
 }
 
 /* The "irq" device as GNU Mach serves it, reduced to bookkeeping. */
@@ -180,7 +207,7 @@ interop_irq_state(int *acks)
 int
 interop_server_run(mach_port_t port)
 {
-	static union { mach_msg_header_t h; char b[8192]; } in, out;
+	static _Thread_local union { mach_msg_header_t h; char b[8192]; } in, out;
 	mig_reply_header_t *reply = (mig_reply_header_t *)&out;
 	kern_return_t kr;
 
