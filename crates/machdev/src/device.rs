@@ -4,7 +4,8 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use mach::KernReturn;
+use mach::ipc::Ipc;
+use mach::{KernReturn, PortName};
 
 use crate::reply::{DataReply, WriteReply};
 
@@ -53,6 +54,24 @@ pub trait Device: Send + Sync {
     /// `device_set_status`.
     fn set_status(&self, flavor: u32, status: &[i32]) -> Result<(), KernReturn> {
         let _ = (flavor, status);
+        Err(KernReturn::D_INVALID_OPERATION)
+    }
+
+    /// `device_set_filter`: frames this device receives (or sends) that
+    /// the program `filter` accepts go to `port`, a send right the server
+    /// holds in the task `ipc` (the server's), as `net_rcv_msg`s (see
+    /// [`crate::net::FilterSet`]). On
+    /// success the device keeps the right; on an error the server releases
+    /// it. Devices that are not network interfaces answer
+    /// `D_INVALID_OPERATION`, as GNU Mach's do.
+    fn set_filter(
+        &self,
+        ipc: &Arc<dyn Ipc>,
+        port: PortName,
+        priority: i32,
+        filter: &[u16],
+    ) -> Result<(), KernReturn> {
+        let _ = (ipc, port, priority, filter);
         Err(KernReturn::D_INVALID_OPERATION)
     }
 

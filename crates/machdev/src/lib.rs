@@ -12,6 +12,8 @@
 //! server's master port, forwarding `fsys_startup`/`fsys_init`, and
 //! `startup_dosync` as a driver sync. [`loopback`] (feature `loopback`)
 //! runs a server on an in-process kernel, with client tasks beside it.
+//! [`net`] delivers a network interface's frames through GNU Mach's packet
+//! filters (`device_set_filter`) to many clients at once.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -21,13 +23,14 @@ pub mod boot;
 mod device;
 #[cfg(feature = "loopback")]
 pub mod loopback;
+pub mod net;
 mod reply;
 mod server;
 mod sync;
 #[cfg(feature = "std")]
 pub mod sys;
 
-pub use boot::{BootHost, BootOptions, Chain};
+pub use boot::{BootHost, BootOptions, Chain, OptionArgs};
 pub use device::{Device, Driver, Mode};
 pub use reply::{Data, DataReply, Responder, WriteReply};
 pub use server::{DeviceServer, MAX_READ, PoolConfig};

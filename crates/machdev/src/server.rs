@@ -563,6 +563,21 @@ impl DeviceServer {
             Request::Open { .. } | Request::OpenNew { .. } | Request::Unsupported { .. } => {
                 responder.error(KernReturn::D_INVALID_OPERATION);
             }
+            Request::SetFilter {
+                port,
+                priority,
+                ref filter,
+            } => {
+                // GNU Mach does not check the open's mode here either.
+                let result = open.device.set_filter(&self.ipc, port, priority, filter);
+                if result.is_err() {
+                    let _ = self.ipc.port_deallocate(port);
+                }
+                responder.reply_with(|to| match result {
+                    Ok(()) => dev::simple_reply(to),
+                    Err(e) => dev::error_reply(to, e),
+                });
+            }
         }
     }
 

@@ -1,0 +1,196 @@
+//! rumpnet: the network translator.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use machdev::{BootOptions, OptionArgs, PoolConfig};
+use rumpnet::device::{Interface, Interfaces};
+use rumpnet::nic::Nic;
+use rumpnet::virtio::VirtioNic;
+
+const HELP: &str = "\
+Usage: rumpnet [OPTION...]
+Serve network interfaces over the Mach device interface, with GNU Mach's
+packet filters (NETF and BPF) for many clients at once.
+
+  -h, --host-priv-port=PORT  Host privileged port (bootstrap chain)
+  -d, --device-master-port=PORT
+                             Device master that names this translator does
+                             not serve are forwarded to
+  -N, --next-task=TASK       Next task of the bootstrap chain, resumed with
+                             this translator's control port
+      --virtio=PCI           Drive the virtio-net PCI function PCI
+                             (DDDD:BB:DD.F) natively; repeatable. Interfaces
+                             are eth0, eth1 ... in the order given, and
+                             vioif0, vioif1 ...
+      --pci-dma=MODE         How PCI devices address DMA memory: iommu
+                             (default on Linux) or physical
+      --tap=NAME=IFACE       (Linux) Join interface NAME (eth0, vioif0 ...)
+                             to the host TAP interface IFACE, created if
+                             needed (needs CAP_NET_ADMIN): the host's stack
+                             becomes a client of the NIC; repeatable
+      --threads=N            At most N server threads (default 64)
+  -?, --help                 Give this help list
+  -V, --version              Print program version
+
+Device interface: device_open (eth0, vioif0 ...), device_write and
+device_write_inband (one Ethernet frame), device_set_filter (NETF and BPF
+programs; priority NET_HI_PRI and up takes frames exclusively),
+device_get_status (NET_STATUS, NET_ADDRESS, NET_FLAGS), device_set_status
+(NET_FLAGS: IFF_UP, IFF_PROMISC, IFF_ALLMULTI). Other calls, device_read
+included, answer D_INVALID_OPERATION, as GNU Mach's network drivers do.
+
+Logging: RUST_LOG=debug.
+";
+
+#[derive(Debug, Default)]
+struct Options {
+    boot: BootOptions,
+    virtio: Vec<hypercall::pci::Address>,
+    pci_dma: Option<hypercall::pci::DmaAddressing>,
+    taps: Vec<(String, String)>,
+    threads: Option<usize>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let (boot, rest) = BootOptions::parse(args)?;
+    let mut o = Options {
+        boot,
+        ..Options::default()
+    };
+    let mut args = OptionArgs::new(rest);
+    while let Some(key) = args.next_key() {
+        let key = key.to_owned();
+        match key.as_str() {
+            "--virtio" => {
+                let v = args.value()?;
+                o.virtio.push(
+                    v.parse()
+                        .map_err(|_| format!("--virtio {v:?}: not a PCI address DDDD:BB:DD.F"))?,
+                );
+            }
+            "--pci-dma" => {
+                let v = args.value()?;
+                o.pci_dma = Some(
+                    v.parse()
+                        .map_err(|_| format!("--pci-dma {v:?}: expected iommu or physical"))?,
+                );
+            }
+            "--tap" => {
+                let v = args.value()?;
+                let (name, iface) = v
+                    .split_once('=')
+                    .filter(|(n, i)| !n.is_empty() && !i.is_empty())
+                    .ok_or_else(|| format!("--tap {v:?}: expected NAME=IFACE"))?;
+                o.taps.push((name.to_owned(), iface.to_owned()));
+            }
+            "--threads" => {
+                o.threads = Some(
+                    args.value()?
+                        .parse()
+                        .map_err(|_| "--threads: not a number")?,
+                );
+            }
+            "-?" | "--help" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            "-V" | "--version" => {
+                println!("rumpnet {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            other => return Err(format!("unrecognized option '{other}'")),
+        }
+    }
+    Ok(o)
+}
+
+fn open_interfaces(o: &Options) -> Result<Arc<Interfaces>, String> {
+    // Before any device or DMA memory exists.
+    if let Some(a) = o.pci_dma {
+        hypercall::pci::set_dma_addressing(a).map_err(|e| format!("--pci-dma: {e}"))?;
+    }
+    let mut list = Vec::new();
+    for address in &o.virtio {
+        let nic = VirtioNic::open(*address).map_err(|e| format!("{address}: {e}"))?;
+        let nic: Arc<dyn Nic> = Arc::new(nic);
+        let iface = Interface::start(nic).map_err(|e| format!("{address}: {e}"))?;
+        list.push(iface);
+    }
+    if list.is_empty() {
+        return Err("no interfaces to serve (give --virtio PCI)".to_owned());
+    }
+    let interfaces = Interfaces::new(list)?;
+    for iface in interfaces.list() {
+        let mac = iface.nic().mac();
+        log::info!(
+            "{}: {}",
+            iface.nic().name(),
+            mac.map(|b| format!("{b:02x}")).join(":")
+        );
+    }
+    Ok(Arc::new(interfaces))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let o = match parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("rumpnet: {e}\nTry `rumpnet --help' for more information.");
+            return ExitCode::from(64);
+        }
+    };
+    match run(&o) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rumpnet: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pool(o: &Options) -> PoolConfig {
+    PoolConfig {
+        max_threads: o.threads.unwrap_or(64).max(1),
+        ..PoolConfig::default()
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn run(o: &Options) -> Result<(), String> {
+    if o.boot != BootOptions::default() {
+        return Err("the bootstrap-chain options need GNU Mach".to_owned());
+    }
+    let interfaces = open_interfaces(o)?;
+    for (name, host) in &o.taps {
+        let iface = interfaces
+            .get(name)
+            .ok_or_else(|| format!("--tap {name}={host}: no interface {name}"))?;
+        let tap = rumpnet::tap::Tap::open(host, iface.nic().mac()).map_err(|e| e.to_string())?;
+        tap.join(iface)?;
+        log::info!("{name} joined to the host's {host}");
+    }
+    // On Linux the device interface is served inside this process, on the
+    // loopback kernel; the TAP front end serves the host.
+    let driver: Arc<dyn machdev::Driver> = interfaces;
+    let _local = machdev::loopback::LocalServer::start(vec![driver], pool(o))
+        .map_err(|e| format!("device server: {e}"))?;
+    log::info!("serving");
+    loop {
+        std::thread::park();
+    }
+}
+
+#[cfg(target_os = "hurd")]
+fn run(o: &Options) -> Result<(), String> {
+    use machdev::sys::hurd;
+
+    if !o.taps.is_empty() {
+        return Err("--tap is a Linux front end".to_owned());
+    }
+    let interfaces = open_interfaces(o)?;
+    let driver: Arc<dyn machdev::Driver> = interfaces;
+    hurd::serve_translator("rumpnet", vec![driver], &o.boot, pool(o)).map(|never| match never {})
+}
