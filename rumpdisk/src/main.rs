@@ -245,28 +245,11 @@ fn add_netbsd_disks(
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let o = match parse(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("rumpdisk: {e}\nTry `rumpdisk --help' for more information.");
-            return ExitCode::from(64);
-        }
-    };
-    match run(&o) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rumpdisk: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    machdev::translator_main("rumpdisk", parse, run)
 }
 
 fn pool(o: &Options) -> PoolConfig {
-    PoolConfig {
-        max_threads: o.threads.unwrap_or(64).max(1),
-        ..PoolConfig::default()
-    }
+    PoolConfig::with_max_threads(o.threads)
 }
 
 #[cfg(target_os = "linux")]

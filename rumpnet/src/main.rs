@@ -134,28 +134,11 @@ fn open_interfaces(o: &Options) -> Result<Arc<Interfaces>, String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let o = match parse(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("rumpnet: {e}\nTry `rumpnet --help' for more information.");
-            return ExitCode::from(64);
-        }
-    };
-    match run(&o) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rumpnet: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    machdev::translator_main("rumpnet", parse, run)
 }
 
 fn pool(o: &Options) -> PoolConfig {
-    PoolConfig {
-        max_threads: o.threads.unwrap_or(64).max(1),
-        ..PoolConfig::default()
-    }
+    PoolConfig::with_max_threads(o.threads)
 }
 
 #[cfg(target_os = "linux")]

@@ -136,6 +136,32 @@ pub const HURD_EOPNOTSUPP: KernReturn = KernReturn(0x4000_002d);
 /// not go away.
 pub const HURD_EBUSY: KernReturn = KernReturn(0x4000_0010);
 
+/// A translator's `main`: parses the command line with `parse` (an error
+/// is exit status 64 with a pointer to `--help`), then runs `run` (an error
+/// is printed, exit status 1). Messages start with `name`.
+#[cfg(feature = "std")]
+pub fn translator_main<O>(
+    name: &str,
+    parse: impl FnOnce(&[String]) -> Result<O, String>,
+    run: impl FnOnce(&O) -> Result<(), String>,
+) -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let o = match parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            std::eprintln!("{name}: {e}\nTry `{name} --help' for more information.");
+            return std::process::ExitCode::from(64);
+        }
+    };
+    match run(&o) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            std::eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

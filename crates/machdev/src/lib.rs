@@ -30,6 +30,8 @@ mod sync;
 #[cfg(feature = "std")]
 pub mod sys;
 
+#[cfg(feature = "std")]
+pub use boot::translator_main;
 pub use boot::{BootHost, BootOptions, Chain, OptionArgs};
 pub use device::{Device, Driver, Mode};
 pub use reply::{Data, DataReply, Responder, WriteReply};

@@ -38,6 +38,18 @@ pub struct PoolConfig {
     pub max_threads: usize,
 }
 
+impl PoolConfig {
+    /// The default pool with at most `max` threads (`--threads`), if given.
+    #[must_use]
+    pub fn with_max_threads(max: Option<usize>) -> Self {
+        let d = Self::default();
+        Self {
+            max_threads: max.unwrap_or(d.max_threads).max(1),
+            ..d
+        }
+    }
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
