@@ -19,6 +19,9 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_PCI").is_some() {
         sets.push(components::RUMPDISK);
     }
+    if std::env::var_os("CARGO_FEATURE_NET").is_some() {
+        sets.push(components::RUMPNET);
+    }
     let mut libs = Vec::new();
     for set in &sets {
         libs.extend(kernel.resolve(set).unwrap_or_else(|e| panic!("{e}")));

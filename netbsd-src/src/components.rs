@@ -36,6 +36,31 @@ pub const RUMPDISK: ComponentSet = ComponentSet {
     ],
 };
 
+/// rumpnet: NIC drivers on the rump PCI bus (wm for Intel's e1000 family
+/// with its PHYs, vioif on virtio), the interface layer and bpf, through
+/// which rumpnet moves whole frames in and out of an interface. netinet
+/// is linked though rumpnet configures no address: the kernel's
+/// `ether_input` hands every IPv4 frame to the IP fast-forward cache
+/// (built with `GATEWAY`), whose lock only netinet's `ip_init` creates.
+pub const RUMPNET: ComponentSet = ComponentSet {
+    required: &[
+        "rump",
+        "rumpvfs",
+        "rumpdev",
+        "rumpnet",
+        "rumpnet_net",
+        "rumpnet_netinet",
+        "rumpdev_bpf",
+        "rumpdev_pci",
+    ],
+    optional: &[
+        "rumpdev_pci_if_wm",
+        "rumpdev_miiphy",
+        "rumpdev_pci_virtio",
+        "rumpdev_virtio_if_vioif",
+    ],
+};
+
 /// Disks through the kernel's disk layer, host images attached with etfs
 /// (rumpdisk's NetBSD back end without PCI drivers).
 pub const DISK: ComponentSet = ComponentSet {

@@ -20,9 +20,12 @@ packet filters (NETF and BPF) for many clients at once.
   -N, --next-task=TASK       Next task of the bootstrap chain, resumed with
                              this translator's control port
       --virtio=PCI           Drive the virtio-net PCI function PCI
-                             (DDDD:BB:DD.F) natively; repeatable. Interfaces
-                             are eth0, eth1 ... in the order given, and
-                             vioif0, vioif1 ...
+                             (DDDD:BB:DD.F) natively (named vioif0,
+                             vioif1 ...); repeatable
+      --netbsd=IF            Serve the NetBSD kernel's interface IF (wm0,
+                             vioif0 ...; needs a rump kernel); repeatable
+      --netbsd-pci=PCI       Give the PCI function PCI (DDDD:BB:DD.F) to the
+                             NetBSD kernel, whose drivers attach it; repeatable
       --pci-dma=MODE         How PCI devices address DMA memory: iommu
                              (default on Linux) or physical
       --tap=NAME=IFACE       (Linux) Join interface NAME (eth0, vioif0 ...)
@@ -30,6 +33,9 @@ packet filters (NETF and BPF) for many clients at once.
                              needed (needs CAP_NET_ADMIN): the host's stack
                              becomes a client of the NIC; repeatable
       --threads=N            At most N server threads (default 64)
+
+Interfaces are eth0, eth1 ... in the order --virtio and --netbsd give
+them, and also go by their own names.
   -?, --help                 Give this help list
   -V, --version              Print program version
 
@@ -43,10 +49,18 @@ included, answer D_INVALID_OPERATION, as GNU Mach's network drivers do.
 Logging: RUST_LOG=debug.
 ";
 
+/// Where an interface comes from.
+#[derive(Debug)]
+enum Backend {
+    Virtio(hypercall::pci::Address),
+    Netbsd(String),
+}
+
 #[derive(Debug, Default)]
 struct Options {
     boot: BootOptions,
-    virtio: Vec<hypercall::pci::Address>,
+    interfaces: Vec<Backend>,
+    netbsd_pci: Vec<hypercall::pci::Address>,
     pci_dma: Option<hypercall::pci::DmaAddressing>,
     taps: Vec<(String, String)>,
     threads: Option<usize>,
@@ -64,9 +78,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match key.as_str() {
             "--virtio" => {
                 let v = args.value()?;
-                o.virtio.push(
-                    v.parse()
-                        .map_err(|_| format!("--virtio {v:?}: not a PCI address DDDD:BB:DD.F"))?,
+                o.interfaces
+                    .push(Backend::Virtio(v.parse().map_err(|_| {
+                        format!("--virtio {v:?}: not a PCI address DDDD:BB:DD.F")
+                    })?));
+            }
+            "--netbsd" => o.interfaces.push(Backend::Netbsd(args.value()?)),
+            "--netbsd-pci" => {
+                let v = args.value()?;
+                o.netbsd_pci.push(
+                    v.parse().map_err(|_| {
+                        format!("--netbsd-pci {v:?}: not a PCI address DDDD:BB:DD.F")
+                    })?,
                 );
             }
             "--pci-dma" => {
@@ -110,15 +133,26 @@ fn open_interfaces(o: &Options) -> Result<Arc<Interfaces>, String> {
     if let Some(a) = o.pci_dma {
         hypercall::pci::set_dma_addressing(a).map_err(|e| format!("--pci-dma: {e}"))?;
     }
+    if !o.netbsd_pci.is_empty() && !o.interfaces.iter().any(|b| matches!(b, Backend::Netbsd(_))) {
+        return Err(
+            "--netbsd-pci gives functions to the NetBSD kernel: name its interfaces \
+                    with --netbsd IF"
+                .to_owned(),
+        );
+    }
     let mut list = Vec::new();
-    for address in &o.virtio {
-        let nic = VirtioNic::open(*address).map_err(|e| format!("{address}: {e}"))?;
-        let nic: Arc<dyn Nic> = Arc::new(nic);
-        let iface = Interface::start(nic).map_err(|e| format!("{address}: {e}"))?;
-        list.push(iface);
+    for backend in &o.interfaces {
+        let (nic, what): (Arc<dyn Nic>, String) = match backend {
+            Backend::Virtio(address) => (
+                Arc::new(VirtioNic::open(*address).map_err(|e| format!("{address}: {e}"))?),
+                address.to_string(),
+            ),
+            Backend::Netbsd(name) => (netbsd_nic(o, name)?, name.clone()),
+        };
+        list.push(Interface::start(nic).map_err(|e| format!("{what}: {e}"))?);
     }
     if list.is_empty() {
-        return Err("no interfaces to serve (give --virtio PCI)".to_owned());
+        return Err("no interfaces to serve (give --virtio PCI or --netbsd IF)".to_owned());
     }
     let interfaces = Interfaces::new(list)?;
     for iface in interfaces.list() {
@@ -130,6 +164,31 @@ fn open_interfaces(o: &Options) -> Result<Arc<Interfaces>, String> {
         );
     }
     Ok(Arc::new(interfaces))
+}
+
+/// The NetBSD kernel's interface `name`, the kernel booted on first use
+/// with the `--netbsd-pci` functions on its bus.
+#[cfg(rump_kernel)]
+fn netbsd_nic(o: &Options, name: &str) -> Result<Arc<dyn Nic>, String> {
+    static KERNEL: std::sync::OnceLock<Result<rump::Rump, String>> = std::sync::OnceLock::new();
+    let kernel = KERNEL.get_or_init(|| {
+        if !o.netbsd_pci.is_empty() {
+            hypercall::pci::rump::attach(&o.netbsd_pci)
+                .map_err(|e| format!("--netbsd-pci: {e}"))?;
+        }
+        rump::Rump::init().map_err(|e| format!("NetBSD kernel: {e}"))
+    });
+    let kernel = kernel.clone()?;
+    let nic = rumpnet::netbsd::NetbsdNic::open(kernel, name).map_err(|e| format!("{name}: {e}"))?;
+    Ok(Arc::new(nic))
+}
+
+#[cfg(not(rump_kernel))]
+fn netbsd_nic(_: &Options, name: &str) -> Result<Arc<dyn Nic>, String> {
+    Err(format!(
+        "--netbsd {name}: this rumpnet was built without a NetBSD rump kernel (build it with \
+         RUMP_PREFIX set to one)"
+    ))
 }
 
 fn main() -> ExitCode {

@@ -54,6 +54,41 @@ impl Rump {
         }
     }
 
+    /// Gives the calling host thread an LWP of its own for the rest of its
+    /// life (in `init`, the process whose descriptors every unbound
+    /// thread's calls use), released when the thread exits. Without one
+    /// each call allocates and frees a temporary LWP, which costs more
+    /// than a small call itself: threads that call the kernel for every
+    /// frame or block bind first. Later calls do nothing.
+    ///
+    /// # Errors
+    /// The kernel's.
+    pub fn bind_thread(self) -> Result<(), RumpError> {
+        struct Bound;
+        impl Drop for Bound {
+            fn drop(&mut self) {
+                // SAFETY: this thread's LWP, made by `rump_pub_lwproc_newlwp`.
+                unsafe { sys::rump_pub_lwproc_releaselwp() };
+            }
+        }
+        thread_local! {
+            static BOUND: std::cell::OnceCell<Bound> = const { std::cell::OnceCell::new() };
+        }
+        BOUND.with(|b| {
+            if b.get().is_some() {
+                return Ok(());
+            }
+            // SAFETY: the kernel is booted (`self` exists); pid 1 is init.
+            match unsafe { sys::rump_pub_lwproc_newlwp(1) } {
+                0 => {
+                    let _ = b.set(Bound);
+                    Ok(())
+                }
+                e => Err(RumpError::kernel("rump_pub_lwproc_newlwp(1)", e)),
+            }
+        })
+    }
+
     /// Opens `path` in the kernel with NetBSD `flags` ([`crate::oflags`]).
     pub fn open(self, path: &str, flags: i32, mode: u32) -> Result<Fd, RumpError> {
         let c = CString::new(path)?;

@@ -5,6 +5,8 @@
 //!   `cfg(rump_kernel)`.
 //! - [`Rump`], [`Fd`], [`Etfs`]: a safe wrapper, with [`RumpError`]
 //!   carrying NetBSD errno values and converting them to host ones.
+//! - [`net`]: interface ioctls and bpf(4), for frames in and out of the
+//!   kernel's NIC drivers.
 //!
 //! The rumpuser interface under the kernel is this project's `hypercall`
 //! crate; NetBSD's librumpuser is never linked.
@@ -15,6 +17,7 @@ pub use hypercall::NetbsdErrno;
 
 #[cfg(rump_kernel)]
 mod kernel;
+pub mod net;
 #[cfg(rump_kernel)]
 pub mod sys;
 

@@ -50,6 +50,10 @@ unsafe extern "C" {
     ) -> c_int;
     /// Removes an etfs registration.
     pub fn rump_pub_etfs_remove(key: *const c_char) -> c_int;
+    /// Creates an LWP in process `pid` and makes it the calling thread's.
+    pub fn rump_pub_lwproc_newlwp(pid: c_int) -> c_int;
+    /// Releases the calling thread's LWP (it is freed when unscheduled).
+    pub fn rump_pub_lwproc_releaselwp();
 
     /// `open(2)`.
     #[link_name = "rump___sysimpl_open"]

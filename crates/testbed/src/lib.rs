@@ -14,6 +14,7 @@
 
 pub mod cpio;
 pub mod guest;
+pub mod netcheck;
 pub mod qemu;
 
 use std::path::{Path, PathBuf};

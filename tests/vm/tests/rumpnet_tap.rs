@@ -7,68 +7,44 @@
 //! TCP each way with checksums compared. The same runs between two
 //! functions both driven by the guest kernel (on a hub of their own) give
 //! the kernel's figures in the same VM run, for a ratio (printed, not
-//! asserted: TCG's speed, not a card's, bounds both).
+//! asserted: TCG's speed, not a card's, bounds both). On a third function,
+//! `rumpnet-watch` serves the host's stack through TAP and, at once, Mach
+//! clients on the loopback transport through their filters (ICMP by BPF,
+//! ARP by NETF, one that matches nothing).
 
 use testbed::guest::Guest;
-
-/// `KEY=value` of a printed line.
-fn field(line: &str, key: &str) -> f64 {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-}
+use testbed::netcheck::{self, assert_rtt, transfer_mbits};
 
 const SCRIPT: &str = r#"
-IF=$(ls /sys/bus/pci/devices/0000:00:0b.0/virtio*/net/)
-unshare -n sleep 900 &
-NS=$!
-sleep 1
-ip link set "$IF" netns $NS || exit 1
-peer() { nsenter -t $NS -n "$@"; }
-peer ip link set lo up
-peer ip addr add 10.77.0.2/24 dev "$IF" || exit 1
-peer ip link set "$IF" up || exit 1
+peer_ns 0000:00:0b.0 10.77.0.2/24
+P="nsenter -t $NS -n"
 rumpnet --virtio 0000:00:0a.0 --tap eth0=rn0 2>/tmp/rumpnet.log &
-for i in $(seq 100); do [ -e /sys/class/net/rn0 ] && break; sleep 0.2; done
-ip addr add 10.77.0.1/24 dev rn0 || { cat /tmp/rumpnet.log; exit 1; }
+wait_if rn0 /tmp/rumpnet.log
+ip addr add 10.77.0.1/24 dev rn0 || exit 1
 ip link set rn0 up || exit 1
-ping -c 5 -W 5 10.77.0.2 > /tmp/ping 2>&1
-echo "PING rc=$?"
-grep -E "transmitted|round-trip" /tmp/ping
-peer ping -c 3 -W 5 10.77.0.1 > /tmp/ping2 2>&1
-echo "PING-BACK rc=$?"
-dd if=/dev/urandom of=/tmp/sent bs=64k count=128 2>/dev/null
-# One transfer: $1 listens (in its namespace), $2 sends.
-transfer() {
-    rm -f /tmp/got
-    (sleep 120 | $1 nc -l -p 5001 > /tmp/got) &
-    sleep 1
-    T0=$(cut -d' ' -f1 /proc/uptime)
-    $2 nc $3 5001 < /tmp/sent
-    for i in $(seq 300); do
-        [ "$(wc -c < /tmp/got)" -ge 8388608 ] && break
-        sleep 0.1
-    done
-    T1=$(cut -d' ' -f1 /proc/uptime)
-    echo "TCP $4 bytes=$(wc -c < /tmp/got) start=$T0 end=$T1 same=$( [ "$(sha256sum < /tmp/sent)" = "$(sha256sum < /tmp/got)" ] && echo 1 || echo 0)"
-}
-transfer "nsenter -t $NS -n" "" 10.77.0.2 to-peer
-transfer "" "nsenter -t $NS -n" 10.77.0.1 from-peer
+rtt rumpnet 10.77.0.2
+rtt rumpnet-back 10.77.0.1 "$P"
+transfer "$P" "" 10.77.0.2 to-peer
+transfer "" "$P" 10.77.0.1 from-peer
 # The kernel's baseline: 0000:00:0c.0 here, 0000:00:0d.0 in a namespace.
-K1=$(ls /sys/bus/pci/devices/0000:00:0c.0/virtio*/net/)
-K2=$(ls /sys/bus/pci/devices/0000:00:0d.0/virtio*/net/)
-unshare -n sleep 900 &
-NS2=$!
-sleep 1
-ip link set "$K2" netns $NS2 || exit 1
-nsenter -t $NS2 -n ip addr add 10.78.0.2/24 dev "$K2"
-nsenter -t $NS2 -n ip link set "$K2" up
+peer_ns 0000:00:0d.0 10.78.0.2/24
+P="nsenter -t $NS -n"
+K1=$(kernel_if 0000:00:0c.0)
 ip addr add 10.78.0.1/24 dev "$K1" && ip link set "$K1" up
-ping -c 5 -W 5 10.78.0.2 | grep round-trip | sed 's/^/KERNEL /'
-transfer "nsenter -t $NS2 -n" "" 10.78.0.2 kernel-to-peer
-transfer "" "nsenter -t $NS2 -n" 10.78.0.1 kernel-from-peer
-echo "SENT $(sha256sum < /tmp/sent)"
+rtt kernel 10.78.0.2
+transfer "$P" "" 10.78.0.2 kernel-to-peer
+transfer "" "$P" 10.78.0.1 kernel-from-peer
+# A third function: the host's stack through TAP and Mach clients through
+# their filters, served at once (rumpnet-watch).
+peer_ns 0000:00:0f.0 10.79.0.2/24
+rumpnet-watch 0000:00:0e.0 rn2 25 > /tmp/watch.log 2>&1 &
+WATCH=$!
+wait_if rn2 /tmp/watch.log
+ip addr add 10.79.0.1/24 dev rn2 && ip link set rn2 up || exit 1
+for i in $(seq 50); do grep -q "WATCH ready" /tmp/watch.log && break; sleep 0.2; done
+rtt watched 10.79.0.2
+wait $WATCH
+cat /tmp/watch.log
 grep -iE "error|panic" /tmp/rumpnet.log
 kill %1 2>/dev/null
 exit 0
@@ -82,6 +58,7 @@ fn the_host_stack_pings_and_transfers_through_rumpnet_and_its_tap() {
         .module("virtio_net")
         .module("tun")
         .program("rumpnet", "rumpnet")
+        .program("vm-tests", "rumpnet-watch")
         .qemu(&[
             "-nic",
             "none",
@@ -102,41 +79,42 @@ fn the_host_stack_pings_and_transfers_through_rumpnet_and_its_tap() {
             "hubport,id=k1,hubid=1",
             "-device",
             "virtio-net-pci,netdev=k1,addr=0xd,mac=52:54:00:12:34:0d",
+            "-netdev",
+            "hubport,id=w0,hubid=2",
+            "-device",
+            "virtio-net-pci,netdev=w0,addr=0xe,mac=52:54:00:12:34:0e,\
+             disable-legacy=on,iommu_platform=on",
+            "-netdev",
+            "hubport,id=w1,hubid=2",
+            "-device",
+            "virtio-net-pci,netdev=w1,addr=0xf,mac=52:54:00:12:34:0f",
         ])
-        .run("rumpnet-tap", SCRIPT);
+        .run("rumpnet-tap", &format!("{}{SCRIPT}", netcheck::SHELL));
+    o.assert_success();
     // Every echo answered, both ways: ARP resolved through the TAP and
     // through rumpnet's address filter, ICMP through the driver.
-    o.assert_printed(&[
-        "PING rc=0",
-        "PING-BACK rc=0",
-        "5 packets transmitted, 5 packets received, 0% packet loss",
-    ]);
-    for (what, prefix) in [("rumpnet", "round-trip"), ("kernel ", "KERNEL round-trip")] {
-        if let Some(rtt) = o.lines(prefix).first() {
-            println!("ping, {what} (TCG): {rtt}");
-        }
+    for label in ["rumpnet", "rumpnet-back", "kernel", "watched"] {
+        assert_rtt(&o, label);
     }
-    // Mbit/s of a transfer, its data checked.
-    let rate = |dir: &str| {
-        let lines = o.lines(&format!("TCP {dir} "));
-        let line = lines
-            .first()
-            .unwrap_or_else(|| panic!("no {dir} transfer\n{}", o.log));
-        assert!(
-            field(line, "bytes") as u64 == 8_388_608,
-            "{line}\n{}",
-            o.log
-        );
-        assert!(
-            field(line, "same") as u64 == 1,
-            "checksums differ: {line}\n{}",
-            o.log
-        );
-        let secs = field(line, "end") - field(line, "start");
-        8.0 * 8.388_608 / secs.max(0.01)
-    };
+    // The Mach clients on the same NIC: the ICMP one got the 5 echo replies
+    // (inbound; the requests went out), the ARP one the peer's ARP, the
+    // third nothing; no frame its filter should have refused.
+    let watch = o
+        .lines("WATCH ")
+        .into_iter()
+        .find(|l| l.starts_with("icmp="))
+        .unwrap_or_else(|| panic!("no WATCH line\n{}", o.log));
+    println!("Mach clients beside the TAP: {watch}");
+    assert!(netcheck::field(watch, "icmp") >= 5.0, "{watch}");
+    assert!(netcheck::field(watch, "arp") >= 1.0, "{watch}");
+    for zero in ["other", "bad", "dropped_full"] {
+        assert!(netcheck::field(watch, zero) == 0.0, "{watch}");
+    }
     for dir in ["to-peer", "from-peer"] {
-        let (ours, kernel) = (rate(dir), rate(&format!("kernel-{dir}")));
+        let (ours, kernel) = (
+            transfer_mbits(&o, dir),
+            transfer_mbits(&o, &format!("kernel-{dir}")),
+        );
         println!(
             "TCP {dir}, 8 MiB (TCG): rumpnet {ours:.1} Mbit/s, kernel virtio_net {kernel:.1} \
              Mbit/s, ratio {:.2}",

@@ -10,20 +10,18 @@
 #[cfg(target_os = "linux")]
 mod check {
     use std::io;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     use rumpnet::nic::Nic;
     use rumpnet::virtio::VirtioNic;
+    use vm_tests::packet::{self, ETHERTYPE, PacketSocket, interface_of};
 
     /// Frames per direction.
     const FRAMES: usize = 2000;
     /// Frames sent but not yet received that a sender allows.
     const WINDOW: usize = 128;
-    /// The experimental ethertype the test frames carry.
-    const ETHERTYPE: u16 = 0x88b5;
     /// How long a side waits without progress before counting the rest
     /// as lost.
     const STALL: Duration = Duration::from_secs(3);
@@ -127,120 +125,6 @@ mod check {
         }
     }
 
-    /// The network interface of the kernel-driven function at `bdf`.
-    fn interface_of(bdf: &str) -> io::Result<String> {
-        for e in std::fs::read_dir(format!("/sys/bus/pci/devices/{bdf}"))? {
-            let e = e?;
-            if e.file_name().to_string_lossy().starts_with("virtio")
-                && let Ok(mut net) = std::fs::read_dir(e.path().join("net"))
-                && let Some(Ok(n)) = net.next()
-            {
-                return Ok(n.file_name().to_string_lossy().into_owned());
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{bdf}: no network interface"),
-        ))
-    }
-
-    fn parse_mac(s: &str) -> [u8; 6] {
-        let mut m = [0u8; 6];
-        for (b, p) in m.iter_mut().zip(s.trim().split(':')) {
-            *b = u8::from_str_radix(p, 16).expect("a MAC address");
-        }
-        m
-    }
-
-    fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r)
-        }
-    }
-
-    /// A raw packet socket on interface `index` for the test ethertype,
-    /// with a receive buffer that holds a whole window and a timeout.
-    fn packet_socket(index: i32) -> io::Result<OwnedFd> {
-        let proto = ETHERTYPE.to_be();
-        // SAFETY: plain socket creation.
-        let fd = cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto.into()) })?;
-        // SAFETY: a fresh descriptor this value owns from here on.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: a zeroed sockaddr_ll is valid; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = index;
-        // SAFETY: `sll` is a sockaddr_ll of the size given.
-        cvt(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const sll).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        })?;
-        let rcvbuf: libc::c_int = 8 << 20;
-        let timeout = libc::timeval {
-            tv_sec: 1,
-            tv_usec: 0,
-        };
-        // SAFETY: option values of the sizes given.
-        unsafe {
-            cvt(libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&raw const rcvbuf).cast(),
-                size_of::<libc::c_int>() as u32,
-            ))?;
-            cvt(libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as u32,
-            ))?;
-        }
-        Ok(fd)
-    }
-
-    /// Receives one frame that arrived on the interface (not one it sent).
-    fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            // SAFETY: a zeroed sockaddr_ll is valid; the kernel fills it.
-            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = size_of::<libc::sockaddr_ll>() as u32;
-            // SAFETY: `buf` and `from` are writable for the sizes given.
-            let n = unsafe {
-                libc::recvfrom(
-                    fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&raw mut from).cast(),
-                    &raw mut len,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if from.sll_pkttype != libc::PACKET_OUTGOING {
-                return Ok(n as usize);
-            }
-        }
-    }
-
-    fn send(fd: &OwnedFd, f: &[u8]) -> io::Result<()> {
-        // SAFETY: `f` is readable for its length; the socket is bound.
-        let n = unsafe { libc::send(fd.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
     pub fn main() -> io::Result<bool> {
         let mut args = std::env::args().skip(1);
         let (Some(ours), Some(kernel)) = (args.next(), args.next()) else {
@@ -254,13 +138,7 @@ mod check {
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let nic = VirtioNic::open(address)?;
         let ifname = interface_of(&kernel)?;
-        let kmac = parse_mac(&std::fs::read_to_string(format!(
-            "/sys/class/net/{ifname}/address"
-        ))?);
-        let index: i32 = std::fs::read_to_string(format!("/sys/class/net/{ifname}/ifindex"))?
-            .trim()
-            .parse()
-            .map_err(io::Error::other)?;
+        let (kmac, index) = packet::interface(&ifname)?;
         let vmac = nic.mac();
         println!(
             "NIC {} mac={} mtu={} link={} kernel={ifname}",
@@ -269,7 +147,7 @@ mod check {
             nic.mtu(),
             if nic.link_up() { "up" } else { "down" },
         );
-        let sock = Arc::new(packet_socket(index)?);
+        let sock = Arc::new(PacketSocket::open(index)?);
 
         // The kernel's side of the hub back to us: checked as they come.
         let from_kernel = Arc::new(Mutex::new(Seen::new()));
@@ -295,7 +173,7 @@ mod check {
                 let mut buf = vec![0u8; 2048];
                 let mut idle = Instant::now();
                 while seen.received < FRAMES && idle.elapsed() < STALL {
-                    match recv(&sock, &mut buf) {
+                    match sock.recv(&mut buf) {
                         Ok(len) => {
                             if seen.check(1, &buf[..len], kmac, vmac) {
                                 idle = Instant::now();
@@ -324,7 +202,7 @@ mod check {
         let t = Instant::now();
         for seq in 0..FRAMES {
             wait_window(&from_kernel_n, seq, WINDOW);
-            send(&sock, &frame(2, seq, vmac, kmac))?;
+            sock.send(&frame(2, seq, vmac, kmac))?;
         }
         wait_window(&from_kernel_n, FRAMES, 0);
         let elapsed = t.elapsed();
