@@ -304,6 +304,10 @@ impl Device for Open {
         // Mach: they go when their port dies.
         self.iface.filters.set_filter(ipc, port, priority, filter)
     }
+
+    fn remove_filter(&self, port: PortName) -> bool {
+        self.iface.filters.remove_port(port)
+    }
 }
 
 /// The driver: every interface under its names.

@@ -358,25 +358,74 @@ fn a_dead_client_loses_its_filter_and_nothing_leaks() {
         assert!(doomed.next(1000).is_some());
         doomed.task.terminate();
     }
-    // The next frame finds the port dead: its filter goes, the other
-    // client is served as before.
+    // Whichever comes first, the dead-name notification or the next
+    // frame, removes the filter; the other client is served as before.
     rig.wire.inject(&frame(MAC, IPV4, &[2; 46]));
     assert_eq!(live.all().len(), 2);
     let s = rig.iface.stats().filters;
     assert_eq!((s.filters, s.removed_dead), (1, 1));
     // The doomed task's device port goes at no-senders, on a server thread.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
+    eventually("the client's ports and names go", || {
         let after = rig.local.kernel().stats();
-        if (after.ports, after.names) == (baseline.ports, baseline.names) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{after:?} vs {baseline:?}"
-        );
+        (after.ports, after.names) == (baseline.ports, baseline.names)
+    });
+}
+
+/// Waits up to 5 s for `done`.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+#[test]
+fn a_dead_clients_filters_go_at_once_by_dead_name_notification() {
+    let rig = Rig::new();
+    let baseline = rig.local.kernel().stats();
+    {
+        let mut doomed = rig.client();
+        // Two filters in turn on one port (the second replaces the first
+        // and its notification request), then the client dies with no
+        // frame coming.
+        doomed.listen(0, &ipv4_arp()).unwrap();
+        doomed.listen(5, &only(ARP, 28, NETF_IN)).unwrap();
+        assert_eq!(rig.iface.stats().filters.filters, 1);
+        doomed.task.terminate();
+    }
+    eventually("the filter goes without a frame", || {
+        rig.iface.stats().filters.filters == 0
+    });
+    assert_eq!(rig.iface.stats().filters.removed_dead, 1);
+    eventually("every port and name of the client goes", || {
+        let after = rig.local.kernel().stats();
+        (after.ports, after.names) == (baseline.ports, baseline.names)
+    });
+    // A live client is unaffected, and a frame finds nothing stale.
+    let mut live = rig.client();
+    live.listen(0, &netf_all(NETF_IN)).unwrap();
+    rig.wire.inject(&frame(MAC, IPV4, &[3; 46]));
+    assert_eq!(live.all().len(), 1);
+}
+
+#[test]
+fn a_filter_port_released_while_alive_leaves_nothing_behind() {
+    let rig = Rig::new();
+    let baseline = rig.local.kernel().stats();
+    {
+        let iface = Arc::clone(&rig.iface);
+        let mut c = rig.client();
+        c.listen(0, &netf_all(NETF_IN)).unwrap();
+        // The interface drops its filters (as when it goes away): the
+        // server's right goes, the port-deleted notification follows.
+        iface.filters().clear();
+        c.task.terminate();
+    }
+    eventually("every port and name goes", || {
+        let after = rig.local.kernel().stats();
+        (after.ports, after.names) == (baseline.ports, baseline.names)
+    });
 }
 
 #[test]

@@ -75,6 +75,14 @@ pub trait Device: Send + Sync {
         Err(KernReturn::D_INVALID_OPERATION)
     }
 
+    /// `port`, a filter's port given to [`Device::set_filter`], died (the
+    /// server's dead-name notification): remove its filter and release the
+    /// right now. Returns whether there was one.
+    fn remove_filter(&self, port: PortName) -> bool {
+        let _ = port;
+        false
+    }
+
     /// The open ends (explicit close, or the client's last send right
     /// went away). Called once.
     fn close(&self) {}

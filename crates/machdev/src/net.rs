@@ -210,6 +210,24 @@ impl FilterSet {
         }
     }
 
+    /// `port` died (a dead-name notification): its filter goes now, rather
+    /// than at the next frame it would get, and its right is released.
+    /// Returns whether it had one here.
+    pub fn remove_port(&self, port: PortName) -> bool {
+        let found: Vec<Arc<Entry>> = self
+            .entries
+            .read()
+            .iter()
+            .filter(|e| e.port == port)
+            .cloned()
+            .collect();
+        if found.is_empty() {
+            return false;
+        }
+        self.remove_dead(&found);
+        true
+    }
+
     /// Removes every filter and releases its port (the interface goes
     /// away).
     pub fn clear(&self) {

@@ -86,6 +86,8 @@ enum Object {
     Control,
     /// Where the startup server sends `startup_dosync`.
     SyncNotify,
+    /// Where dead-name notifications of filter ports arrive.
+    FilterNotify,
 }
 
 /// The bootstrap chain this server is part of, once it has a control port.
@@ -113,6 +115,10 @@ pub struct DeviceServer {
     idle: AtomicIsize,
     stopping: AtomicBool,
     boot: Mutex<Option<Boot>>,
+    filter_notify: PortName,
+    /// The devices that hold a filter for each filter port (a name in this
+    /// task), told when it dies.
+    filter_ports: Mutex<BTreeMap<PortName, Vec<Arc<dyn Device>>>>,
 }
 
 impl core::fmt::Debug for DeviceServer {
@@ -140,13 +146,18 @@ impl DeviceServer {
         let portset = ipc.port_allocate(Right::PortSet)?;
         let master = ipc.port_allocate(Right::Receive)?;
         ipc.port_move_member(master, portset).result()?;
+        let filter_notify = ipc.port_allocate(Right::Receive)?;
+        ipc.port_move_member(filter_notify, portset).result()?;
         let server = Arc::new(Self {
             ipc,
             portset,
             master,
             drivers,
             next_master,
-            objects: RwLock::new(BTreeMap::from([(master, Object::Master)])),
+            objects: RwLock::new(BTreeMap::from([
+                (master, Object::Master),
+                (filter_notify, Object::FilterNotify),
+            ])),
             #[cfg(feature = "std")]
             config,
             #[cfg(feature = "std")]
@@ -155,6 +166,8 @@ impl DeviceServer {
             idle: AtomicIsize::new(0),
             stopping: AtomicBool::new(false),
             boot: Mutex::new(None),
+            filter_notify,
+            filter_ports: Mutex::new(BTreeMap::new()),
         });
         Ok(server)
     }
@@ -351,6 +364,9 @@ impl DeviceServer {
                 self.no_senders(device_port);
             }
             return;
+        }
+        if let Some(Object::FilterNotify) = object {
+            return self.on_filter_notification(&h, bytes);
         }
         let to = dev::reply_to(&h);
         let responder = Responder::new(Arc::clone(&self.ipc), to);
@@ -582,14 +598,76 @@ impl DeviceServer {
             } => {
                 // GNU Mach does not check the open's mode here either.
                 let result = open.device.set_filter(&self.ipc, port, priority, filter);
-                if result.is_err() {
-                    let _ = self.ipc.port_deallocate(port);
+                match result {
+                    Ok(()) => self.watch_filter_port(port, &open.device),
+                    Err(_) => {
+                        let _ = self.ipc.port_deallocate(port);
+                    }
                 }
                 responder.reply_with(|to| match result {
                     Ok(()) => dev::simple_reply(to),
                     Err(e) => dev::error_reply(to, e),
                 });
             }
+        }
+    }
+
+    /// Asks for a dead-name notification of filter port `port`, so that
+    /// its filter goes when the client dies, not at the next frame (which
+    /// still removes it if the request fails or comes late).
+    fn watch_filter_port(&self, port: PortName, device: &Arc<dyn Device>) {
+        {
+            let mut ports = self.filter_ports.lock();
+            let devices = ports.entry(port).or_default();
+            if !devices.iter().any(|d| Arc::ptr_eq(d, device)) {
+                devices.push(Arc::clone(device));
+            }
+        }
+        match self.ipc.request_notification(
+            port,
+            notify::DEAD_NAME,
+            1,
+            self.filter_notify,
+            tn::MAKE_SEND_ONCE,
+        ) {
+            // A second filter on the same port replaced the request.
+            Ok(previous) if previous != PortName::NULL => {
+                let _ = self.ipc.port_deallocate(previous);
+            }
+            Ok(_) => {}
+            Err(e) => log::debug!("no dead-name notification for port {}: {e:?}", port.0),
+        }
+    }
+
+    /// A notification about a filter port: dead (its filters go and the
+    /// notification's reference is released) or deleted (its filters
+    /// released it already); others (the send-once notification of a
+    /// replaced request) carry nothing to keep.
+    fn on_filter_notification(&self, h: &Header, bytes: &[u8]) {
+        let name = || {
+            let d = mach::msg::TypeDesc::read(bytes.get(mach::msg::HEADER_SIZE..)?).ok()?;
+            let at = mach::msg::HEADER_SIZE + d.desc_len();
+            let raw = bytes.get(at..at + 4)?;
+            Some(PortName(u32::from_ne_bytes(raw.try_into().ok()?)))
+        };
+        match h.id {
+            notify::DEAD_NAME | notify::PORT_DELETED => {
+                let Some(port) = name() else {
+                    log::warn!("a malformed notification {} on the filter port", h.id);
+                    return;
+                };
+                let devices = self.filter_ports.lock().remove(&port).unwrap_or_default();
+                if h.id == notify::DEAD_NAME {
+                    for d in &devices {
+                        if d.remove_filter(port) {
+                            log::debug!("filter port {} died: filter removed", port.0);
+                        }
+                    }
+                    // The reference the notification added to the dead name.
+                    let _ = self.ipc.port_deallocate(port);
+                }
+            }
+            _ => dev::destroy_request_resources(&*self.ipc, bytes),
         }
     }
 

@@ -85,7 +85,7 @@ transfer "" "$P_{l}" 10.{n}.0.1 {l}-from-{r}
 transfer "$K_{l}" "" 10.{k}.0.2 {l}-kernel-to-{r}
 transfer "" "$K_{l}" 10.{k}.0.1 {l}-kernel-from-{r}
 frames() {{
-    ($3 frame-rate recv $4 30 > /tmp/recv) &
+    ($3 frame-rate recv $4 15 > /tmp/recv) &
     R=$!
     sleep 1
     $1 frame-rate send $2 $5 {FRAMES} 60 > /tmp/sent-frames

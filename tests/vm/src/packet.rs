@@ -36,19 +36,40 @@ pub fn parse_mac(s: &str) -> io::Result<[u8; 6]> {
     Ok(m)
 }
 
-/// The MAC and index of the kernel's interface `ifname`.
+/// The MAC and index of the kernel's interface `ifname`, in this
+/// process's network namespace (sysfs shows the namespace that mounted it).
 ///
 /// # Errors
 /// No such interface.
 pub fn interface(ifname: &str) -> io::Result<([u8; 6], i32)> {
-    let mac = parse_mac(&std::fs::read_to_string(format!(
-        "/sys/class/net/{ifname}/address"
-    ))?)?;
-    let index = std::fs::read_to_string(format!("/sys/class/net/{ifname}/ifindex"))?
-        .trim()
-        .parse()
-        .map_err(io::Error::other)?;
-    Ok((mac, index))
+    let name = std::ffi::CString::new(ifname)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the name"))?;
+    // SAFETY: a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {ifname}"),
+        ));
+    }
+    // SAFETY: plain socket creation.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) })?;
+    // SAFETY: a fresh descriptor this value owns from here on.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: a zeroed ifreq is valid; the name is set below.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR fills the ifreq given.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &raw mut ifr) })?;
+    // SAFETY: SIOCGIFHWADDR set the hardware-address member.
+    let sa = unsafe { ifr.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(sa.sa_data) {
+        *m = b as u8;
+    }
+    Ok((mac, i32::try_from(index).map_err(io::Error::other)?))
 }
 
 /// The network interface of the kernel-driven virtio function at `bdf`.
