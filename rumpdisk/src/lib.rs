@@ -1,20 +1,16 @@
 //! rumpdisk: disks served over the Mach device interface.
 //!
-//! - [`disk::Disk`]: the back-end interface; [`image::Image`] serves host
-//!   files and block devices; [`virtio::VirtioDisk`] drives a virtio-blk
-//!   PCI function natively through the hypercall crate's PCI service; with
-//!   a rump kernel, `netbsd` serves NetBSD's disk drivers.
-//! - [`device::Disks`]: the `machdev` driver — device names, 512-byte
-//!   records, `DEV_GET_SIZE`/`DEV_GET_RECORDS`, `BLKRRPART`,
-//!   `DEV_FLUSH_CACHE`, and GNU Mach's error codes.
+//! The disk layer (device semantics, host images, NetBSD's disks, the NBD
+//! and ctl front ends) is the `diskdev` crate, shared with rumpusbdisk, and
+//! re-exported here under its module names. This crate adds the native
+//! virtio-blk driver, [`virtio::VirtioDisk`], which drives a virtio-blk PCI
+//! function through the hypercall crate's PCI service.
 
 #[cfg(target_os = "linux")]
-pub mod ctl;
-pub mod device;
-pub mod disk;
-pub mod image;
+pub use diskdev::ctl;
 #[cfg(target_os = "linux")]
-pub mod nbd;
+pub use diskdev::nbd;
 #[cfg(rump_kernel)]
-pub mod netbsd;
+pub use diskdev::netbsd;
+pub use diskdev::{device, disk, image};
 pub mod virtio;

@@ -33,7 +33,7 @@ use virtio_pci::{PciHal, Piece, io_err};
 /// (`virtio-pci` has it).
 pub use virtio_pci::{VirtioCap, virtio_caps};
 
-use crate::disk::{Disk, PAGE};
+use diskdev::disk::{Disk, PAGE};
 
 /// Sector size of virtio-blk.
 pub const SECTOR: u32 = SECTOR_SIZE as u32;
