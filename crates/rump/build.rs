@@ -4,6 +4,7 @@
 use netbsd_src::components::{self, ComponentSet};
 
 fn main() {
+    println!("cargo::rustc-check-cfg=cfg(rump_usb_no_dma)");
     let kernel = match netbsd_src::locate_for_build() {
         Ok(Some(k)) => k,
         Ok(None) => return,
@@ -18,6 +19,9 @@ fn main() {
     }
     if std::env::var_os("CARGO_FEATURE_PCI").is_some() {
         sets.push(components::RUMPDISK);
+    }
+    if std::env::var_os("CARGO_FEATURE_USB").is_some() {
+        sets.push(components::RUMPUSBDISK);
     }
     if std::env::var_os("CARGO_FEATURE_NET").is_some() {
         sets.push(components::RUMPNET);
@@ -36,7 +40,11 @@ fn main() {
         println!("cargo:rustc-cfg=rump_component=\"{c}\"");
     }
     println!("cargo:rustc-cfg=rump_kernel");
+    if kernel.usb_dma() == Some(false) {
+        println!("cargo:rustc-cfg=rump_usb_no_dma");
+    }
     println!("cargo:kernel={}", kernel.lib_dir.display());
+    println!("cargo:rustc-env=RUMP_LIB_DIR={}", kernel.lib_dir.display());
     println!("cargo:components={}", libs.join(" "));
     println!("cargo:rustc-env=RUMP_COMPONENTS={}", libs.join(" "));
 }

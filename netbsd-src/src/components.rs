@@ -61,6 +61,24 @@ pub const RUMPNET: ComponentSet = ComponentSet {
     ],
 };
 
+/// rumpusbdisk: USB host controllers on the rump PCI bus (EHCI, OHCI and
+/// UHCI in the 2016 tree; xHCI where a newer tree has it), the USB stack
+/// with its hubs, umass, and SCSI disks (`sd`).
+pub const RUMPUSBDISK: ComponentSet = ComponentSet {
+    required: &[
+        "rump",
+        "rumpvfs",
+        "rumpdev",
+        "rumpdev_disk",
+        "rumpdev_pci",
+        "rumpdev_usb",
+        "rumpdev_pci_usbhc",
+        "rumpdev_umass",
+        "rumpdev_scsipi",
+    ],
+    optional: &["rumpdev_pci_xhci"],
+};
+
 /// Disks through the kernel's disk layer, host images attached with etfs
 /// (rumpdisk's NetBSD back end without PCI drivers).
 pub const DISK: ComponentSet = ComponentSet {

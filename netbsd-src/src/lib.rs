@@ -153,6 +153,27 @@ impl RumpKernel {
             .find(|(_, p)| p.exists())
     }
 
+    /// Whether the kernel's USB stack can drive a host controller: its
+    /// `usbdi.c` must be built with `NUSB_DMA` > 0 (it then calls
+    /// `usb_allocmem_flags` for transfer buffers). The 2016 tree's rump
+    /// libusb lists the host controllers only as pseudo-roots, so config(1)
+    /// counts no `usb_dma` device, and `usbd_alloc_buffer` asserts on the
+    /// first transfer of a real controller. Read from the archive with
+    /// `nm` (binutils); `None` when there is no USB component or `nm`
+    /// cannot tell.
+    #[must_use]
+    pub fn usb_dma(&self) -> Option<bool> {
+        let (_, archive) = self.archive("rumpdev_usb")?;
+        let out = std::process::Command::new("nm")
+            .arg("-A")
+            .arg(&archive)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        usb_dma_in_symbols(&text)
+    }
+
     /// Resolves a component set against this install: every required
     /// component must exist; optional ones are kept only if present.
     /// Returns the library names in link order (leaf drivers first, the
@@ -217,6 +238,21 @@ pub fn kernel_linked_cfg(cfg: &str) -> bool {
     linked
 }
 
+/// [`RumpKernel::usb_dma`] from `nm -A` output of `librumpdev_usb`:
+/// whether `usbdi.o` calls `usb_allocmem_flags` (`None` without `usbdi.o`).
+#[must_use]
+pub fn usb_dma_in_symbols(nm: &str) -> Option<bool> {
+    let usbdi: Vec<&str> = nm.lines().filter(|l| l.contains("usbdi.o:")).collect();
+    if usbdi.is_empty() {
+        return None;
+    }
+    Some(
+        usbdi
+            .iter()
+            .any(|l| l.trim_end().ends_with(" U rumpns_usb_allocmem_flags")),
+    )
+}
+
 /// Build-script helper: locates the kernel, tells cargo when to look
 /// again, and declares the `rump_kernel` cfg.
 pub fn locate_for_build() -> Result<Option<RumpKernel>, LocateError> {
@@ -258,6 +294,17 @@ mod tests {
         let dir = fake_tree(&[]);
         let err = RumpKernel::from_prefix(&dir).unwrap_err();
         assert!(err.to_string().contains("librump.a"), "{err}");
+    }
+
+    #[test]
+    fn usb_dma_is_read_from_usbdi_references() {
+        let without = "librumpdev_usb.a:usbdi.o:0000000000000010 T rumpns_usbd_transfer\n\
+                       librumpdev_usb.a:usb_mem.o:00000000000002d0 T rumpns_usb_allocmem_flags\n";
+        assert_eq!(usb_dma_in_symbols(without), Some(false));
+        let with = "librumpdev_usb.a:usbdi.o:                 U rumpns_usb_allocmem_flags\n\
+                    librumpdev_usb.a:usbdi.o:0000000000000010 T rumpns_usbd_transfer\n";
+        assert_eq!(usb_dma_in_symbols(with), Some(true));
+        assert_eq!(usb_dma_in_symbols("librumpdev_usb.a:dummy.o:\n"), None);
     }
 
     #[test]

@@ -115,12 +115,39 @@ pub fn run<I: Ipc + ?Sized>(
                 c.close(d).map_err(|e| kr("close", e))?;
                 out.push(format!("{name}: cache flushed"));
             }
+            ["wait", name, secs] => out.push(wait(&c, master, name, number(secs)?)?),
             _ => {
                 return Err(format!(
-                    "unknown command {cmd:?} (size, write, read, verify, flush)"
+                    "unknown command {cmd:?} (size, write, read, verify, flush, wait)"
                 ));
             }
         }
     }
     Ok(out)
+}
+
+/// Opens `name` until it is there (a disk that attaches after the start, as
+/// USB sticks do) or `secs` have passed.
+fn wait<I: Ipc + ?Sized>(
+    c: &Client<'_, I>,
+    master: PortName,
+    name: &str,
+    secs: u64,
+) -> Result<String, String> {
+    let limit = std::time::Duration::from_secs(secs);
+    let start = std::time::Instant::now();
+    let d = loop {
+        match c.open(master, Mode::READ, name) {
+            Ok(d) => break d,
+            Err(KernReturn::D_NO_SUCH_DEVICE) if start.elapsed() < limit => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(kr(&format!("open {name}"), e)),
+        }
+    };
+    c.close(d).map_err(|e| kr("close", e))?;
+    Ok(format!(
+        "{name}: there after {:.1} s",
+        start.elapsed().as_secs_f64()
+    ))
 }

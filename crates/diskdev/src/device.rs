@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use mach::KernReturn;
 use machdev::{Device, Driver, Mode};
@@ -28,6 +28,11 @@ fn dev_err(e: &io::Error) -> KernReturn {
         }
         io::ErrorKind::OutOfMemory => KernReturn::D_NO_MEMORY,
         io::ErrorKind::NotFound => KernReturn::D_NO_SUCH_DEVICE,
+        // The device went away under the open (a USB stick pulled: NetBSD
+        // detached its disk).
+        _ if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::ENODEV)) => {
+            KernReturn::D_NO_SUCH_DEVICE
+        }
         _ => KernReturn::D_IO_ERROR,
     }
 }
@@ -205,6 +210,87 @@ impl Driver for Disks {
 
     fn sync(&self) {
         for (name, disk) in &self.disks {
+            if !disk.read_only()
+                && let Err(e) = disk.flush()
+            {
+                log::warn!("{name}: flush: {e}");
+            }
+        }
+    }
+}
+
+/// Opens the disk a name stands for at the moment of `device_open`.
+pub type DiskOpener = dyn Fn(&str) -> io::Result<Arc<dyn Disk>> + Send + Sync;
+
+/// Disks that come and go while the translator runs (USB sticks NetBSD
+/// attaches and detaches): every `device_open` of a name `claims` accepts
+/// opens the disk anew, so a stick plugged in after the start is served
+/// once its driver attached it, and one plugged in again opens again. An
+/// open whose disk went away fails its I/O with `D_NO_SUCH_DEVICE`. The
+/// same device semantics as [`Disks`] otherwise.
+pub struct AttachedDisks {
+    claims: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    open: Box<DiskOpener>,
+    opened: Mutex<Vec<(String, Weak<dyn Disk>)>>,
+}
+
+impl std::fmt::Debug for AttachedDisks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachedDisks").finish_non_exhaustive()
+    }
+}
+
+impl AttachedDisks {
+    /// A driver for the names `claims` accepts, opened by `open` (whose
+    /// `NotFound`, `ENXIO` or `ENODEV` mean no such disk now).
+    pub fn new(
+        claims: impl Fn(&str) -> bool + Send + Sync + 'static,
+        open: impl Fn(&str) -> io::Result<Arc<dyn Disk>> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            claims: Box::new(claims),
+            open: Box::new(open),
+            opened: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Driver for AttachedDisks {
+    fn claims(&self, name: &str) -> bool {
+        (self.claims)(name)
+    }
+
+    fn open(&self, name: &str, mode: Mode) -> Result<Arc<dyn Device>, KernReturn> {
+        let disk = (self.open)(name).map_err(|e| {
+            log::debug!("{name}: {e}");
+            dev_err(&e)
+        })?;
+        if mode.can_write() && disk.read_only() {
+            return Err(KernReturn::D_READ_ONLY);
+        }
+        {
+            let mut opened = self
+                .opened
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            opened.retain(|(_, d)| d.strong_count() > 0);
+            opened.push((name.to_owned(), Arc::downgrade(&disk)));
+        }
+        Ok(Arc::new(OpenDisk {
+            name: name.to_owned(),
+            disk,
+        }))
+    }
+
+    fn sync(&self) {
+        let opened: Vec<(String, Arc<dyn Disk>)> = self
+            .opened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|(n, d)| Some((n.clone(), d.upgrade()?)))
+            .collect();
+        for (name, disk) in opened {
             if !disk.read_only()
                 && let Err(e) = disk.flush()
             {

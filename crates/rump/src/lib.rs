@@ -30,6 +30,17 @@ use hypercall as _;
 /// Whether this build links a rump kernel.
 pub const LINKED: bool = cfg!(rump_kernel);
 
+/// Whether the linked kernel's USB stack can drive a real host controller
+/// (`netbsd_src::RumpKernel::usb_dma`: the 2016 tree's cannot; its usbdi.c
+/// asserts on the first transfer). True when it cannot be told.
+pub const USB_DMA: bool = !cfg!(rump_usb_no_dma);
+
+/// The library directory of the kernel linked (empty without one).
+pub const LIB_DIR: &str = match option_env!("RUMP_LIB_DIR") {
+    Some(d) => d,
+    None => "",
+};
+
 /// The components linked into this build (space-separated; empty when no
 /// kernel is linked).
 pub const COMPONENTS: &str = match option_env!("RUMP_COMPONENTS") {
