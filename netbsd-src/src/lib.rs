@@ -155,10 +155,11 @@ impl RumpKernel {
 
     /// Whether the kernel's USB stack can drive a host controller: its
     /// `usbdi.c` must be built with `NUSB_DMA` > 0 (it then calls
-    /// `usb_allocmem_flags` for transfer buffers). The 2016 tree's rump
-    /// libusb lists the host controllers only as pseudo-roots, so config(1)
-    /// counts no `usb_dma` device, and `usbd_alloc_buffer` asserts on the
-    /// first transfer of a real controller. Read from the archive with
+    /// `usb_allocmem_flags` for transfer buffers). usbdi.c reads
+    /// `usb_dma.h` only under `_KERNEL_OPT`, which rump builds do not
+    /// define, so in the 2016 tree `NUSB_DMA` is 0 and `usbd_alloc_buffer`
+    /// asserts on the first transfer of a real controller (a kernel built
+    /// with `CPPFLAGS.usbdi.c=-DNUSB_DMA=1` works). Read from the archive with
     /// `nm` (binutils); `None` when there is no USB component or `nm`
     /// cannot tell.
     #[must_use]

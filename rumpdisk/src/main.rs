@@ -85,6 +85,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut args = OptionArgs::new(rest);
     while let Some(key) = args.next_key() {
         let key = key.to_owned();
+        if args.common(HELP, "rumpdisk", env!("CARGO_PKG_VERSION"), &mut o.threads)? {
+            continue;
+        }
         match key.as_str() {
             "--image" => {
                 let v = args.value()?;
@@ -107,21 +110,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 o.virtio.push((name.to_owned(), address));
             }
             "--netbsd" => o.netbsd.push(args.value()?),
-            "--pci-dma" => {
-                let v = args.value()?;
-                o.pci_dma = Some(
-                    v.parse()
-                        .map_err(|_| format!("--pci-dma {v:?}: expected iommu or physical"))?,
-                );
-            }
-            "--netbsd-pci" => {
-                let v = args.value()?;
-                o.netbsd_pci.push(
-                    v.parse().map_err(|_| {
-                        format!("--netbsd-pci {v:?}: not a PCI address DDDD:BB:DD.F")
-                    })?,
-                );
-            }
+            "--pci-dma" => o.pci_dma = Some(args.parsed("expected iommu or physical")?),
+            "--netbsd-pci" => o
+                .netbsd_pci
+                .push(args.parsed("not a PCI address DDDD:BB:DD.F")?),
             "--netbsd-image" => {
                 let v = args.value()?;
                 let (name, path) = v
@@ -131,13 +123,6 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--read-only" => o.read_only = true,
             "--cache" => o.cache = args.value()?.parse()?,
-            "--threads" => {
-                o.threads = Some(
-                    args.value()?
-                        .parse()
-                        .map_err(|_| "--threads: not a number")?,
-                );
-            }
             "--nbd-unix" => o.nbd_unix = Some(PathBuf::from(args.value()?)),
             "--nbd-port" => {
                 o.nbd_port = Some(
@@ -148,14 +133,6 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--ctl" => o.ctl = Some(args.value()?),
             "--exit" => o.exit = true,
-            "-?" | "--help" => {
-                print!("{HELP}");
-                std::process::exit(0);
-            }
-            "-V" | "--version" => {
-                println!("rumpdisk {}", env!("CARGO_PKG_VERSION"));
-                std::process::exit(0);
-            }
             other => return Err(format!("unrecognized option '{other}'")),
         }
     }
@@ -254,9 +231,7 @@ fn pool(o: &Options) -> PoolConfig {
 
 #[cfg(target_os = "linux")]
 fn run(o: &Options) -> Result<(), String> {
-    if o.boot != BootOptions::default() {
-        return Err("the bootstrap-chain options need GNU Mach".to_owned());
-    }
+    o.boot.none_outside_mach()?;
     let disks = open_disks(o)?;
     // On Linux the device interface is served inside this process, on the
     // loopback kernel; NBD serves other processes.
@@ -265,10 +240,7 @@ fn run(o: &Options) -> Result<(), String> {
         .map_err(|e| format!("device server: {e}"))?;
     log::info!("serving {disks:?} over the device interface");
     if let Some(script) = &o.ctl {
-        let (client, master) = local.client().map_err(|e| e.to_string())?;
-        for line in rumpdisk::ctl::run(&client, master, script)? {
-            println!("{line}");
-        }
+        rumpdisk::ctl::run_local(&local, script)?;
         if o.exit {
             return Ok(());
         }

@@ -75,6 +75,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut args = OptionArgs::new(rest);
     while let Some(key) = args.next_key() {
         let key = key.to_owned();
+        if args.common(HELP, "rumpnet", env!("CARGO_PKG_VERSION"), &mut o.threads)? {
+            continue;
+        }
         match key.as_str() {
             "--virtio" => {
                 let v = args.value()?;
@@ -84,21 +87,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     })?));
             }
             "--netbsd" => o.interfaces.push(Backend::Netbsd(args.value()?)),
-            "--netbsd-pci" => {
-                let v = args.value()?;
-                o.netbsd_pci.push(
-                    v.parse().map_err(|_| {
-                        format!("--netbsd-pci {v:?}: not a PCI address DDDD:BB:DD.F")
-                    })?,
-                );
-            }
-            "--pci-dma" => {
-                let v = args.value()?;
-                o.pci_dma = Some(
-                    v.parse()
-                        .map_err(|_| format!("--pci-dma {v:?}: expected iommu or physical"))?,
-                );
-            }
+            "--netbsd-pci" => o
+                .netbsd_pci
+                .push(args.parsed("not a PCI address DDDD:BB:DD.F")?),
+            "--pci-dma" => o.pci_dma = Some(args.parsed("expected iommu or physical")?),
             "--tap" => {
                 let v = args.value()?;
                 let (name, iface) = v
@@ -106,21 +98,6 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .filter(|(n, i)| !n.is_empty() && !i.is_empty())
                     .ok_or_else(|| format!("--tap {v:?}: expected NAME=IFACE"))?;
                 o.taps.push((name.to_owned(), iface.to_owned()));
-            }
-            "--threads" => {
-                o.threads = Some(
-                    args.value()?
-                        .parse()
-                        .map_err(|_| "--threads: not a number")?,
-                );
-            }
-            "-?" | "--help" => {
-                print!("{HELP}");
-                std::process::exit(0);
-            }
-            "-V" | "--version" => {
-                println!("rumpnet {}", env!("CARGO_PKG_VERSION"));
-                std::process::exit(0);
             }
             other => return Err(format!("unrecognized option '{other}'")),
         }
@@ -202,9 +179,7 @@ fn pool(o: &Options) -> PoolConfig {
 
 #[cfg(target_os = "linux")]
 fn run(o: &Options) -> Result<(), String> {
-    if o.boot != BootOptions::default() {
-        return Err("the bootstrap-chain options need GNU Mach".to_owned());
-    }
+    o.boot.none_outside_mach()?;
     let interfaces = open_interfaces(o)?;
     for (name, host) in &o.taps {
         let iface = interfaces

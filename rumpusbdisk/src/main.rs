@@ -62,40 +62,22 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut args = OptionArgs::new(rest);
     while let Some(key) = args.next_key() {
         let key = key.to_owned();
+        if args.common(
+            HELP,
+            "rumpusbdisk",
+            env!("CARGO_PKG_VERSION"),
+            &mut o.threads,
+        )? {
+            continue;
+        }
         match key.as_str() {
-            "--netbsd-pci" => {
-                let v = args.value()?;
-                o.netbsd_pci.push(
-                    v.parse().map_err(|_| {
-                        format!("--netbsd-pci {v:?}: not a PCI address DDDD:BB:DD.F")
-                    })?,
-                );
-            }
-            "--pci-dma" => {
-                let v = args.value()?;
-                o.pci_dma = Some(
-                    v.parse()
-                        .map_err(|_| format!("--pci-dma {v:?}: expected iommu or physical"))?,
-                );
-            }
+            "--netbsd-pci" => o
+                .netbsd_pci
+                .push(args.parsed("not a PCI address DDDD:BB:DD.F")?),
+            "--pci-dma" => o.pci_dma = Some(args.parsed("expected iommu or physical")?),
             "--read-only" => o.read_only = true,
-            "--threads" => {
-                o.threads = Some(
-                    args.value()?
-                        .parse()
-                        .map_err(|_| "--threads: not a number")?,
-                );
-            }
             "--ctl" => o.ctl = Some(args.value()?),
             "--exit" => o.exit = true,
-            "-?" | "--help" => {
-                print!("{HELP}");
-                std::process::exit(0);
-            }
-            "-V" | "--version" => {
-                println!("rumpusbdisk {}", env!("CARGO_PKG_VERSION"));
-                std::process::exit(0);
-            }
             other => return Err(format!("unrecognized option '{other}'")),
         }
     }
@@ -126,7 +108,8 @@ fn disks(o: &Options) -> Result<Arc<dyn machdev::Driver>, String> {
         return Err(format!(
             "the NetBSD kernel this rumpusbdisk was built with ({}) cannot drive a USB host \
              controller: its librumpdev_usb was built without usb_dma (NUSB_DMA 0), so \
-             usbdi.c asserts on the first transfer; see docs/rumpusbdisk.md",
+             usbdi.c asserts on the first transfer; rebuild it with \
+             CPPFLAGS.usbdi.c=-DNUSB_DMA=1 (docs/rumpusbdisk.md)",
             rump::LIB_DIR
         ));
     }
@@ -159,18 +142,13 @@ fn pool(o: &Options) -> PoolConfig {
 
 #[cfg(target_os = "linux")]
 fn run(o: &Options) -> Result<(), String> {
-    if o.boot != BootOptions::default() {
-        return Err("the bootstrap-chain options need GNU Mach".to_owned());
-    }
+    o.boot.none_outside_mach()?;
     let driver = disks(o)?;
     let local = machdev::loopback::LocalServer::start(vec![driver], pool(o))
         .map_err(|e| format!("device server: {e}"))?;
     log::info!("serving sd0 ... over the device interface");
     if let Some(script) = &o.ctl {
-        let (client, master) = local.client().map_err(|e| e.to_string())?;
-        for line in diskdev::ctl::run(&client, master, script)? {
-            println!("{line}");
-        }
+        diskdev::ctl::run_local(&local, script)?;
         if o.exit {
             return Ok(());
         }

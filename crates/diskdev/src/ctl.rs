@@ -126,6 +126,19 @@ pub fn run<I: Ipc + ?Sized>(
     Ok(out)
 }
 
+/// Runs `script` against the server `local` (`--ctl`), printing each
+/// command's result.
+///
+/// # Errors
+/// The first command that fails.
+pub fn run_local(local: &machdev::loopback::LocalServer, script: &str) -> Result<(), String> {
+    let (client, master) = local.client().map_err(|e| e.to_string())?;
+    for line in run(&client, master, script)? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 /// Opens `name` until it is there (a disk that attaches after the start, as
 /// USB sticks do) or `secs` have passed.
 fn wait<I: Ipc + ?Sized>(

@@ -28,6 +28,16 @@ pub struct BootOptions {
 }
 
 impl BootOptions {
+    /// Refuses bootstrap-chain options where there is no GNU Mach to chain
+    /// with (a translator run on Linux).
+    pub fn none_outside_mach(&self) -> Result<(), String> {
+        if *self == Self::default() {
+            Ok(())
+        } else {
+            Err("the bootstrap-chain options need GNU Mach".to_owned())
+        }
+    }
+
     /// Takes the bootstrap options out of `args` (`--opt=N`, `--opt N`, or
     /// the short `-h`/`-d`/`-N` forms); returns the other arguments.
     pub fn parse(args: &[String]) -> Result<(Self, Vec<String>), String> {
@@ -103,6 +113,41 @@ impl OptionArgs {
                 .next()
                 .ok_or_else(|| format!("{} needs a value", self.key)),
         }
+    }
+
+    /// The current option's value parsed as a `T`; a value that does not
+    /// parse is `"--key VALUE: <expected>"`.
+    pub fn parsed<T: core::str::FromStr>(&mut self, expected: &str) -> Result<T, String> {
+        let v = self.value()?;
+        v.parse()
+            .map_err(|_| format!("{} {v:?}: {expected}", self.key))
+    }
+
+    /// The options every translator takes, for the current key: `--threads
+    /// N` into `threads`, and `-?`/`--help` (prints `help`) and
+    /// `-V`/`--version` (prints `name version`), which exit. Returns
+    /// whether the key was one of them.
+    #[cfg(feature = "std")]
+    pub fn common(
+        &mut self,
+        help: &str,
+        name: &str,
+        version: &str,
+        threads: &mut Option<usize>,
+    ) -> Result<bool, String> {
+        match self.key.as_str() {
+            "--threads" => *threads = Some(self.parsed("not a number")?),
+            "-?" | "--help" => {
+                std::print!("{help}");
+                std::process::exit(0);
+            }
+            "-V" | "--version" => {
+                std::println!("{name} {version}");
+                std::process::exit(0);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 }
 
