@@ -117,9 +117,36 @@ fn disks(o: &Options) -> Result<Arc<dyn machdev::Driver>, String> {
     let kernel = rump::Rump::init().map_err(|e| format!("NetBSD kernel: {e}"))?;
     let read_only = o.read_only;
     Ok(Arc::new(AttachedDisks::new(is_disk_name, move |name| {
-        let d = NetbsdDisk::open(kernel, &raw_device(name), read_only)?;
+        let path = raw_device(name);
+        make_node(kernel, name, &path)?;
+        let d = NetbsdDisk::open(kernel, &path, read_only)?;
         Ok(Arc::new(d) as Arc<dyn diskdev::disk::Disk>)
     })))
+}
+
+/// The kernel makes device nodes for `sd0` only: the raw whole-disk node of
+/// another unit is made from `/dev/rsd0d`'s major, with NetBSD's minor
+/// numbering (16 partitions a unit on amd64, `d` the raw one).
+#[cfg(rump_kernel)]
+fn make_node(kernel: rump::Rump, name: &str, path: &str) -> std::io::Result<()> {
+    const MAXPARTITIONS: u32 = 16;
+    const RAW_PART: u32 = 3;
+    let unit: u32 = name[2..]
+        .parse()
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    if unit == 0 || kernel.rdev(path).is_ok() {
+        return Ok(());
+    }
+    let major = rump::major(kernel.rdev("/dev/rsd0d")?);
+    match kernel.mknod(
+        path,
+        rump::S_IFCHR | 0o600,
+        rump::makedev(major, unit * MAXPARTITIONS + RAW_PART),
+    ) {
+        // Another open made it meanwhile.
+        Err(e) if e.errno().is_some_and(|e| e.0 == 17) => Ok(()),
+        r => r.map_err(Into::into),
+    }
 }
 
 #[cfg(not(rump_kernel))]

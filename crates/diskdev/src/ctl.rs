@@ -5,6 +5,12 @@
 //! `size NAME` · `write NAME OFFSET LEN BYTE` · `read NAME OFFSET LEN` ·
 //! `verify NAME OFFSET LEN BYTE` · `flush NAME`. Offsets and lengths are
 //! bytes (multiples of 512; `k`/`m` suffixes allowed), BYTE is a value.
+//!
+//! For disks that come and go (USB sticks): `wait NAME SECS` (until it
+//! opens), `gone NAME SECS` (until it no longer does), `hold NAME` (keep an
+//! open across commands), `held-read OFFSET LEN` (read through it, printing
+//! the outcome, error or not), `release`, and `print TEXT` (a marker, at
+//! once, for whoever watches the output).
 
 use mach::ipc::Ipc;
 use mach::{KernReturn, PortName};
@@ -35,132 +41,220 @@ fn kr(what: &str, e: KernReturn) -> String {
 
 /// Runs `script` against the device master `master`; returns what it
 /// printed, or the first failure.
+///
+/// # Errors
+/// The first command that fails.
 pub fn run<I: Ipc + ?Sized>(
     ipc: &I,
     master: PortName,
     script: &str,
 ) -> Result<Vec<String>, String> {
-    let c = Client::new(ipc);
     let mut out = Vec::new();
-    for cmd in script.split(';').map(str::trim).filter(|c| !c.is_empty()) {
-        let words: Vec<&str> = cmd.split_whitespace().collect();
-        let open = |name: &str, mode: u32| {
-            c.open(master, mode, name)
-                .map_err(|e| kr(&format!("open {name}"), e))
-        };
-        match words.as_slice() {
-            ["size", name] => {
-                let d = open(name, Mode::READ)?;
-                let size = c
-                    .get_status(d, DEV_GET_SIZE, 2)
-                    .map_err(|e| kr("DEV_GET_SIZE", e))?;
-                let recs = c
-                    .get_status(d, DEV_GET_RECORDS, 2)
-                    .map_err(|e| kr("DEV_GET_RECORDS", e))?;
-                c.close(d).map_err(|e| kr("close", e))?;
-                out.push(format!(
-                    "{name}: {} bytes, {} records of {} bytes",
-                    size[0], recs[0], recs[1]
-                ));
-            }
-            ["write", name, off, len, byte] => {
-                let (off, len, byte) = (number(off)?, number(len)?, number(byte)?);
-                let d = open(name, Mode::READ | Mode::WRITE)?;
-                let data = vec![
-                    u8::try_from(byte).map_err(|_| "BYTE must be 0..255".to_owned())?;
-                    len as usize
-                ];
-                let n = c
-                    .write(d, off / 512, &data)
-                    .map_err(|e| kr("device_write", e))?;
-                c.close(d).map_err(|e| kr("close", e))?;
-                out.push(format!("{name}: wrote {n} bytes of {byte:#04x} at {off}"));
-            }
-            ["read", name, off, len] => {
-                let (off, len) = (number(off)?, number(len)?);
-                let d = open(name, Mode::READ)?;
-                let len = i32::try_from(len).map_err(|_| "LEN too large".to_owned())?;
-                let data = c
-                    .read(d, off / 512, len)
-                    .map_err(|e| kr("device_read", e))?;
-                c.close(d).map_err(|e| kr("close", e))?;
-                let head: Vec<String> = data.iter().take(16).map(|b| format!("{b:02x}")).collect();
-                out.push(format!(
-                    "{name}: read {} bytes at {off}: {} ...",
-                    data.len(),
-                    head.join(" ")
-                ));
-            }
-            ["verify", name, off, len, byte] => {
-                let (off, len, byte) = (number(off)?, number(len)?, number(byte)?);
-                let d = open(name, Mode::READ)?;
-                let len = i32::try_from(len).map_err(|_| "LEN too large".to_owned())?;
-                let data = c
-                    .read(d, off / 512, len)
-                    .map_err(|e| kr("device_read", e))?;
-                c.close(d).map_err(|e| kr("close", e))?;
-                if data.len() != len as usize || data.iter().any(|&b| u64::from(b) != byte) {
-                    return Err(format!(
-                        "{name}: verify of {len} bytes at {off} against {byte:#04x} FAILED"
-                    ));
-                }
-                out.push(format!(
-                    "{name}: verified {len} bytes of {byte:#04x} at {off}"
-                ));
-            }
-            ["flush", name] => {
-                let d = open(name, Mode::WRITE)?;
-                c.set_status(d, DEV_FLUSH_CACHE, &[])
-                    .map_err(|e| kr("DEV_FLUSH_CACHE", e))?;
-                c.close(d).map_err(|e| kr("close", e))?;
-                out.push(format!("{name}: cache flushed"));
-            }
-            ["wait", name, secs] => out.push(wait(&c, master, name, number(secs)?)?),
-            _ => {
-                return Err(format!(
-                    "unknown command {cmd:?} (size, write, read, verify, flush, wait)"
-                ));
-            }
-        }
-    }
+    run_each(ipc, master, script, |l| out.push(l))?;
     Ok(out)
 }
 
+/// As [`run`], handing each line to `emit` as soon as its command is done.
+///
+/// # Errors
+/// The first command that fails.
+pub fn run_each<I: Ipc + ?Sized>(
+    ipc: &I,
+    master: PortName,
+    script: &str,
+    mut emit: impl FnMut(String),
+) -> Result<(), String> {
+    let mut s = Session {
+        c: Client::new(ipc),
+        master,
+        held: None,
+    };
+    let result = script
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .try_for_each(|cmd| s.command(cmd).map(&mut emit));
+    s.release();
+    result
+}
+
+/// A script's client, with the open `hold` keeps.
+struct Session<'a, I: Ipc + ?Sized> {
+    c: Client<'a, I>,
+    master: PortName,
+    held: Option<(String, PortName)>,
+}
+
+impl<I: Ipc + ?Sized> Session<'_, I> {
+    fn open(&self, name: &str, mode: u32) -> Result<PortName, String> {
+        self.c
+            .open(self.master, mode, name)
+            .map_err(|e| kr(&format!("open {name}"), e))
+    }
+
+    fn close(&self, d: PortName) -> Result<(), String> {
+        self.c.close(d).map_err(|e| kr("close", e))
+    }
+
+    fn command(&mut self, cmd: &str) -> Result<String, String> {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        match words.as_slice() {
+            ["size", name] => self.size(name),
+            ["write", name, off, len, byte] => {
+                self.write(name, number(off)?, number(len)?, number(byte)?)
+            }
+            ["read", name, off, len] => self.read(name, number(off)?, number(len)?),
+            ["verify", name, off, len, byte] => {
+                self.verify(name, number(off)?, number(len)?, number(byte)?)
+            }
+            ["flush", name] => {
+                let d = self.open(name, Mode::WRITE)?;
+                self.c
+                    .set_status(d, DEV_FLUSH_CACHE, &[])
+                    .map_err(|e| kr("DEV_FLUSH_CACHE", e))?;
+                self.close(d)?;
+                Ok(format!("{name}: cache flushed"))
+            }
+            ["wait", name, secs] => self.wait(name, number(secs)?, true),
+            ["gone", name, secs] => self.wait(name, number(secs)?, false),
+            ["hold", name] => {
+                self.release();
+                self.held = Some(((*name).to_owned(), self.open(name, Mode::READ)?));
+                Ok(format!("{name}: held open"))
+            }
+            ["held-read", off, len] => self.held_read(number(off)?, number(len)?),
+            ["release"] => {
+                self.release();
+                Ok("released".to_owned())
+            }
+            ["print", text @ ..] => Ok(text.join(" ")),
+            _ => Err(format!(
+                "unknown command {cmd:?} (size, write, read, verify, flush, wait, gone, hold, \
+                 held-read, release, print)"
+            )),
+        }
+    }
+
+    fn size(&self, name: &str) -> Result<String, String> {
+        let d = self.open(name, Mode::READ)?;
+        let size = self
+            .c
+            .get_status(d, DEV_GET_SIZE, 2)
+            .map_err(|e| kr("DEV_GET_SIZE", e))?;
+        let recs = self
+            .c
+            .get_status(d, DEV_GET_RECORDS, 2)
+            .map_err(|e| kr("DEV_GET_RECORDS", e))?;
+        self.close(d)?;
+        Ok(format!(
+            "{name}: {} bytes, {} records of {} bytes",
+            size[0], recs[0], recs[1]
+        ))
+    }
+
+    fn write(&self, name: &str, off: u64, len: u64, byte: u64) -> Result<String, String> {
+        let d = self.open(name, Mode::READ | Mode::WRITE)?;
+        let data = vec![
+            u8::try_from(byte).map_err(|_| "BYTE must be 0..255".to_owned())?;
+            usize::try_from(len).map_err(|_| "LEN too large".to_owned())?
+        ];
+        let n = self
+            .c
+            .write(d, off / 512, &data)
+            .map_err(|e| kr("device_write", e))?;
+        self.close(d)?;
+        Ok(format!("{name}: wrote {n} bytes of {byte:#04x} at {off}"))
+    }
+
+    fn read_all(&self, name: &str, off: u64, len: u64) -> Result<Vec<u8>, String> {
+        let d = self.open(name, Mode::READ)?;
+        let len = i32::try_from(len).map_err(|_| "LEN too large".to_owned())?;
+        let data = self
+            .c
+            .read(d, off / 512, len)
+            .map_err(|e| kr("device_read", e))?;
+        self.close(d)?;
+        Ok(data)
+    }
+
+    fn read(&self, name: &str, off: u64, len: u64) -> Result<String, String> {
+        let data = self.read_all(name, off, len)?;
+        let head: Vec<String> = data.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        Ok(format!(
+            "{name}: read {} bytes at {off}: {} ...",
+            data.len(),
+            head.join(" ")
+        ))
+    }
+
+    fn verify(&self, name: &str, off: u64, len: u64, byte: u64) -> Result<String, String> {
+        let data = self.read_all(name, off, len)?;
+        if data.len() as u64 != len || data.iter().any(|&b| u64::from(b) != byte) {
+            return Err(format!(
+                "{name}: verify of {len} bytes at {off} against {byte:#04x} FAILED"
+            ));
+        }
+        Ok(format!(
+            "{name}: verified {len} bytes of {byte:#04x} at {off}"
+        ))
+    }
+
+    /// Opens `name` until it is there (`present`) or until it is not, or
+    /// `secs` have passed.
+    fn wait(&self, name: &str, secs: u64, present: bool) -> Result<String, String> {
+        let limit = std::time::Duration::from_secs(secs);
+        let start = std::time::Instant::now();
+        loop {
+            match self.c.open(self.master, Mode::READ, name) {
+                Ok(d) if present => {
+                    self.close(d)?;
+                    break;
+                }
+                Err(KernReturn::D_NO_SUCH_DEVICE) if !present => break,
+                Ok(d) => self.close(d)?,
+                Err(KernReturn::D_NO_SUCH_DEVICE) => {}
+                Err(e) => return Err(kr(&format!("open {name}"), e)),
+            }
+            if start.elapsed() >= limit {
+                return Err(format!(
+                    "{name}: still {} after {secs} s",
+                    if present { "absent" } else { "there" }
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(format!(
+            "{name}: {} after {:.1} s",
+            if present { "there" } else { "gone" },
+            start.elapsed().as_secs_f64()
+        ))
+    }
+
+    fn held_read(&self, off: u64, len: u64) -> Result<String, String> {
+        let (name, d) = self
+            .held
+            .as_ref()
+            .ok_or_else(|| "held-read without hold".to_owned())?;
+        let len = i32::try_from(len).map_err(|_| "LEN too large".to_owned())?;
+        Ok(match self.c.read(*d, off / 512, len) {
+            Ok(data) => format!("{name}: held read of {} bytes at {off}: ok", data.len()),
+            Err(e) => format!("{name}: held read at {off}: {e}"),
+        })
+    }
+
+    fn release(&mut self) {
+        if let Some((_, d)) = self.held.take() {
+            let _ = self.c.close(d);
+        }
+    }
+}
+
 /// Runs `script` against the server `local` (`--ctl`), printing each
-/// command's result.
+/// command's result as it is done.
 ///
 /// # Errors
 /// The first command that fails.
 pub fn run_local(local: &machdev::loopback::LocalServer, script: &str) -> Result<(), String> {
     let (client, master) = local.client().map_err(|e| e.to_string())?;
-    for line in run(&client, master, script)? {
-        println!("{line}");
-    }
-    Ok(())
-}
-
-/// Opens `name` until it is there (a disk that attaches after the start, as
-/// USB sticks do) or `secs` have passed.
-fn wait<I: Ipc + ?Sized>(
-    c: &Client<'_, I>,
-    master: PortName,
-    name: &str,
-    secs: u64,
-) -> Result<String, String> {
-    let limit = std::time::Duration::from_secs(secs);
-    let start = std::time::Instant::now();
-    let d = loop {
-        match c.open(master, Mode::READ, name) {
-            Ok(d) => break d,
-            Err(KernReturn::D_NO_SUCH_DEVICE) if start.elapsed() < limit => {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Err(e) => return Err(kr(&format!("open {name}"), e)),
-        }
-    };
-    c.close(d).map_err(|e| kr("close", e))?;
-    Ok(format!(
-        "{name}: there after {:.1} s",
-        start.elapsed().as_secs_f64()
-    ))
+    run_each(&client, master, script, |line| println!("{line}"))
 }

@@ -20,6 +20,16 @@ pub const BLKRRPART: u32 = 0x125f;
 /// `device/device_types.h`).
 pub const DEV_FLUSH_CACHE: u32 = 2;
 
+/// NetBSD's `ENXIO` and `ENODEV` (a detached device).
+const NETBSD_ENXIO: i32 = 6;
+const NETBSD_ENODEV: i32 = 19;
+
+/// What opening a disk answered, as a device code (`SUCCESS` if it
+/// opened).
+fn dev_err_or_ok(r: io::Result<Arc<dyn Disk>>) -> KernReturn {
+    r.map_or_else(|e| dev_err(&e), |_| KernReturn::SUCCESS)
+}
+
 /// Maps a back-end error to a device error.
 fn dev_err(e: &io::Error) -> KernReturn {
     match e.kind() {
@@ -30,7 +40,10 @@ fn dev_err(e: &io::Error) -> KernReturn {
         io::ErrorKind::NotFound => KernReturn::D_NO_SUCH_DEVICE,
         // The device went away under the open (a USB stick pulled: NetBSD
         // detached its disk).
-        _ if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::ENODEV)) => {
+        _ if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::ENODEV))
+            || rump::netbsd_errno(e)
+                .is_some_and(|n| n.0 == NETBSD_ENXIO || n.0 == NETBSD_ENODEV) =>
+        {
             KernReturn::D_NO_SUCH_DEVICE
         }
         _ => KernReturn::D_IO_ERROR,
@@ -41,16 +54,34 @@ fn dev_err(e: &io::Error) -> KernReturn {
 struct OpenDisk {
     name: String,
     disk: Arc<dyn Disk>,
+    /// For disks that come and go: opens the name again, to tell an I/O
+    /// error of a disk that went away (`D_NO_SUCH_DEVICE`) from one of a
+    /// disk that is there (`D_IO_ERROR`).
+    reopen: Option<Arc<DiskOpener>>,
 }
 
 impl OpenDisk {
+    /// The device error for back-end error `e`.
+    fn err(&self, e: &io::Error) -> KernReturn {
+        match dev_err(e) {
+            KernReturn::D_IO_ERROR
+                if self.reopen.as_ref().is_some_and(|open| {
+                    dev_err_or_ok(open(&self.name)) == KernReturn::D_NO_SUCH_DEVICE
+                }) =>
+            {
+                KernReturn::D_NO_SUCH_DEVICE
+            }
+            k => k,
+        }
+    }
+
     /// The bytes a transfer of `len` at record `recnum` covers, as GNU
     /// Mach's block glue decides: a start past the end is `D_INVALID_SIZE`,
     /// a start at the end covers nothing, a transfer running past the end
     /// is cut there. Returns the byte offset and length.
     fn span(&self, recnum: u64, len: usize) -> Result<(u64, usize), KernReturn> {
         let sector = u64::from(self.disk.sector_size());
-        let size = self.disk.size().map_err(|e| dev_err(&e))?;
+        let size = self.disk.size().map_err(|e| self.err(&e))?;
         let offset = recnum
             .checked_mul(sector)
             .ok_or(KernReturn::D_INVALID_SIZE)?;
@@ -68,7 +99,7 @@ impl OpenDisk {
 
     fn fail(&self, what: &str, len: usize, offset: u64, e: &io::Error) -> KernReturn {
         log::warn!("{}: {what} of {len} bytes at {offset}: {e}", self.name);
-        dev_err(e)
+        self.err(e)
     }
 }
 
@@ -132,7 +163,7 @@ impl Device for OpenDisk {
 
     fn get_status(&self, flavor: u32, max: usize) -> Result<Vec<i32>, KernReturn> {
         let sector = self.disk.sector_size();
-        let size = self.disk.size().map_err(|e| dev_err(&e))?;
+        let size = self.disk.size().map_err(|e| self.err(&e))?;
         let value = match flavor {
             DEV_GET_SIZE => size,
             DEV_GET_RECORDS => size / u64::from(sector),
@@ -156,7 +187,7 @@ impl Device for OpenDisk {
     fn set_status(&self, flavor: u32, _status: &[i32]) -> Result<(), KernReturn> {
         match flavor {
             BLKRRPART => Ok(()),
-            DEV_FLUSH_CACHE => self.disk.flush().map_err(|e| dev_err(&e)),
+            DEV_FLUSH_CACHE => self.disk.flush().map_err(|e| self.err(&e)),
             _ => Err(KernReturn::D_INVALID_OPERATION),
         }
     }
@@ -205,6 +236,7 @@ impl Driver for Disks {
         Ok(Arc::new(OpenDisk {
             name: name.to_owned(),
             disk: Arc::clone(disk),
+            reopen: None,
         }))
     }
 
@@ -226,11 +258,13 @@ pub type DiskOpener = dyn Fn(&str) -> io::Result<Arc<dyn Disk>> + Send + Sync;
 /// attaches and detaches): every `device_open` of a name `claims` accepts
 /// opens the disk anew, so a stick plugged in after the start is served
 /// once its driver attached it, and one plugged in again opens again. An
-/// open whose disk went away fails its I/O with `D_NO_SUCH_DEVICE`. The
-/// same device semantics as [`Disks`] otherwise.
+/// open whose disk went away fails its I/O with `D_NO_SUCH_DEVICE`: an I/O
+/// error is checked by opening the name again (NetBSD answers a revoked
+/// device's reads with `EIO`, new opens with `ENXIO`). The same device
+/// semantics as [`Disks`] otherwise.
 pub struct AttachedDisks {
     claims: Box<dyn Fn(&str) -> bool + Send + Sync>,
-    open: Box<DiskOpener>,
+    open: Arc<DiskOpener>,
     opened: Mutex<Vec<(String, Weak<dyn Disk>)>>,
 }
 
@@ -249,7 +283,7 @@ impl AttachedDisks {
     ) -> Self {
         Self {
             claims: Box::new(claims),
-            open: Box::new(open),
+            open: Arc::new(open),
             opened: Mutex::new(Vec::new()),
         }
     }
@@ -279,6 +313,7 @@ impl Driver for AttachedDisks {
         Ok(Arc::new(OpenDisk {
             name: name.to_owned(),
             disk,
+            reopen: Some(Arc::clone(&self.open)),
         }))
     }
 

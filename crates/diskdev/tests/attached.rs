@@ -1,8 +1,10 @@
 //! `AttachedDisks` over the loopback kernel: disks that come and go, as USB
 //! sticks do under rumpusbdisk. A stick that is absent is
 //! `D_NO_SUCH_DEVICE`; one plugged in later opens; I/O on an open whose
-//! stick was pulled is `D_NO_SUCH_DEVICE` (the back end's `ENXIO`), with no
-//! stale data; plugged in again, it opens again and shows what it holds.
+//! stick was pulled is `D_NO_SUCH_DEVICE` (the back end answers `EIO`, as
+//! NetBSD's revoked devices do, and the name no longer opens), with no
+//! stale data, while a medium error of a stick that is there stays
+//! `D_IO_ERROR`; plugged in again, it opens again and shows what it holds.
 
 #![cfg(target_os = "linux")]
 
@@ -24,19 +26,28 @@ struct Stick {
     present: Mutex<bool>,
     read_only: bool,
     flushes: Mutex<u32>,
+    /// Reads fail with a medium error (`EIO`) while it is there.
+    failing: Mutex<bool>,
 }
 
 /// The disk an open gets: the stick while it stays plugged in.
 struct Attached(Arc<Stick>);
 
+/// What a new open of a pulled stick answers.
 fn gone() -> io::Error {
     io::Error::from_raw_os_error(libc::ENXIO)
+}
+
+/// What I/O on an open of a pulled stick answers (NetBSD revokes the
+/// device: its reads and writes fail with `EIO`).
+fn revoked() -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO)
 }
 
 impl Disk for Attached {
     fn size(&self) -> io::Result<u64> {
         if !*self.0.present.lock().unwrap() {
-            return Err(gone());
+            return Err(revoked());
         }
         Ok(self.0.data.lock().unwrap().len() as u64)
     }
@@ -48,7 +59,10 @@ impl Disk for Attached {
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         if !*self.0.present.lock().unwrap() {
-            return Err(gone());
+            return Err(revoked());
+        }
+        if *self.0.failing.lock().unwrap() {
+            return Err(revoked());
         }
         let d = self.0.data.lock().unwrap();
         buf.copy_from_slice(&d[offset as usize..offset as usize + buf.len()]);
@@ -56,7 +70,7 @@ impl Disk for Attached {
     }
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         if !*self.0.present.lock().unwrap() {
-            return Err(gone());
+            return Err(revoked());
         }
         self.0.data.lock().unwrap()[offset as usize..offset as usize + data.len()]
             .copy_from_slice(data);
@@ -135,8 +149,14 @@ fn sticks_come_and_go_and_their_opens_fail_cleanly_while_gone() {
     );
     assert_eq!(c.open(master, rw, "sd0"), Err(KernReturn::D_NO_SUCH_DEVICE));
     c.close(d).unwrap();
-    // Back: it opens again and holds what was written before.
+    // A medium error of a stick that is there stays D_IO_ERROR.
     rig.plug("sd0", true);
+    let d = c.open(master, rw, "sd0").unwrap();
+    *rig.sticks["sd0"].failing.lock().unwrap() = true;
+    assert_eq!(c.read(d, 0, 512), Err(KernReturn::D_IO_ERROR));
+    *rig.sticks["sd0"].failing.lock().unwrap() = false;
+    c.close(d).unwrap();
+    // Back: it opens again and holds what was written before.
     let d = c.open(master, Mode::READ, "sd0").unwrap();
     assert_eq!(c.read(d, 8, 512).unwrap(), vec![0xa5; 512]);
     c.close(d).unwrap();

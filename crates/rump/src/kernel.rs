@@ -98,6 +98,33 @@ impl Rump {
         cvt(|| format!("open {path}"), fd).map(|fd| Fd { fd })
     }
 
+    /// Creates device node `path` (`mode` with `S_IFCHR`/`S_IFBLK`, `dev`
+    /// from [`crate::makedev`]).
+    pub fn mknod(self, path: &str, mode: u32, dev: u64) -> Result<(), RumpError> {
+        let c = CString::new(path)?;
+        // SAFETY: NUL-terminated path.
+        cvt(|| format!("mknod {path}"), unsafe {
+            sys::rump_sys_mknod(c.as_ptr(), mode, dev)
+        })
+        .map(drop)
+    }
+
+    /// The device number of device node `path` (`st_rdev`).
+    pub fn rdev(self, path: &str) -> Result<u64, RumpError> {
+        /// NetBSD's `struct stat` on LP64 is 152 bytes; `st_rdev` is at 40.
+        #[repr(C, align(8))]
+        struct Stat([u8; 256]);
+        let c = CString::new(path)?;
+        let mut st = Stat([0; 256]);
+        // SAFETY: NUL-terminated path; the buffer is larger than a stat.
+        cvt(|| format!("stat {path}"), unsafe {
+            sys::rump_sys_stat(c.as_ptr(), st.0.as_mut_ptr().cast())
+        })?;
+        Ok(u64::from_ne_bytes(
+            st.0[40..48].try_into().expect("8 bytes"),
+        ))
+    }
+
     /// Creates directory `path`.
     pub fn mkdir(self, path: &str, mode: u32) -> Result<(), RumpError> {
         let c = CString::new(path)?;

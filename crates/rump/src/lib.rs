@@ -83,17 +83,60 @@ impl RumpError {
     }
 }
 
+/// A kernel error carried as a host I/O error: the host's kind and
+/// message, with NetBSD's errno kept for callers that tell errors apart
+/// by more than the host's kind ([`netbsd_errno`]).
+#[derive(Debug)]
+pub struct KernelIoError {
+    op: String,
+    errno: NetbsdErrno,
+    host: std::io::Error,
+}
+
+impl std::fmt::Display for KernelIoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.op, self.host)
+    }
+}
+
+impl std::error::Error for KernelIoError {}
+
+/// The NetBSD errno behind an I/O error made from a [`RumpError`].
+#[must_use]
+pub fn netbsd_errno(e: &std::io::Error) -> Option<NetbsdErrno> {
+    e.get_ref()?
+        .downcast_ref::<KernelIoError>()
+        .map(|k| k.errno)
+}
+
 impl From<RumpError> for std::io::Error {
     fn from(e: RumpError) -> Self {
         match e {
             RumpError::Kernel { op, errno } => {
                 let host = errno.to_io();
-                std::io::Error::new(host.kind(), format!("{op}: {host}"))
+                std::io::Error::new(host.kind(), KernelIoError { op, errno, host })
             }
             RumpError::Nul(n) => std::io::Error::new(std::io::ErrorKind::InvalidInput, n),
         }
     }
 }
+
+/// NetBSD's `makedev(major, minor)`.
+#[must_use]
+pub const fn makedev(major: u32, minor: u32) -> u64 {
+    ((major as u64) << 8) & 0x000f_ff00
+        | (minor as u64 & 0xff)
+        | ((minor as u64) << 12) & 0xfff0_0000
+}
+
+/// NetBSD's `major(dev)`.
+#[must_use]
+pub const fn major(dev: u64) -> u32 {
+    ((dev & 0x000f_ff00) >> 8) as u32
+}
+
+/// `S_IFCHR`.
+pub const S_IFCHR: u32 = 0o020_000;
 
 /// NetBSD `open(2)` flags.
 pub mod oflags {
@@ -235,6 +278,13 @@ pub mod mount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_numbers_are_netbsds() {
+        assert_eq!(makedev(4, 19), 0x413);
+        assert_eq!(makedev(13, 0x1234), 0x0120_0d34);
+        assert_eq!(major(makedev(13, 0x1234)), 13);
+    }
 
     #[test]
     fn kernel_errors_map_to_host_errors() {

@@ -55,6 +55,12 @@ unsafe extern "C" {
     /// Releases the calling thread's LWP (it is freed when unscheduled).
     pub fn rump_pub_lwproc_releaselwp();
 
+    /// `mknod(2)` (NetBSD 5's, with a 64-bit `dev_t`).
+    #[link_name = "rump___sysimpl_mknod50"]
+    pub fn rump_sys_mknod(path: *const c_char, mode: u32, dev: u64) -> c_int;
+    /// `stat(2)` (NetBSD 5's `struct stat`).
+    #[link_name = "rump___sysimpl_stat50"]
+    pub fn rump_sys_stat(path: *const c_char, st: *mut c_void) -> c_int;
     /// `open(2)`.
     #[link_name = "rump___sysimpl_open"]
     pub fn rump_sys_open(path: *const c_char, flags: c_int, ...) -> c_int;

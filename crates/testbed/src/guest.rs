@@ -67,6 +67,7 @@ pub struct Guest {
     /// Programs linked with the NetBSD rump kernel at `RUMP_PREFIX`.
     kernel_programs: Vec<(String, String)>,
     qemu_args: Vec<String>,
+    hooks: Vec<qemu::Hook>,
 }
 
 /// What a guest run printed.
@@ -151,6 +152,18 @@ impl Guest {
         self
     }
 
+    /// Sends the QEMU monitor `command` (hot-plug: `device_del`,
+    /// `device_add` ...) once the guest prints the line `marker`; hooks run
+    /// in the order given.
+    #[must_use]
+    pub fn on_line(mut self, marker: &str, command: &str) -> Self {
+        self.hooks.push(qemu::Hook {
+            marker: marker.to_owned(),
+            command: command.to_owned(),
+        });
+        self
+    }
+
     /// Boots, runs `script` with busybox `sh` and waits for the guest to
     /// power off. The run's files stay in `target/vm-testbed/<name>/`.
     ///
@@ -187,7 +200,13 @@ impl Guest {
             "console=ttyS0 loglevel=3 panic=-1 intel_iommu=on iommu=pt rdinit=/init".to_owned(),
         ]);
         args.extend(self.qemu_args.iter().cloned());
-        let log = qemu::run(&args, &serial, LIMIT, &format!("vm-testbed {name}"));
+        let log = qemu::run_with_hooks(
+            &args,
+            &serial,
+            LIMIT,
+            &format!("vm-testbed {name}"),
+            &self.hooks,
+        );
         let mut output = Vec::new();
         let mut status = None;
         let mut inside = false;

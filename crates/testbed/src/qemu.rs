@@ -28,9 +28,44 @@ const STUCK_AT_START: Duration = Duration::from_secs(30);
 /// runs past `limit` (it is killed): with the console, naming `what`.
 #[must_use]
 pub fn run(args: &[String], serial: &Path, limit: Duration, what: &str) -> String {
+    run_with_hooks(args, serial, limit, what, &[])
+}
+
+/// A QEMU monitor command sent when the guest prints a line.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// The whole line the guest's console shows first.
+    pub marker: String,
+    /// The human monitor command then (`device_del stick` ...).
+    pub command: String,
+}
+
+/// [`run`], with a human monitor on a Unix socket beside the serial log
+/// and `hooks` carried out in order: each command once its marker line
+/// is on the console (what the guest does next must wait for its effect).
+///
+/// # Panics
+/// As [`run`]; and if the monitor cannot be reached.
+#[must_use]
+pub fn run_with_hooks(
+    args: &[String],
+    serial: &Path,
+    limit: Duration,
+    what: &str,
+    hooks: &[Hook],
+) -> String {
     let stderr_path = serial.with_file_name("qemu.stderr");
-    let (end, elapsed) = match attempt(args, serial, limit, true, what) {
-        (End::Stuck, _) => attempt(args, serial, limit, false, what),
+    let mut args = args.to_vec();
+    if !hooks.is_empty() {
+        let sock = serial.with_file_name("monitor.sock");
+        let _ = std::fs::remove_file(&sock);
+        args.extend([
+            "-monitor".to_owned(),
+            format!("unix:{},server=on,wait=off", sock.display()),
+        ]);
+    }
+    let (end, elapsed) = match attempt(&args, serial, limit, true, what, hooks) {
+        (End::Stuck, _) => attempt(&args, serial, limit, false, what, hooks),
         ended => ended,
     };
     let log = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
@@ -63,7 +98,10 @@ fn attempt(
     limit: Duration,
     watch_start: bool,
     what: &str,
+    hooks: &[Hook],
 ) -> (End, Duration) {
+    let mut pending = hooks.iter();
+    let mut next = pending.next();
     let _ = std::fs::remove_file(serial);
     let stderr =
         std::fs::File::create(serial.with_file_name("qemu.stderr")).expect("QEMU's stderr file");
@@ -93,6 +131,22 @@ fn attempt(
         if start.elapsed() > limit {
             break End::TimedOut;
         }
+        if let Some(h) = next {
+            let console = std::fs::read(serial).unwrap_or_default();
+            if String::from_utf8_lossy(&console)
+                .lines()
+                .any(|l| l.trim_end_matches('\r') == h.marker)
+            {
+                let reply = monitor(&serial.with_file_name("monitor.sock"), &h.command);
+                eprintln!(
+                    "{what}: {:?} -> monitor {:?}: {}",
+                    h.marker,
+                    h.command,
+                    reply.trim()
+                );
+                next = pending.next();
+            }
+        }
         std::thread::sleep(Duration::from_millis(20));
     };
     if !matches!(end, End::Exited(_)) {
@@ -100,6 +154,37 @@ fn attempt(
         let _ = child.wait();
     }
     (end, start.elapsed())
+}
+
+/// Sends `command` to the human monitor at `sock`; returns what it printed
+/// up to its next prompt.
+fn monitor(sock: &Path, command: &str) -> String {
+    use std::io::{Read, Write};
+    let mut m = std::os::unix::net::UnixStream::connect(sock)
+        .unwrap_or_else(|e| panic!("QEMU monitor {}: {e}", sock.display()));
+    m.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a timeout");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The banner and first prompt, then the command's output and the next.
+    let mut prompts = 0;
+    let mut sent = false;
+    while prompts < 2 {
+        let n = m.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        prompts = String::from_utf8_lossy(&seen).matches("(qemu)").count();
+        if prompts >= 1 && !sent {
+            m.write_all(format!("{command}\n").as_bytes())
+                .expect("write to the monitor");
+            sent = true;
+        }
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    text.split_once(command)
+        .map_or(text.clone(), |(_, after)| after.replace("(qemu)", ""))
 }
 
 /// Where the threads of process `pid` are: each one's state and the kernel
