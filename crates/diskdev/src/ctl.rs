@@ -11,6 +11,10 @@
 //! open across commands), `held-read OFFSET LEN` (read through it, printing
 //! the outcome, error or not), `release`, and `print TEXT` (a marker, at
 //! once, for whoever watches the output).
+//!
+//! Timings: `rate NAME read|write MIB` (sequential 1 MiB transfers; a write
+//! run ends with a cache flush) and `random NAME COUNT` (4 KiB reads at
+//! pseudo-random offsets).
 
 use mach::ipc::Ipc;
 use mach::{KernReturn, PortName};
@@ -128,9 +132,13 @@ impl<I: Ipc + ?Sized> Session<'_, I> {
                 Ok("released".to_owned())
             }
             ["print", text @ ..] => Ok(text.join(" ")),
+            ["rate", name, dir @ ("read" | "write"), mib] => {
+                self.rate(name, *dir == "write", number(mib)?)
+            }
+            ["random", name, count] => self.random(name, number(count)?),
             _ => Err(format!(
                 "unknown command {cmd:?} (size, write, read, verify, flush, wait, gone, hold, \
-                 held-read, release, print)"
+                 held-read, release, print, rate, random)"
             )),
         }
     }
@@ -240,6 +248,83 @@ impl<I: Ipc + ?Sized> Session<'_, I> {
             Ok(data) => format!("{name}: held read of {} bytes at {off}: ok", data.len()),
             Err(e) => format!("{name}: held read at {off}: {e}"),
         })
+    }
+
+    /// Sequential 1 MiB `device_read`s (or `device_write`s, then a cache
+    /// flush) of the first `mib` MiB of `name`, timed.
+    // Rates are floating point; the counts are far below 2^52.
+    #[allow(clippy::cast_precision_loss)]
+    fn rate(&self, name: &str, write: bool, mib: u64) -> Result<String, String> {
+        const MIB: u32 = 1 << 20;
+        let d = self.open(
+            name,
+            if write {
+                Mode::READ | Mode::WRITE
+            } else {
+                Mode::READ
+            },
+        )?;
+        let data = vec![0xc3u8; MIB as usize];
+        let start = std::time::Instant::now();
+        for i in 0..mib {
+            let rec = i * u64::from(MIB) / 512;
+            let n = if write {
+                self.c
+                    .write(d, rec, &data)
+                    .map_err(|e| kr("device_write", e))?
+            } else {
+                let got = self
+                    .c
+                    .read(d, rec, MIB as i32)
+                    .map_err(|e| kr("device_read", e))?;
+                i32::try_from(got.len()).unwrap_or(0)
+            };
+            if n != MIB as i32 {
+                return Err(format!("{name}: a 1 MiB transfer moved {n} bytes"));
+            }
+        }
+        if write {
+            self.c
+                .set_status(d, DEV_FLUSH_CACHE, &[])
+                .map_err(|e| kr("DEV_FLUSH_CACHE", e))?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        self.close(d)?;
+        Ok(format!(
+            "RATE {name} {} {mib} MiB in {secs:.3} s: {:.2} MiB/s",
+            if write { "write" } else { "read" },
+            mib as f64 / secs.max(1e-9)
+        ))
+    }
+
+    /// `count` 4 KiB `device_read`s at pseudo-random 4 KiB-aligned offsets
+    /// of `name`, timed.
+    #[allow(clippy::cast_precision_loss)]
+    fn random(&self, name: &str, count: u64) -> Result<String, String> {
+        let d = self.open(name, Mode::READ)?;
+        let size = self
+            .c
+            .get_status(d, DEV_GET_SIZE, 2)
+            .map_err(|e| kr("DEV_GET_SIZE", e))?;
+        let blocks = (u64::try_from(size[0]).unwrap_or(0) / 4096).max(1);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let start = std::time::Instant::now();
+        for _ in 0..count {
+            // xorshift: the same offsets in every run.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let rec = (x % blocks) * 8;
+            self.c
+                .read(d, rec, 4096)
+                .map_err(|e| kr("device_read", e))?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        self.close(d)?;
+        Ok(format!(
+            "RANDOM {name} {count} reads of 4 KiB in {secs:.3} s: {:.0} IOPS",
+            count as f64 / secs.max(1e-9)
+        ))
     }
 
     fn release(&mut self) {

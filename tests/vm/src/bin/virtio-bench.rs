@@ -14,7 +14,8 @@
 //!   `pread`/`pwrite` of 1 MiB (what `dd iflag=direct`/`oflag=direct` do),
 //!   then `fsync`; prints `KERNEL ...`.
 //!
-//! Lines: `<WHO> read <MiB/s>`, `<WHO> write <MiB/s>`.
+//! Lines: `<WHO> read <MiB/s>`, `<WHO> write <MiB/s>`; with `--random N`
+//! (before the target), `<WHO> random4k <IOPS>` of N 4 KiB reads.
 
 // A measuring tool: rates are floating point.
 #![allow(clippy::cast_precision_loss)]
@@ -32,11 +33,19 @@ fn main() {
     // What the lines say the figures are of (default: the driver's name).
     let label = args.next_if(|a| a == "--label").and_then(|_| args.next());
     let netbsd = args.next_if(|a| a == "--netbsd").is_some();
+    // Then this many 4 KiB reads at pseudo-random offsets.
+    let random = args
+        .next_if(|a| a == "--random")
+        .and_then(|_| args.next())
+        .and_then(|n| n.parse::<u64>().ok());
     let (Some(target), Some(mib)) = (
         args.next(),
         args.next().and_then(|a| a.parse::<usize>().ok()),
     ) else {
-        eprintln!("usage: virtio-bench [--label NAME] [--netbsd] DDDD:BB:DD.F|/dev/vdX|DEVICE MIB");
+        eprintln!(
+            "usage: virtio-bench [--label NAME] [--netbsd] [--random N] \
+             DDDD:BB:DD.F|/dev/vdX|DEVICE MIB"
+        );
         std::process::exit(64);
     };
     let (who, disk): (&str, Box<dyn Disk>) = if netbsd {
@@ -79,6 +88,24 @@ fn main() {
     let who = label.as_deref().unwrap_or(who);
     println!("{who} read {read:.1}");
     println!("{who} write {write:.1}");
+    if let Some(count) = random {
+        // The offsets rumpdisk's `--ctl random` reads (xorshift).
+        let size = disk.size().expect("size");
+        let blocks = (size / 4096).max(1);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let t = Instant::now();
+        for _ in 0..count {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            disk.read_at((x % blocks) * 4096, &mut buf[..4096])
+                .expect("read");
+        }
+        println!(
+            "{who} random4k {:.0}",
+            count as f64 / t.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// NetBSD's disk `name` in a rump kernel booted here.
