@@ -44,7 +44,8 @@ transfer() {
     (sleep 120 | $1 nc -l -p 5001 > /tmp/got) &
     sleep 1
     T0=$(cut -d' ' -f1 /proc/uptime)
-    $2 nc $3 5001 < /tmp/sent
+    # A stalled link fails this transfer, not the whole run.
+    timeout 60 $2 nc $3 5001 < /tmp/sent
     for i in $(seq 300); do
         [ "$(wc -c < /tmp/got)" -ge 8388608 ] && break
         sleep 0.1
