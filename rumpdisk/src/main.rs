@@ -188,10 +188,8 @@ fn add_netbsd_disks(
     }
     // The kernel's PCI bus holds what was given, nothing else (without
     // --netbsd-pci, RUMP_PCI_DEVICES).
-    if !o.netbsd_pci.is_empty() {
-        hypercall::pci::rump::attach(&o.netbsd_pci).map_err(|e| format!("--netbsd-pci: {e}"))?;
-    }
-    let kernel = rump::Rump::init().map_err(|e| format!("NetBSD kernel: {e}"))?;
+    let kernel =
+        rump::Rump::init_with_pci(&o.netbsd_pci).map_err(|e| format!("NetBSD kernel: {e}"))?;
     for name in &o.netbsd {
         let d = NetbsdDisk::open(kernel, &raw_device(name), o.read_only)
             .map_err(|e| format!("{name}: {e}"))?;

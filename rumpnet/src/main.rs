@@ -79,13 +79,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
             continue;
         }
         match key.as_str() {
-            "--virtio" => {
-                let v = args.value()?;
-                o.interfaces
-                    .push(Backend::Virtio(v.parse().map_err(|_| {
-                        format!("--virtio {v:?}: not a PCI address DDDD:BB:DD.F")
-                    })?));
-            }
+            "--virtio" => o.interfaces.push(Backend::Virtio(
+                args.parsed("not a PCI address DDDD:BB:DD.F")?,
+            )),
             "--netbsd" => o.interfaces.push(Backend::Netbsd(args.value()?)),
             "--netbsd-pci" => o
                 .netbsd_pci
@@ -149,11 +145,7 @@ fn open_interfaces(o: &Options) -> Result<Arc<Interfaces>, String> {
 fn netbsd_nic(o: &Options, name: &str) -> Result<Arc<dyn Nic>, String> {
     static KERNEL: std::sync::OnceLock<Result<rump::Rump, String>> = std::sync::OnceLock::new();
     let kernel = KERNEL.get_or_init(|| {
-        if !o.netbsd_pci.is_empty() {
-            hypercall::pci::rump::attach(&o.netbsd_pci)
-                .map_err(|e| format!("--netbsd-pci: {e}"))?;
-        }
-        rump::Rump::init().map_err(|e| format!("NetBSD kernel: {e}"))
+        rump::Rump::init_with_pci(&o.netbsd_pci).map_err(|e| format!("NetBSD kernel: {e}"))
     });
     let kernel = kernel.clone()?;
     let nic = rumpnet::netbsd::NetbsdNic::open(kernel, name).map_err(|e| format!("{name}: {e}"))?;

@@ -113,8 +113,8 @@ fn disks(o: &Options) -> Result<Arc<dyn machdev::Driver>, String> {
             rump::LIB_DIR
         ));
     }
-    hypercall::pci::rump::attach(&o.netbsd_pci).map_err(|e| format!("--netbsd-pci: {e}"))?;
-    let kernel = rump::Rump::init().map_err(|e| format!("NetBSD kernel: {e}"))?;
+    let kernel =
+        rump::Rump::init_with_pci(&o.netbsd_pci).map_err(|e| format!("NetBSD kernel: {e}"))?;
     let read_only = o.read_only;
     Ok(Arc::new(AttachedDisks::new(is_disk_name, move |name| {
         let path = raw_device(name);

@@ -20,10 +20,6 @@ pub const BLKRRPART: u32 = 0x125f;
 /// `device/device_types.h`).
 pub const DEV_FLUSH_CACHE: u32 = 2;
 
-/// NetBSD's `ENXIO` and `ENODEV` (a detached device).
-const NETBSD_ENXIO: i32 = 6;
-const NETBSD_ENODEV: i32 = 19;
-
 /// What opening a disk answered, as a device code (`SUCCESS` if it
 /// opened).
 fn dev_err_or_ok(r: io::Result<Arc<dyn Disk>>) -> KernReturn {
@@ -38,12 +34,8 @@ fn dev_err(e: &io::Error) -> KernReturn {
         }
         io::ErrorKind::OutOfMemory => KernReturn::D_NO_MEMORY,
         io::ErrorKind::NotFound => KernReturn::D_NO_SUCH_DEVICE,
-        // The device went away under the open (a USB stick pulled: NetBSD
-        // detached its disk).
-        _ if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::ENODEV))
-            || rump::netbsd_errno(e)
-                .is_some_and(|n| n.0 == NETBSD_ENXIO || n.0 == NETBSD_ENODEV) =>
-        {
+        // The host's device went away under the open.
+        _ if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::ENODEV)) => {
             KernReturn::D_NO_SUCH_DEVICE
         }
         _ => KernReturn::D_IO_ERROR,
@@ -276,7 +268,7 @@ impl std::fmt::Debug for AttachedDisks {
 
 impl AttachedDisks {
     /// A driver for the names `claims` accepts, opened by `open` (whose
-    /// `NotFound`, `ENXIO` or `ENODEV` mean no such disk now).
+    /// `NotFound`, or host `ENXIO`/`ENODEV`, mean no such disk now).
     pub fn new(
         claims: impl Fn(&str) -> bool + Send + Sync + 'static,
         open: impl Fn(&str) -> io::Result<Arc<dyn Disk>> + Send + Sync + 'static,

@@ -62,7 +62,7 @@ impl NetbsdDisk {
     /// The kernel's error, or (physical DMA addressing) no DMA memory for
     /// the staging buffer.
     pub fn open(kernel: Rump, path: &str, read_only: bool) -> io::Result<Self> {
-        let mut d = Self::open_with(kernel, path, read_only, None)?;
+        let mut d = Self::open_with(kernel, path, read_only, None).map_err(io_err)?;
         if hypercall::pci::dma_addressing() == DmaAddressing::Physical {
             let b = DmaBuffer::new(STAGING, 4096, true).map_err(hypercall::NetbsdErrno::to_io)?;
             d.staging = Some(Mutex::new(b));
@@ -117,8 +117,20 @@ impl NetbsdDisk {
     }
 }
 
+/// A kernel error as a host one. NetBSD answers `ENXIO` or `ENODEV` for a
+/// disk that is not there (not attached, or detached: a USB stick
+/// pulled), which is `NotFound` here, so the device layer answers
+/// `D_NO_SUCH_DEVICE`.
 fn io_err(e: RumpError) -> io::Error {
-    e.into()
+    /// NetBSD's `ENXIO` and `ENODEV`.
+    const GONE: [i32; 2] = [6, 19];
+    let gone = e.errno().is_some_and(|n| GONE.contains(&n.0));
+    let host: io::Error = e.into();
+    if gone {
+        io::Error::new(io::ErrorKind::NotFound, host.to_string())
+    } else {
+        host
+    }
 }
 
 impl NetbsdDisk {

@@ -54,6 +54,21 @@ impl Rump {
         }
     }
 
+    /// Boots the kernel (as [`Rump::init`]) with host PCI `functions` on its
+    /// bus, where its drivers attach them; with none, the bus holds what
+    /// `RUMP_PCI_DEVICES` names. What every translator over NetBSD's PCI
+    /// drivers does first.
+    ///
+    /// # Errors
+    /// More than the bus holds, or the kernel's boot error.
+    pub fn init_with_pci(functions: &[hypercall::pci::Address]) -> Result<Self, RumpError> {
+        if !functions.is_empty() {
+            hypercall::pci::rump::attach(functions)
+                .map_err(|e| RumpError::kernel("PCI functions for the bus", e.0))?;
+        }
+        Self::init()
+    }
+
     /// Gives the calling host thread an LWP of its own for the rest of its
     /// life (in `init`, the process whose descriptors every unbound
     /// thread's calls use), released when the thread exits. Without one

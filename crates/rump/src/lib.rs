@@ -83,38 +83,12 @@ impl RumpError {
     }
 }
 
-/// A kernel error carried as a host I/O error: the host's kind and
-/// message, with NetBSD's errno kept for callers that tell errors apart
-/// by more than the host's kind ([`netbsd_errno`]).
-#[derive(Debug)]
-pub struct KernelIoError {
-    op: String,
-    errno: NetbsdErrno,
-    host: std::io::Error,
-}
-
-impl std::fmt::Display for KernelIoError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.op, self.host)
-    }
-}
-
-impl std::error::Error for KernelIoError {}
-
-/// The NetBSD errno behind an I/O error made from a [`RumpError`].
-#[must_use]
-pub fn netbsd_errno(e: &std::io::Error) -> Option<NetbsdErrno> {
-    e.get_ref()?
-        .downcast_ref::<KernelIoError>()
-        .map(|k| k.errno)
-}
-
 impl From<RumpError> for std::io::Error {
     fn from(e: RumpError) -> Self {
         match e {
             RumpError::Kernel { op, errno } => {
                 let host = errno.to_io();
-                std::io::Error::new(host.kind(), KernelIoError { op, errno, host })
+                std::io::Error::new(host.kind(), format!("{op}: {host}"))
             }
             RumpError::Nul(n) => std::io::Error::new(std::io::ErrorKind::InvalidInput, n),
         }

@@ -76,3 +76,13 @@ pub fn assert_filled(image: &Path, offset: u64, len: usize, byte: u8) {
         image.display()
     );
 }
+
+/// The median of a benchmark's rounds (the upper one of an even count).
+///
+/// # Panics
+/// With no rounds.
+#[must_use]
+pub fn median(mut rounds: Vec<f64>) -> f64 {
+    rounds.sort_by(f64::total_cmp);
+    rounds[rounds.len() / 2]
+}

@@ -61,6 +61,19 @@ rtt() {
 }
 "#;
 
+/// The QEMU arguments of one card on hub `hub` (`-netdev hubport` and
+/// `-device`): `device` is the card and its properties (`e1000,addr=0xa,
+/// mac=...`), joined to the hub port `id`.
+#[must_use]
+pub fn hub_nic(id: &str, hub: usize, device: &str) -> [String; 4] {
+    [
+        "-netdev".to_owned(),
+        format!("hubport,id={id},hubid={hub}"),
+        "-device".to_owned(),
+        format!("{device},netdev={id}"),
+    ]
+}
+
 /// `KEY=value` of a printed line.
 ///
 /// # Panics

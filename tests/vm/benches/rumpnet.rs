@@ -20,6 +20,7 @@
 use std::fmt::Write as _;
 
 use testbed::guest::{Guest, Outcome};
+use testbed::median;
 use testbed::netcheck::{self, field, transfer_mbits};
 
 /// Rounds of every measurement.
@@ -108,9 +109,9 @@ frames "$K_{l}" $K_IF_{l} "" $K1_{l} {k1_mac} {l}-kernel-from-{r}
     out
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// The median over the rounds of `figure(round)`.
+fn over_rounds(figure: impl FnMut(usize) -> f64) -> f64 {
+    median((0..ROUNDS).map(figure).collect())
 }
 
 /// The average round trip (ms) of ping `label`.
@@ -164,19 +165,11 @@ fn main() {
             } else {
                 ""
             };
-            qemu.extend([
-                "-netdev".into(),
-                format!(
-                    "hubport,id=n{slot:x},hubid={}",
-                    2 * hub + usize::from(i >= 2)
-                ),
-                "-device".into(),
-                format!(
-                    "{},netdev=n{slot:x},addr={slot:#x},mac={}{extra}",
-                    p.model,
-                    mac(slot)
-                ),
-            ]);
+            qemu.extend(netcheck::hub_nic(
+                &format!("n{slot:x}"),
+                2 * hub + usize::from(i >= 2),
+                &format!("{},addr={slot:#x},mac={}{extra}", p.model, mac(slot)),
+            ));
         }
     }
     let qemu: Vec<&str> = qemu.iter().map(String::as_str).collect();
@@ -214,16 +207,8 @@ fn report(o: &Outcome, pairs: &[Pair]) {
         let l = p.label;
         println!("\n{l} (rumpnet) vs {kernel_driver} (kernel):");
         for dir in ["to", "from"] {
-            let ours = median(
-                (0..ROUNDS)
-                    .map(|r| transfer_mbits(o, &format!("{l}-{dir}-{r}")))
-                    .collect(),
-            );
-            let kernel = median(
-                (0..ROUNDS)
-                    .map(|r| transfer_mbits(o, &format!("{l}-kernel-{dir}-{r}")))
-                    .collect(),
-            );
+            let ours = over_rounds(|r| transfer_mbits(o, &format!("{l}-{dir}-{r}")));
+            let kernel = over_rounds(|r| transfer_mbits(o, &format!("{l}-kernel-{dir}-{r}")));
             println!(
                 "  TCP {dir} the peer: {ours:.1} vs {kernel:.1} Mbit/s, ratio {:.2}",
                 ours / kernel
@@ -231,12 +216,10 @@ fn report(o: &Outcome, pairs: &[Pair]) {
         }
         for dir in ["to", "from"] {
             let run = |who: &str| {
-                let v: Vec<(f64, f64)> = (0..ROUNDS)
-                    .map(|r| frames_per_sec(o, &format!("{l}{who}-{dir}-{r}")))
-                    .collect();
+                let label = |r| format!("{l}{who}-{dir}-{r}");
                 (
-                    median(v.iter().map(|x| x.0).collect()),
-                    median(v.iter().map(|x| x.1).collect()),
+                    over_rounds(|r| frames_per_sec(o, &label(r)).0),
+                    over_rounds(|r| frames_per_sec(o, &label(r)).1),
                 )
             };
             let ((ours, our_got), (kernel, kernel_got)) = (run(""), run("-kernel"));
@@ -248,16 +231,8 @@ fn report(o: &Outcome, pairs: &[Pair]) {
                 kernel_got * 100.0
             );
         }
-        let ours = median(
-            (0..ROUNDS)
-                .map(|r| rtt_avg(o, &format!("{l}-{r}")))
-                .collect(),
-        );
-        let kernel = median(
-            (0..ROUNDS)
-                .map(|r| rtt_avg(o, &format!("{l}-kernel-{r}")))
-                .collect(),
-        );
+        let ours = over_rounds(|r| rtt_avg(o, &format!("{l}-{r}")));
+        let kernel = over_rounds(|r| rtt_avg(o, &format!("{l}-kernel-{r}")));
         println!(
             "  ping average: {ours:.2} vs {kernel:.2} ms, ratio {:.2}",
             ours / kernel

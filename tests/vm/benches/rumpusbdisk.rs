@@ -12,9 +12,9 @@
 //! Run: `RUMP_PREFIX=... cargo bench -p vm-tests --bench rumpusbdisk`
 //! (QEMU under TCG: only the ratios mean much).
 
-use testbed::disk_image;
 use testbed::guest::{Guest, Outcome};
 use testbed::netcheck::field;
+use testbed::{disk_image, median};
 
 /// Rounds of every measurement.
 const ROUNDS: usize = 3;
@@ -52,11 +52,6 @@ fn last_number(line: &str) -> f64 {
         .rev()
         .find_map(|w| w.parse().ok())
         .unwrap_or_else(|| panic!("no number in {line:?}"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The median over the rounds of what follows `what` on `R<round> ` lines.

@@ -56,14 +56,6 @@ fn netbsd_wm_and_vioif_carry_ping_and_tcp_through_rumpnet() {
         println!("skipped: RUMP_PREFIX not set");
         return;
     }
-    let nic = |id: &str, hub: u8, model: &str, addr: u8| {
-        [
-            "-netdev".to_owned(),
-            format!("hubport,id={id},hubid={hub}"),
-            "-device".to_owned(),
-            format!("{model},netdev={id},addr={addr:#x},mac=52:54:00:12:35:{addr:02x}"),
-        ]
-    };
     let mut args = vec!["-nic".to_owned(), "none".to_owned()];
     for (id, hub, model, addr) in [
         ("w0", 0, "e1000", 0xa),
@@ -76,7 +68,11 @@ fn netbsd_wm_and_vioif_carry_ping_and_tcp_through_rumpnet() {
         ("v0", 2, "virtio-net-pci", 0x10),
         ("v1", 2, "virtio-net-pci", 0x11),
     ] {
-        args.extend(nic(id, hub, model, addr));
+        args.extend(netcheck::hub_nic(
+            id,
+            hub,
+            &format!("{model},addr={addr:#x},mac=52:54:00:12:35:{addr:02x}"),
+        ));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = Guest::new()

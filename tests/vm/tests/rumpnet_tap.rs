@@ -52,6 +52,23 @@ exit 0
 
 #[test]
 fn the_host_stack_pings_and_transfers_through_rumpnet_and_its_tap() {
+    // Cards 0xa (rumpnet's, behind the IOMMU) and 0xb on hub 0; the
+    // kernel's pair 0xc and 0xd on hub 1; 0xe (rumpnet-watch's) and 0xf on
+    // hub 2.
+    let mut args = vec!["-nic".to_owned(), "none".to_owned()];
+    for (addr, hub) in [(0xa, 0), (0xb, 0), (0xc, 1), (0xd, 1), (0xe, 2), (0xf, 2)] {
+        let iommu = if addr == 0xa || addr == 0xe {
+            ",disable-legacy=on,iommu_platform=on"
+        } else {
+            ""
+        };
+        args.extend(netcheck::hub_nic(
+            &format!("n{addr:x}"),
+            hub,
+            &format!("virtio-net-pci,addr={addr:#x},mac=52:54:00:12:34:{addr:02x}{iommu}"),
+        ));
+    }
+    let qemu: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = Guest::new()
         .module("vfio-pci")
         .module("virtio_pci")
@@ -59,36 +76,7 @@ fn the_host_stack_pings_and_transfers_through_rumpnet_and_its_tap() {
         .module("tun")
         .program("rumpnet", "rumpnet")
         .program("vm-tests", "rumpnet-watch")
-        .qemu(&[
-            "-nic",
-            "none",
-            "-netdev",
-            "hubport,id=n0,hubid=0",
-            "-device",
-            "virtio-net-pci,netdev=n0,addr=0xa,mac=52:54:00:12:34:0a,\
-             disable-legacy=on,iommu_platform=on",
-            "-netdev",
-            "hubport,id=n1,hubid=0",
-            "-device",
-            "virtio-net-pci,netdev=n1,addr=0xb,mac=52:54:00:12:34:0b",
-            "-netdev",
-            "hubport,id=k0,hubid=1",
-            "-device",
-            "virtio-net-pci,netdev=k0,addr=0xc,mac=52:54:00:12:34:0c",
-            "-netdev",
-            "hubport,id=k1,hubid=1",
-            "-device",
-            "virtio-net-pci,netdev=k1,addr=0xd,mac=52:54:00:12:34:0d",
-            "-netdev",
-            "hubport,id=w0,hubid=2",
-            "-device",
-            "virtio-net-pci,netdev=w0,addr=0xe,mac=52:54:00:12:34:0e,\
-             disable-legacy=on,iommu_platform=on",
-            "-netdev",
-            "hubport,id=w1,hubid=2",
-            "-device",
-            "virtio-net-pci,netdev=w1,addr=0xf,mac=52:54:00:12:34:0f",
-        ])
+        .qemu(&qemu)
         .run("rumpnet-tap", &format!("{}{SCRIPT}", netcheck::SHELL));
     o.assert_success();
     // Every echo answered, both ways: ARP resolved through the TAP and
