@@ -40,6 +40,15 @@ pub trait Disk: Send + Sync {
         Err(io::ErrorKind::Unsupported.into())
     }
 
+    /// Whether the host carries out this back end's writes one at a time
+    /// whatever the number of writers (Linux holds a regular file's inode
+    /// lock through a buffered write): a server then gains nothing from a
+    /// second write in progress beside the one a thread is carrying out,
+    /// and loses the time writers spin on that lock.
+    fn serialises_writes(&self) -> bool {
+        false
+    }
+
     /// Moves `len` bytes at `offset` into the empty pipe whose write end is
     /// `pipe` (which holds them all) without copying them through this
     /// process: Linux `splice` from the host's page cache, whole, as one
@@ -55,29 +64,47 @@ pub trait Disk: Send + Sync {
         None
     }
 
+    /// Writes `len` bytes at `offset` out of the pipe whose read end is
+    /// `pipe` (which holds at least them) without copying them through
+    /// this process: Linux `splice` into the host's page cache, whole, as
+    /// one back-end operation. Back ends that [serialise
+    /// writes](Disk::serialises_writes) can; others answer `Unsupported`.
+    #[cfg(target_os = "linux")]
+    fn splice_from_pipe(
+        &self,
+        _offset: u64,
+        _len: usize,
+        _pipe: std::os::fd::BorrowedFd<'_>,
+    ) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     /// Back-end operations performed so far (reads, writes, flushes,
     /// discards): the
     /// benchmark checks one per request.
     fn ops(&self) -> u64;
 }
 
-/// Moves `len` bytes from descriptor `from` (at `*offset`, which advances,
-/// when given) to `to` with Linux `splice`, whole, retrying partial moves
-/// and interruptions; `UnexpectedEof` when `from` ends first.
+/// Moves `len` bytes from descriptor `from` to `to` with Linux `splice`,
+/// whole, retrying partial moves and interruptions, at `*from_offset` and
+/// `*to_offset` (which advance) where given (a file's side; a pipe's has
+/// none); `UnexpectedEof` when `from` ends first.
 #[cfg(target_os = "linux")]
 pub fn splice_all(
     from: std::os::fd::RawFd,
-    offset: Option<&mut libc::loff_t>,
+    from_offset: Option<&mut libc::loff_t>,
     to: std::os::fd::RawFd,
+    to_offset: Option<&mut libc::loff_t>,
     len: usize,
     flags: libc::c_uint,
 ) -> io::Result<()> {
-    let off = offset.map_or(std::ptr::null_mut(), std::ptr::from_mut);
+    let off_in = from_offset.map_or(std::ptr::null_mut(), std::ptr::from_mut);
+    let off_out = to_offset.map_or(std::ptr::null_mut(), std::ptr::from_mut);
     let mut left = len;
     while left > 0 {
-        // SAFETY: splice between two descriptors; `off` is null or the
-        // caller's offset, alive for the call.
-        let n = unsafe { libc::splice(from, off, to, std::ptr::null_mut(), left, flags) };
+        // SAFETY: splice between two descriptors; each offset is null or
+        // the caller's, alive for the call.
+        let n = unsafe { libc::splice(from, off_in, to, off_out, left, flags) };
         match n {
             0 => return Err(io::ErrorKind::UnexpectedEof.into()),
             n if n > 0 => left -= n as usize,

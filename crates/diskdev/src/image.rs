@@ -75,6 +75,10 @@ pub struct Image {
     /// oldest first, whose pages are dropped once written back.
     #[cfg(target_os = "linux")]
     evict: Option<Mutex<VecDeque<(u64, usize)>>>,
+    /// Buffered writes to a regular file on Linux, which its inode lock
+    /// serialises (direct I/O overwrites share it; block devices and
+    /// evict's writeback waits run beside each other).
+    serialised_writes: bool,
     ops: AtomicU64,
 }
 
@@ -151,6 +155,9 @@ impl Image {
             block_device: ft == FileType::Blk,
             #[cfg(target_os = "linux")]
             evict: (cache == Cache::Evict).then(|| Mutex::new(VecDeque::new())),
+            serialised_writes: cfg!(target_os = "linux")
+                && ft == FileType::Reg
+                && cache == Cache::Writeback,
             ops: AtomicU64::new(0),
         })
     }
@@ -331,6 +338,10 @@ impl Disk for Image {
     }
 
     #[cfg(target_os = "linux")]
+    fn serialises_writes(&self) -> bool {
+        self.serialised_writes
+    }
+
     fn can_discard(&self) -> bool {
         !self.read_only
     }
@@ -399,11 +410,42 @@ impl Disk for Image {
         // The pipe never blocks (the caller made room for `len`), so
         // EAGAIN means it did not.
         let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
-        let r = crate::disk::splice_all(self.fd, Some(&mut off), pipe.as_raw_fd(), len, flags);
+        let r =
+            crate::disk::splice_all(self.fd, Some(&mut off), pipe.as_raw_fd(), None, len, flags);
         Some(r.map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => self.short_read(offset),
             _ => e,
         }))
+    }
+
+    /// Page-cache writes to a regular file only (the writes that are
+    /// serialised): direct I/O takes no pipe's pages, and evict's
+    /// writeback waits would run in the NBD reader's turn.
+    #[cfg(target_os = "linux")]
+    fn splice_from_pipe(
+        &self,
+        offset: u64,
+        len: usize,
+        pipe: std::os::fd::BorrowedFd<'_>,
+    ) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if self.read_only {
+            return Err(io::ErrorKind::PermissionDenied.into());
+        }
+        if !self.serialised_writes {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        let mut off = libc::loff_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        crate::disk::splice_all(
+            pipe.as_raw_fd(),
+            None,
+            self.fd,
+            Some(&mut off),
+            len,
+            libc::SPLICE_F_MOVE,
+        )
+        .map_err(|e| with_path(&self.path, &e))
     }
 
     fn ops(&self) -> u64 {

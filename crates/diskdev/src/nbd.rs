@@ -7,7 +7,7 @@
 //! Requests of one connection run up to 16 at a time (within 64 MiB of
 //! buffers), answered as they finish.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -377,9 +377,72 @@ impl Pipe {
             self.rd.as_raw_fd(),
             None,
             to.as_raw_fd(),
+            None,
             len,
             libc::SPLICE_F_MOVE,
         )
+    }
+
+    /// Whether the pipe has no free slot (the pages a splice moves in do
+    /// not always fill their slots, so its bytes do not tell).
+    fn full(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.wr.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: poll of one descriptor, without waiting.
+        unsafe { libc::poll(&raw mut p, 1, 0) == 0 }
+    }
+
+    /// Writes `data` into the pipe, whole (it has room: the caller knows).
+    fn put(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            // SAFETY: write from the caller's buffer into our pipe.
+            let n = unsafe { libc::write(self.wr.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            } else {
+                data = &data[n as usize..];
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and drops what the pipe holds (the rest of a write that
+    /// failed, so the pipe serves again).
+    fn empty(&self) -> io::Result<()> {
+        let mut left: libc::c_int = 0;
+        // SAFETY: FIONREAD on our pipe writes one int.
+        if unsafe { libc::ioctl(self.rd.as_raw_fd(), libc::FIONREAD, &raw mut left) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut left = usize::try_from(left).unwrap_or(0);
+        let mut scrap = [0u8; 4096];
+        while left > 0 {
+            // SAFETY: read into the local buffer, at most its size.
+            let n = unsafe {
+                libc::read(
+                    self.rd.as_raw_fd(),
+                    scrap.as_mut_ptr().cast(),
+                    scrap.len().min(left),
+                )
+            };
+            match n {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n if n > 0 => left -= n as usize,
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -399,6 +462,11 @@ impl Tools {
                 .inspect_err(|e| log::info!("NBD: no splice pipe ({e}): reads go through a buffer"))
         });
         pipe.as_ref().ok().filter(|p| p.fits(offset, len))
+    }
+
+    /// The pipe a write's payload goes through, any length.
+    fn write_pipe(&mut self) -> Option<&Pipe> {
+        self.pipe(0, 0)
     }
 }
 
@@ -525,6 +593,9 @@ struct Job {
     len: usize,
     /// The answer, when the reader already knows it (a bad request).
     error: Option<u32>,
+    /// A write whose payload the reader put on the disk itself
+    /// ([`Connection::splice_write`]): left to do, its FUA and reply.
+    written: bool,
 }
 
 /// Bytes of the connection's buffer budget a request of `cmd` for `len`
@@ -632,6 +703,8 @@ struct Connection<'d, S> {
     /// Workers carrying out a request (counted outside the crew's lock,
     /// which a request need not take once more when it ends).
     busy: AtomicUsize,
+    /// Workers carrying out a write.
+    writing: AtomicUsize,
     budget: Budget,
     pace: Pace,
 }
@@ -653,6 +726,7 @@ fn connection<S: Conn>(disks: &Disks, mut s: S) -> io::Result<()> {
         }),
         turn: Condvar::new(),
         busy: AtomicUsize::new(0),
+        writing: AtomicUsize::new(0),
         budget: Budget {
             left: Mutex::new(IN_FLIGHT_BYTES),
             room: Condvar::new(),
@@ -671,11 +745,14 @@ impl<S: Conn> Connection<'_, S> {
             Ok(buf) => Tools { buf, pipe: None },
             Err(e) => return self.end(Err(e)),
         };
-        while let Some(job) = self.next(scope, &mut tools.buf) {
+        while let Some(job) = self.next(scope, &mut tools) {
             let t = Instant::now();
             self.answer(job, &mut tools);
             self.pace.record(job.cmd, t.elapsed());
             self.busy.fetch_sub(1, Ordering::Relaxed);
+            if job.cmd == CMD_WRITE {
+                self.writing.fetch_sub(1, Ordering::Relaxed);
+            }
             if tools.buf.as_mut_slice().len() > KEEP_BUFFER {
                 match AlignedBuf::new(0, PAGE) {
                     Ok(b) => tools.buf = b,
@@ -694,13 +771,9 @@ impl<S: Conn> Connection<'_, S> {
     }
 
     /// Waits for this worker's turn to read, reads one request (a write's
-    /// payload into `buf`) and passes the reading on; `None` once reading
-    /// has ended.
-    fn next<'s>(
-        &'s self,
-        scope: &'s std::thread::Scope<'s, '_>,
-        buf: &mut AlignedBuf,
-    ) -> Option<Job> {
+    /// payload into its buffer, or through its pipe onto the disk) and
+    /// passes the reading on; `None` once reading has ended.
+    fn next<'s>(&'s self, scope: &'s std::thread::Scope<'s, '_>, tools: &mut Tools) -> Option<Job> {
         {
             let mut crew = self.crew.lock();
             loop {
@@ -718,7 +791,7 @@ impl<S: Conn> Connection<'_, S> {
         }
         let (read, buffered) = {
             let mut input = self.input.lock();
-            let read = self.read_request(&mut *input, buf);
+            let read = self.read_request(&mut *input, tools);
             (read, !input.buffer().is_empty())
         };
         let job = match read {
@@ -739,7 +812,15 @@ impl<S: Conn> Connection<'_, S> {
         // already here. (A client that waits for each reply would only see
         // its next request wait for a thread's wake-up.)
         let pipelined = self.busy.fetch_add(1, Ordering::Relaxed) > 0 || buffered;
-        if pipelined && self.pace.slow(job.cmd) {
+        // Where the host takes writes one at a time, a write already in
+        // progress means this one waits for it anyway: reading the next
+        // request is left until this one is done, so at most two writes
+        // are under way (one carried out, one queued on the host's lock
+        // while the next request comes in).
+        let queued_write = job.cmd == CMD_WRITE
+            && self.writing.fetch_add(1, Ordering::Relaxed) > 0
+            && self.disk.serialises_writes();
+        if pipelined && self.pace.slow(job.cmd) && !queued_write {
             if crew.idle > 0 {
                 self.turn.notify_one();
             } else if crew.workers < IN_FLIGHT {
@@ -757,13 +838,15 @@ impl<S: Conn> Connection<'_, S> {
         Some(job)
     }
 
-    /// Reads the next request (and a write's payload, into `buf`); `None`
-    /// at a disconnect; an error for the end of the stream or a request
-    /// that leaves the stream untrustworthy.
+    /// Reads the next request (and a write's payload: into the worker's
+    /// buffer, or where the back end serialises writes and takes them from
+    /// a pipe, a long one onto the disk at once); `None` at a disconnect;
+    /// an error for the end of the stream or a request that leaves the
+    /// stream untrustworthy.
     fn read_request(
         &self,
         s: &mut io::BufReader<Input<S>>,
-        buf: &mut AlignedBuf,
+        tools: &mut Tools,
     ) -> io::Result<Option<Job>> {
         // The 28-byte request header in one read.
         let mut req = [0u8; 28];
@@ -794,13 +877,6 @@ impl<S: Conn> Connection<'_, S> {
                 || !u64::from(len).is_multiple_of(sector)
         };
         self.budget.take(held(cmd, len as usize));
-        if cmd == CMD_WRITE {
-            let read = buf.get(len as usize).and_then(|b| s.read_exact(b));
-            if let Err(e) = read {
-                self.budget.give(held(cmd, len as usize));
-                return Err(e);
-            }
-        }
         let error = match cmd {
             CMD_WRITE | CMD_TRIM if self.disk.read_only() => Some(EPERM),
             CMD_READ | CMD_WRITE | CMD_TRIM => misplaced().then_some(EINVAL),
@@ -808,6 +884,33 @@ impl<S: Conn> Connection<'_, S> {
             CMD_DISC => return Ok(None),
             _ => Some(ENOTSUP),
         };
+        let mut written = false;
+        let mut error = error;
+        if cmd == CMD_WRITE {
+            let len = len as usize;
+            let spliced = if error.is_none()
+                && len >= SPLICE_MIN
+                && self.disk.serialises_writes()
+                && let Some(pipe) = tools.write_pipe()
+            {
+                Some(self.splice_write(s, pipe, offset, len))
+            } else {
+                None
+            };
+            let read = match spliced {
+                Some(Ok(on_disk)) => {
+                    written = on_disk.is_ok();
+                    error = on_disk.err().map(|e| errno_of(&e));
+                    Ok(())
+                }
+                Some(Err(e)) => Err(e),
+                None => tools.buf.get(len).and_then(|b| s.read_exact(b)),
+            };
+            if let Err(e) = read {
+                self.budget.give(held(cmd, len));
+                return Err(e);
+            }
+        }
         Ok(Some(Job {
             cmd,
             flags,
@@ -815,7 +918,95 @@ impl<S: Conn> Connection<'_, S> {
             offset,
             len: len as usize,
             error,
+            written,
         }))
+    }
+
+    /// Moves a write's `len`-byte payload from the connection through the
+    /// empty `pipe` onto the disk at `offset` (first what the reader's
+    /// buffer holds of it), in this reader's turn: the host carries out
+    /// one such write at a time anyway, and its data is copied once, from
+    /// the socket's pages into the page cache, instead of twice. When the
+    /// pipe fills before the payload is in, what it holds goes to the disk
+    /// and the rest follows. The outer `Err`: the connection failed (the
+    /// stream is lost); the inner one: the disk's answer (the payload is
+    /// read whole either way, and the pipe left empty).
+    fn splice_write(
+        &self,
+        s: &mut io::BufReader<Input<S>>,
+        pipe: &Pipe,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<io::Result<()>> {
+        let mut on_disk = Ok(());
+        // Bytes on the disk (or dropped after a failure).
+        let mut done = 0usize;
+        // Moves what the pipe holds to the disk (after a failure: away).
+        let drain = |done: &mut usize, held: &mut usize, on_disk: &mut io::Result<()>| {
+            if *held > 0 && on_disk.is_ok() {
+                *on_disk =
+                    (self.disk).splice_from_pipe(offset + *done as u64, *held, pipe.rd.as_fd());
+            }
+            if on_disk.is_err() {
+                // A failed splice may have left part of it behind.
+                pipe.empty()?;
+            }
+            *done += std::mem::take(held);
+            io::Result::Ok(())
+        };
+        // What came in with the request's header.
+        let early = s.buffer().len().min(len);
+        pipe.put(&s.buffer()[..early])?;
+        s.consume(early);
+        // Bytes in the pipe.
+        let mut held = early;
+        let sock = s.get_ref().s.as_fd().as_raw_fd();
+        while done + held < len {
+            // Never blocks on the pipe (we are its reader); a Unix socket
+            // does not wait for data either, a TCP one does.
+            // SAFETY: splice between our socket and our pipe.
+            let n = unsafe {
+                libc::splice(
+                    sock,
+                    std::ptr::null_mut(),
+                    pipe.wr.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    len - done - held,
+                    libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+                )
+            };
+            if n > 0 {
+                held += n as usize;
+                continue;
+            }
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock if pipe.full() => {
+                    drain(&mut done, &mut held, &mut on_disk)?;
+                }
+                io::ErrorKind::WouldBlock => {
+                    let mut p = libc::pollfd {
+                        fd: sock,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: poll of one descriptor.
+                    if unsafe { libc::poll(&raw mut p, 1, -1) } < 0 {
+                        let e = io::Error::last_os_error();
+                        if e.kind() != io::ErrorKind::Interrupted {
+                            return Err(e);
+                        }
+                    }
+                }
+                _ => return Err(e),
+            }
+        }
+        drain(&mut done, &mut held, &mut on_disk)?;
+        Ok(on_disk)
     }
 
     /// Carries out one request and sends its reply.
@@ -844,6 +1035,7 @@ impl<S: Conn> Connection<'_, S> {
             offset,
             len,
             error,
+            written,
         } = job;
         let disk = self.disk;
         // A change made stable when the client asks (FUA), and its errno.
@@ -863,6 +1055,7 @@ impl<S: Conn> Connection<'_, S> {
                 Ok(()) => (0, len),
                 Err(e) => (errno_of(&e), 0),
             },
+            (None, CMD_WRITE) if written => changed(Ok(())),
             (None, CMD_WRITE) => changed(disk.write_at(offset, &buf.as_mut_slice()[..len])),
             (None, CMD_TRIM) => changed(disk.discard(offset, len as u64)),
             (None, _) => (disk.flush().map_or_else(|e| errno_of(&e), |()| 0), 0),
