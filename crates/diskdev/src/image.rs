@@ -337,11 +337,11 @@ impl Disk for Image {
         Ok(())
     }
 
-    #[cfg(target_os = "linux")]
     fn serialises_writes(&self) -> bool {
         self.serialised_writes
     }
 
+    #[cfg(target_os = "linux")]
     fn can_discard(&self) -> bool {
         !self.read_only
     }

@@ -68,6 +68,9 @@ pub struct Guest {
     kernel_programs: Vec<(String, String)>,
     qemu_args: Vec<String>,
     hooks: Vec<qemu::Hook>,
+    /// Files put in the initramfs: path (relative, e.g. `root/a.wav`) and
+    /// contents.
+    files: Vec<(String, Vec<u8>)>,
 }
 
 /// What a guest run printed.
@@ -142,6 +145,14 @@ impl Guest {
     pub fn program_with_rump_kernel(mut self, package: &str, bin: &str) -> Self {
         self.kernel_programs
             .push((package.to_owned(), bin.to_owned()));
+        self
+    }
+
+    /// Puts a file with `contents` at `path` in the guest (relative to its
+    /// root, in an existing directory: `root/` is the script's).
+    #[must_use]
+    pub fn file(mut self, path: &str, contents: Vec<u8>) -> Self {
+        self.files.push((path.to_owned(), contents));
         self
     }
 
@@ -278,6 +289,9 @@ impl Guest {
             let name = bin.file_name().expect("name").to_string_lossy();
             a.file(&format!("bin/{name}"), 0o755, &data)
                 .expect("program");
+        }
+        for (path, contents) in &self.files {
+            a.file(path, 0o644, contents).expect("a file");
         }
         a.file("init", 0o755, INIT.as_bytes()).expect("init");
         a.file("test.sh", 0o755, script.as_bytes()).expect("script");
