@@ -26,6 +26,9 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_NET").is_some() {
         sets.push(components::RUMPNET);
     }
+    if std::env::var_os("CARGO_FEATURE_AUDIO").is_some() {
+        sets.push(components::RUMPSOUND);
+    }
     let mut libs = Vec::new();
     for set in &sets {
         libs.extend(kernel.resolve(set).unwrap_or_else(|e| panic!("{e}")));

@@ -79,6 +79,19 @@ pub const RUMPUSBDISK: ComponentSet = ComponentSet {
     optional: &["rumpdev_pci_xhci"],
 };
 
+/// rumpsound: sound drivers on the rump PCI bus (Intel HD Audio with its
+/// function-group driver, the ICH AC'97 controller with its codec
+/// layer) and audio(4) above them.
+pub const RUMPSOUND: ComponentSet = ComponentSet {
+    required: &["rump", "rumpvfs", "rumpdev", "rumpdev_pci", "rumpdev_audio"],
+    optional: &[
+        "rumpdev_pci_hdaudio",
+        "rumpdev_hdaudio_hdafg",
+        "rumpdev_pci_auich",
+        "rumpdev_audio_ac97",
+    ],
+};
+
 /// Disks through the kernel's disk layer, host images attached with etfs
 /// (rumpdisk's NetBSD back end without PCI drivers).
 pub const DISK: ComponentSet = ComponentSet {

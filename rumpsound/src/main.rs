@@ -11,7 +11,8 @@ use rumpsound::virtio::VirtioSound;
 const HELP: &str = "\
 Usage: rumpsound [OPTION...]
 Serve sound cards as Mach devices (audio0, audio1 ...) that programs write
-PCM to and read PCM from.
+PCM to and read PCM from. Cards are numbered in the order --virtio and
+--netbsd give them.
 
   -h, --host-priv-port=PORT  Host privileged port (bootstrap chain)
   -d, --device-master-port=PORT
@@ -21,6 +22,11 @@ PCM to and read PCM from.
                              this translator's control port
       --virtio=PCI           Drive the virtio-sound PCI function PCI
                              (DDDD:BB:DD.F) natively; repeatable
+      --netbsd=CARD          Serve the NetBSD kernel's card CARD (audio0 ...;
+                             playback; needs a rump kernel); repeatable
+      --netbsd-pci=PCI       Give the PCI function PCI (DDDD:BB:DD.F) to the
+                             NetBSD kernel, whose drivers (hdaudio, auich)
+                             attach it; repeatable
       --pci-dma=MODE         How PCI devices address DMA memory: iommu
                              (default on Linux) or physical
       --play=FILE            (Linux) Play the WAV file FILE (u8, s16 or s32
@@ -49,10 +55,18 @@ answer D_INVALID_OPERATION.
 Logging: RUST_LOG=debug.
 ";
 
+/// Where a card comes from.
+#[derive(Debug)]
+enum Backend {
+    Virtio(hypercall::pci::Address),
+    Netbsd(u32),
+}
+
 #[derive(Debug, Default)]
 struct Options {
     boot: BootOptions,
-    cards: Vec<hypercall::pci::Address>,
+    cards: Vec<Backend>,
+    netbsd_pci: Vec<hypercall::pci::Address>,
     pci_dma: Option<hypercall::pci::DmaAddressing>,
     play: Option<PathBuf>,
     record: Option<PathBuf>,
@@ -75,7 +89,20 @@ fn parse(args: &[String]) -> Result<Options, String> {
             continue;
         }
         match key.as_str() {
-            "--virtio" => o.cards.push(args.parsed("not a PCI address DDDD:BB:DD.F")?),
+            "--virtio" => o.cards.push(Backend::Virtio(
+                args.parsed("not a PCI address DDDD:BB:DD.F")?,
+            )),
+            "--netbsd" => {
+                let v = args.value()?;
+                let unit = v
+                    .strip_prefix("audio")
+                    .and_then(|u| u.parse().ok())
+                    .ok_or_else(|| format!("--netbsd {v:?}: expected audioN"))?;
+                o.cards.push(Backend::Netbsd(unit));
+            }
+            "--netbsd-pci" => o
+                .netbsd_pci
+                .push(args.parsed("not a PCI address DDDD:BB:DD.F")?),
             "--pci-dma" => o.pci_dma = Some(args.parsed("expected iommu or physical")?),
             "--play" => o.play = Some(PathBuf::from(args.value()?)),
             "--record" => o.record = Some(PathBuf::from(args.value()?)),
@@ -102,15 +129,49 @@ fn open_cards(o: &Options) -> Result<Arc<Cards>, String> {
     if let Some(a) = o.pci_dma {
         hypercall::pci::set_dma_addressing(a).map_err(|e| format!("--pci-dma: {e}"))?;
     }
+    if !o.netbsd_pci.is_empty() && !o.cards.iter().any(|b| matches!(b, Backend::Netbsd(_))) {
+        return Err(
+            "--netbsd-pci gives functions to the NetBSD kernel: name its cards with --netbsd \
+             audioN"
+                .to_owned(),
+        );
+    }
     let mut cards = Vec::new();
-    for address in &o.cards {
-        let card = VirtioSound::open(*address).map_err(|e| format!("{address}: {e}"))?;
-        cards.push(Card::new(card.playback(), card.capture()));
+    for backend in &o.cards {
+        cards.push(match backend {
+            Backend::Virtio(address) => {
+                let card = VirtioSound::open(*address).map_err(|e| format!("{address}: {e}"))?;
+                Card::new(card.playback(), card.capture())
+            }
+            Backend::Netbsd(unit) => netbsd_card(o, *unit)?,
+        });
     }
     if cards.is_empty() {
-        return Err("no sound cards to serve (give --virtio PCI)".to_owned());
+        return Err("no sound cards to serve (give --virtio PCI or --netbsd audioN)".to_owned());
     }
     Ok(Arc::new(Cards::new(cards)))
+}
+
+/// The NetBSD kernel's card `unit`, the kernel booted on first use with
+/// the `--netbsd-pci` functions on its bus.
+#[cfg(rump_kernel)]
+fn netbsd_card(o: &Options, unit: u32) -> Result<Card, String> {
+    static KERNEL: std::sync::OnceLock<Result<rump::Rump, String>> = std::sync::OnceLock::new();
+    let kernel = KERNEL.get_or_init(|| {
+        rump::Rump::init_with_pci(&o.netbsd_pci).map_err(|e| format!("NetBSD kernel: {e}"))
+    });
+    let kernel = kernel.clone()?;
+    let playback = rumpsound::netbsd::NetbsdPlayback::open(kernel, unit)
+        .map_err(|e| format!("NetBSD audio{unit}: {e}"))?;
+    Ok(Card::new(Some(Arc::new(playback)), None))
+}
+
+#[cfg(not(rump_kernel))]
+fn netbsd_card(_: &Options, unit: u32) -> Result<Card, String> {
+    Err(format!(
+        "--netbsd audio{unit}: this rumpsound was built without a NetBSD rump kernel (build it \
+         with RUMP_PREFIX set to one)"
+    ))
 }
 
 fn main() -> ExitCode {

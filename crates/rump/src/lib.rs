@@ -7,6 +7,8 @@
 //!   carrying NetBSD errno values and converting them to host ones.
 //! - [`net`]: interface ioctls and bpf(4), for frames in and out of the
 //!   kernel's NIC drivers.
+//! - [`audio`]: audio(4)'s `audio_info` and ioctls, for PCM in and out of
+//!   the kernel's sound drivers.
 //!
 //! The rumpuser interface under the kernel is this project's `hypercall`
 //! crate; NetBSD's librumpuser is never linked.
@@ -15,6 +17,7 @@ use std::ffi::NulError;
 
 pub use hypercall::NetbsdErrno;
 
+pub mod audio;
 #[cfg(rump_kernel)]
 mod kernel;
 pub mod net;
@@ -107,6 +110,18 @@ pub const fn makedev(major: u32, minor: u32) -> u64 {
 #[must_use]
 pub const fn major(dev: u64) -> u32 {
     ((dev & 0x000f_ff00) >> 8) as u32
+}
+
+/// `IOC_VOID` of NetBSD's `<sys/ioccom.h>`.
+pub(crate) const IOC_VOID: u64 = 0x2000_0000;
+/// `IOC_OUT`.
+pub(crate) const IOC_OUT: u64 = 0x4000_0000;
+/// `IOC_IN`.
+pub(crate) const IOC_IN: u64 = 0x8000_0000;
+
+/// `_IOC(dir, group, num, len)` of NetBSD's `<sys/ioccom.h>`.
+pub(crate) const fn ioc(dir: u64, group: u8, num: u8, len: usize) -> u64 {
+    dir | ((len as u64 & 0x1fff) << 16) | ((group as u64) << 8) | num as u64
 }
 
 /// `S_IFCHR`.

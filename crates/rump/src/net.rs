@@ -32,14 +32,7 @@ const SOCK_RAW: i32 = 3;
 /// `DLT_EN10MB`.
 pub const DLT_EN10MB: u32 = 1;
 
-const IOC_VOID: u64 = 0x2000_0000;
-const IOC_OUT: u64 = 0x4000_0000;
-const IOC_IN: u64 = 0x8000_0000;
-
-/// `_IOC(dir, group, num, len)` of NetBSD's `<sys/ioccom.h>`.
-const fn ioc(dir: u64, group: u8, num: u8, len: usize) -> u64 {
-    dir | ((len as u64 & 0x1fff) << 16) | ((group as u64) << 8) | num as u64
-}
+use crate::{IOC_IN, IOC_OUT, IOC_VOID, ioc};
 
 const SIOCSIFFLAGS: u64 = ioc(IOC_IN, b'i', 16, size_of::<IfReq>());
 const SIOCGIFFLAGS: u64 = ioc(IOC_IN | IOC_OUT, b'i', 17, size_of::<IfReq>());

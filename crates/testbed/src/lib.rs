@@ -16,6 +16,7 @@ pub mod cpio;
 pub mod guest;
 pub mod netcheck;
 pub mod qemu;
+pub mod sound;
 
 use std::path::{Path, PathBuf};
 
