@@ -230,3 +230,32 @@ fn each_stream_has_one_opener_and_a_missing_one_cannot_be_opened() {
     c.close(rd).unwrap();
     assert_eq!(capture.seen.lock().stops, 1);
 }
+
+/// A writer that dies mid-stream (its task goes, with its rights): the
+/// server's no-senders notification closes the open, the stream stops
+/// and the next writer gets the card.
+#[test]
+fn a_dying_writer_stops_its_stream_and_frees_the_card() {
+    let play = Recorder::new(Direction::Playback);
+    let local = serve(vec![Card::new(Some(play.clone()), None)]);
+    let (task, master) = local.client().unwrap();
+    {
+        let c = Client::new(&task);
+        let dev = c.open(master, Mode::WRITE, "audio0").unwrap();
+        assert_eq!(c.write(dev, 0, &samples(&[1, 2])), Ok(4));
+    }
+    drop(task);
+    let t0 = std::time::Instant::now();
+    while play.seen.lock().stops == 0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "the dead writer's open was not closed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let (task, master) = local.client().unwrap();
+    let c = Client::new(&task);
+    let dev = c.open(master, Mode::WRITE, "audio0").unwrap();
+    c.close(dev).unwrap();
+    assert_eq!(play.seen.lock().stops, 2);
+}
