@@ -143,11 +143,8 @@ fn open_interfaces(o: &Options) -> Result<Arc<Interfaces>, String> {
 /// with the `--netbsd-pci` functions on its bus.
 #[cfg(rump_kernel)]
 fn netbsd_nic(o: &Options, name: &str) -> Result<Arc<dyn Nic>, String> {
-    static KERNEL: std::sync::OnceLock<Result<rump::Rump, String>> = std::sync::OnceLock::new();
-    let kernel = KERNEL.get_or_init(|| {
-        rump::Rump::init_with_pci(&o.netbsd_pci).map_err(|e| format!("NetBSD kernel: {e}"))
-    });
-    let kernel = kernel.clone()?;
+    let kernel =
+        rump::Rump::init_with_pci(&o.netbsd_pci).map_err(|e| format!("NetBSD kernel: {e}"))?;
     let nic = rumpnet::netbsd::NetbsdNic::open(kernel, name).map_err(|e| format!("{name}: {e}"))?;
     Ok(Arc::new(nic))
 }

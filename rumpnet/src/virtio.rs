@@ -66,8 +66,6 @@ pub const LOST_INTERRUPT: Duration = Duration::from_millis(100);
 /// How long a send waits for a free slot before it fails with `TimedOut`
 /// (the device stopped taking frames).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the rings are looked at when the device has no interrupt.
-const POLL: Duration = Duration::from_millis(1);
 /// The `LINK_UP` bit of the device's status field.
 const LINK_UP: u16 = 1;
 
@@ -427,7 +425,7 @@ impl VirtioNic {
                 }
                 tx.queue.set_dev_notify(false);
             } else {
-                MutexGuard::unlocked(tx, || std::thread::sleep(POLL));
+                MutexGuard::unlocked(tx, || std::thread::sleep(virtio_pci::POLL));
             }
         }
     }
@@ -518,24 +516,13 @@ impl Nic for VirtioNic {
         // The thread keeps no NIC alive: once the NIC is gone it ends at
         // its next wake-up.
         let weak: Weak<Shared> = Arc::downgrade(s);
-        let thread = format!("{}-irq", self.name);
-        match wakeup {
-            Wakeup::Interrupt(irq) => {
-                virtio_pci::spawn_interrupt_thread(thread, irq, move |intx| {
-                    weak.upgrade().map(|s| s.service(intx)).is_some()
-                })
-            }
-            Wakeup::Poll => std::thread::Builder::new()
-                .name(thread)
-                .spawn(move || {
-                    while let Some(s) = weak.upgrade() {
-                        s.service(false);
-                        drop(s);
-                        std::thread::sleep(POLL);
-                    }
-                })
-                .map(drop),
-        }
+        let irq = match wakeup {
+            Wakeup::Interrupt(irq) => Some(irq),
+            Wakeup::Poll => None,
+        };
+        virtio_pci::spawn_service(format!("{}-irq", self.name), irq, move |intx| {
+            weak.upgrade().map(|s| s.service(intx)).is_some()
+        })
     }
 
     fn stats(&self) -> NicStats {

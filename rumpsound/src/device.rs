@@ -72,12 +72,6 @@ impl Card {
             mixer: Mutex::new(Mixer::default()),
         }
     }
-
-    /// Its device name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 /// One open of a card.
@@ -250,11 +244,6 @@ impl Cards {
             })
             .collect();
         Self { by_name }
-    }
-
-    /// The cards, by name.
-    pub fn cards(&self) -> impl Iterator<Item = &Arc<Card>> {
-        self.by_name.values()
     }
 }
 

@@ -156,11 +156,8 @@ fn open_cards(o: &Options) -> Result<Arc<Cards>, String> {
 /// the `--netbsd-pci` functions on its bus.
 #[cfg(rump_kernel)]
 fn netbsd_card(o: &Options, unit: u32) -> Result<Card, String> {
-    static KERNEL: std::sync::OnceLock<Result<rump::Rump, String>> = std::sync::OnceLock::new();
-    let kernel = KERNEL.get_or_init(|| {
-        rump::Rump::init_with_pci(&o.netbsd_pci).map_err(|e| format!("NetBSD kernel: {e}"))
-    });
-    let kernel = kernel.clone()?;
+    let kernel =
+        rump::Rump::init_with_pci(&o.netbsd_pci).map_err(|e| format!("NetBSD kernel: {e}"))?;
     let playback = rumpsound::netbsd::NetbsdPlayback::open(kernel, unit)
         .map_err(|e| format!("NetBSD audio{unit}: {e}"))?;
     Ok(Card::new(Some(Arc::new(playback)), None))

@@ -22,7 +22,7 @@ use rump::Rump;
 use rump::audio::{AudioInfo, Sound};
 
 use crate::pcm::{Caps, Counters, Format, Sample};
-use crate::stream::{Direction, Stream};
+use crate::stream::Stream;
 
 /// Rates the probe tries.
 const RATES: [u32; 9] = [8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000];
@@ -155,10 +155,6 @@ impl NetbsdPlayback {
 }
 
 impl Stream for NetbsdPlayback {
-    fn direction(&self) -> Direction {
-        Direction::Playback
-    }
-
     fn caps(&self) -> &Caps {
         &self.caps
     }

@@ -59,6 +59,26 @@ impl Sample {
         }
     }
 
+    /// The signed value of the sample in `bytes` (this format's
+    /// [`Sample::bytes`]; unsigned 8-bit samples centred on 0).
+    #[must_use]
+    pub fn get(self, bytes: &[u8]) -> i32 {
+        match self {
+            Self::U8 => i32::from(bytes[0]) - 128,
+            Self::S16Le => i32::from(i16::from_le_bytes([bytes[0], bytes[1]])),
+            Self::S32Le => i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+        }
+    }
+
+    /// Stores the signed value `v` (in this format's range) in `bytes`.
+    pub fn put(self, v: i32, bytes: &mut [u8]) {
+        match self {
+            Self::U8 => bytes[0] = (v + 128) as u8,
+            Self::S16Le => bytes.copy_from_slice(&(v as i16).to_le_bytes()),
+            Self::S32Le => bytes.copy_from_slice(&v.to_le_bytes()),
+        }
+    }
+
     /// NetBSD's (encoding, precision).
     #[must_use]
     pub fn netbsd(self) -> (i32, i32) {
@@ -348,17 +368,8 @@ impl Mixer {
         let n = f.sample.bytes();
         for (i, s) in data.chunks_exact_mut(n).enumerate() {
             let g = gain(i % usize::from(f.channels));
-            match f.sample {
-                Sample::U8 => s[0] = ((i64::from(s[0]) - 128) * g / 255 + 128) as u8,
-                Sample::S16Le => {
-                    let v = i64::from(i16::from_le_bytes([s[0], s[1]])) * g / 255;
-                    s.copy_from_slice(&(v as i16).to_le_bytes());
-                }
-                Sample::S32Le => {
-                    let v = i64::from(i32::from_le_bytes([s[0], s[1], s[2], s[3]])) * g / 255;
-                    s.copy_from_slice(&(v as i32).to_le_bytes());
-                }
-            }
+            f.sample
+                .put((i64::from(f.sample.get(s)) * g / 255) as i32, s);
         }
     }
 }

@@ -16,9 +16,6 @@ pub enum Direction {
 
 /// One PCM stream of a card.
 pub trait Stream: Send + Sync {
-    /// Its direction.
-    fn direction(&self) -> Direction;
-
     /// What it can do.
     fn caps(&self) -> &Caps;
 

@@ -74,8 +74,6 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(1);
 const STALL: Duration = Duration::from_secs(2);
 /// How long a waiter waits for an interrupt before it looks itself.
 const LOST_INTERRUPT: Duration = Duration::from_millis(100);
-/// How often the rings are looked at when the device has no interrupt.
-const POLL: Duration = Duration::from_millis(1);
 
 /// The rates of virtio-snd's rate codes (`VIRTIO_SND_PCM_RATE_*`).
 const RATES: [u32; 14] = [
@@ -556,7 +554,7 @@ impl Shared {
             if self.interrupts {
                 cv.wait_for(ring, LOST_INTERRUPT);
             } else {
-                MutexGuard::unlocked(ring, || std::thread::sleep(POLL));
+                MutexGuard::unlocked(ring, || std::thread::sleep(virtio_pci::POLL));
             }
         }
     }
@@ -651,34 +649,6 @@ fn discover(
     Ok(found)
 }
 
-/// Starts the thread that services the card's queues: on its interrupt,
-/// or every [`POLL`] without one.
-fn spawn_service(
-    shared: &Arc<Shared>,
-    irq: Result<pci::Interrupt, hypercall::NetbsdErrno>,
-    address: Address,
-) -> io::Result<()> {
-    // The thread keeps no card alive: once it is gone the thread ends
-    // at its next wake-up.
-    let weak: Weak<Shared> = Arc::downgrade(shared);
-    let thread = format!("virtio-sound-{address}");
-    match irq {
-        Ok(irq) => virtio_pci::spawn_interrupt_thread(thread, irq, move |intx| {
-            weak.upgrade().map(|s| s.service(intx)).is_some()
-        })?,
-        Err(_) => {
-            std::thread::Builder::new().name(thread).spawn(move || {
-                while let Some(s) = weak.upgrade() {
-                    s.service(false);
-                    drop(s);
-                    std::thread::sleep(POLL);
-                }
-            })?;
-        }
-    }
-    Ok(())
-}
-
 impl VirtioSound {
     /// Opens the virtio-sound function at `address` and starts its device,
     /// with DMA addressed as `hypercall::pci::dma_addressing` says.
@@ -763,7 +733,12 @@ impl VirtioSound {
             interrupts: irq.is_ok(),
             _device: device,
         });
-        spawn_service(&shared, irq, address)?;
+        // The thread keeps no card alive: once it is gone the thread ends
+        // at its next wake-up.
+        let weak: Weak<Shared> = Arc::downgrade(&shared);
+        virtio_pci::spawn_service(format!("virtio-sound-{address}"), irq.ok(), move |intx| {
+            weak.upgrade().map(|s| s.service(intx)).is_some()
+        })?;
         let [play_caps, capture_caps] = caps;
         let stream = |direction, caps: Option<Caps>| {
             caps.map(|caps| {
@@ -779,12 +754,6 @@ impl VirtioSound {
             playback: stream(Direction::Playback, play_caps),
             capture: stream(Direction::Capture, capture_caps),
         })
-    }
-
-    /// Where it is.
-    #[must_use]
-    pub fn address(&self) -> Address {
-        self.address
     }
 
     /// Its playback stream, if it has one.
@@ -817,10 +786,6 @@ impl VirtioStream {
 }
 
 impl Stream for VirtioStream {
-    fn direction(&self) -> Direction {
-        self.direction
-    }
-
     fn caps(&self) -> &Caps {
         &self.caps
     }

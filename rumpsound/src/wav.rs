@@ -57,30 +57,10 @@ fn pcm_of(path: &Path) -> Result<(Format, Vec<u8>), String> {
     let mut r = hound::WavReader::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let spec = r.spec();
     let bad = |e: hound::Error| format!("{}: {e}", path.display());
-    let (sample, data): (Sample, Vec<u8>) = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Int, 8) => (
-            Sample::U8,
-            r.samples::<i8>()
-                .map(|s| s.map(|s| (i16::from(s) + 128) as u8))
-                .collect::<Result<_, _>>()
-                .map_err(bad)?,
-        ),
-        (hound::SampleFormat::Int, 16) => (
-            Sample::S16Le,
-            r.samples::<i16>()
-                .map(|s| s.map(i16::to_le_bytes))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(bad)?
-                .concat(),
-        ),
-        (hound::SampleFormat::Int, 32) => (
-            Sample::S32Le,
-            r.samples::<i32>()
-                .map(|s| s.map(i32::to_le_bytes))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(bad)?
-                .concat(),
-        ),
+    let sample = match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Int, 8) => Sample::U8,
+        (hound::SampleFormat::Int, 16) => Sample::S16Le,
+        (hound::SampleFormat::Int, 32) => Sample::S32Le,
         (f, bits) => {
             return Err(format!(
                 "{}: {bits}-bit {f:?} samples (u8, s16 and s32 are played)",
@@ -88,6 +68,13 @@ fn pcm_of(path: &Path) -> Result<(Format, Vec<u8>), String> {
             ));
         }
     };
+    let mut data = vec![0; r.len() as usize * sample.bytes()];
+    for (s, out) in r
+        .samples::<i32>()
+        .zip(data.chunks_exact_mut(sample.bytes()))
+    {
+        sample.put(s.map_err(bad)?, out);
+    }
     let channels = u8::try_from(spec.channels)
         .map_err(|_| format!("{}: {} channels", path.display(), spec.channels))?;
     Ok((Format::new(spec.sample_rate, channels, sample), data))
@@ -165,20 +152,9 @@ pub fn record<I: Ipc + ?Sized>(
                 .map_err(|e| kr("read", e))?;
             got += data.len() as u64;
             let put = |e: hound::Error| format!("{}: {e}", path.display());
-            match format.sample {
-                Sample::U8 => data
-                    .iter()
-                    .try_for_each(|b| w.write_sample((i16::from(*b) - 128) as i8))
-                    .map_err(put)?,
-                Sample::S16Le => data
-                    .chunks_exact(2)
-                    .try_for_each(|s| w.write_sample(i16::from_le_bytes([s[0], s[1]])))
-                    .map_err(put)?,
-                Sample::S32Le => data
-                    .chunks_exact(4)
-                    .try_for_each(|s| w.write_sample(i32::from_le_bytes([s[0], s[1], s[2], s[3]])))
-                    .map_err(put)?,
-            }
+            data.chunks_exact(format.sample.bytes())
+                .try_for_each(|s| w.write_sample(format.sample.get(s)))
+                .map_err(put)?;
         }
         w.finalize()
             .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -19,7 +19,7 @@ use rumpsound::pcm::{
     AUDIO_CAPS, AUDIO_DRAIN, AUDIO_FORMAT, AUDIO_MIXER, AUDIO_PLAY_INFO, AUDIO_RECORD_INFO, Caps,
     Counters, ENCODING_SLINEAR_LE, Format, Sample,
 };
-use rumpsound::stream::{Direction, Stream};
+use rumpsound::stream::Stream;
 
 /// What a recording back end saw.
 #[derive(Default)]
@@ -31,15 +31,13 @@ struct Seen {
 }
 
 struct Recorder {
-    direction: Direction,
     caps: Caps,
     seen: Mutex<Seen>,
 }
 
 impl Recorder {
-    fn new(direction: Direction) -> Arc<Self> {
+    fn new() -> Arc<Self> {
         Arc::new(Self {
-            direction,
             caps: Caps {
                 channels: (1, 2),
                 rates: vec![44_100, 48_000],
@@ -51,9 +49,6 @@ impl Recorder {
 }
 
 impl Stream for Recorder {
-    fn direction(&self) -> Direction {
-        self.direction
-    }
     fn caps(&self) -> &Caps {
         &self.caps
     }
@@ -107,7 +102,7 @@ fn samples(v: &[i16]) -> Vec<u8> {
 
 #[test]
 fn playback_takes_whole_frames_in_the_format_set_with_the_mixer_applied() {
-    let play = Recorder::new(Direction::Playback);
+    let play = Recorder::new();
     let local = serve(vec![Card::new(Some(play.clone()), None)]);
     let (task, master) = local.client().unwrap();
     let c = Client::new(&task);
@@ -182,11 +177,11 @@ fn playback_takes_whole_frames_in_the_format_set_with_the_mixer_applied() {
 
 #[test]
 fn each_stream_has_one_opener_and_a_missing_one_cannot_be_opened() {
-    let play = Recorder::new(Direction::Playback);
-    let capture = Recorder::new(Direction::Capture);
+    let play = Recorder::new();
+    let capture = Recorder::new();
     let local = serve(vec![
         Card::new(Some(play.clone()), Some(capture.clone())),
-        Card::new(None, Some(Recorder::new(Direction::Capture))),
+        Card::new(None, Some(Recorder::new())),
     ]);
     let (task, master) = local.client().unwrap();
     let c = Client::new(&task);
@@ -236,7 +231,7 @@ fn each_stream_has_one_opener_and_a_missing_one_cannot_be_opened() {
 /// and the next writer gets the card.
 #[test]
 fn a_dying_writer_stops_its_stream_and_frees_the_card() {
-    let play = Recorder::new(Direction::Playback);
+    let play = Recorder::new();
     let local = serve(vec![Card::new(Some(play.clone()), None)]);
     let (task, master) = local.client().unwrap();
     {

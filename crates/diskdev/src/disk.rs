@@ -100,14 +100,24 @@ pub fn splice_all(
 ) -> io::Result<()> {
     let off_in = from_offset.map_or(std::ptr::null_mut(), std::ptr::from_mut);
     let off_out = to_offset.map_or(std::ptr::null_mut(), std::ptr::from_mut);
-    let mut left = len;
-    while left > 0 {
-        // SAFETY: splice between two descriptors; each offset is null or
-        // the caller's, alive for the call.
-        let n = unsafe { libc::splice(from, off_in, to, off_out, left, flags) };
-        match n {
+    // SAFETY: splice between two descriptors; each offset is null or the
+    // caller's, alive for the call.
+    whole(len, |_, left| unsafe {
+        libc::splice(from, off_in, to, off_out, left, flags)
+    })
+}
+
+/// Moves `len` bytes by repeated calls of `step` (given the bytes moved so
+/// far and those left, one system call that moves some of them and returns
+/// how many, or -1 with `errno`), retrying interruptions;
+/// `UnexpectedEof` when a call moves nothing.
+#[cfg(target_os = "linux")]
+pub(crate) fn whole(len: usize, mut step: impl FnMut(usize, usize) -> isize) -> io::Result<()> {
+    let mut done = 0;
+    while done < len {
+        match step(done, len - done) {
             0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n if n > 0 => left -= n as usize,
+            n if n > 0 => done += n as usize,
             _ => {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::device::Disks;
-use crate::disk::{AlignedBuf, Disk, PAGE, splice_all};
+use crate::disk::{AlignedBuf, Disk, PAGE, splice_all, whole};
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
@@ -396,53 +396,30 @@ impl Pipe {
     }
 
     /// Writes `data` into the pipe, whole (it has room: the caller knows).
-    fn put(&self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            // SAFETY: write from the caller's buffer into our pipe.
-            let n = unsafe { libc::write(self.wr.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            } else {
-                data = &data[n as usize..];
-            }
-        }
-        Ok(())
+    fn put(&self, data: &[u8]) -> io::Result<()> {
+        // SAFETY: writes from the caller's buffer, inside it, into our pipe.
+        whole(data.len(), |done, left| unsafe {
+            libc::write(self.wr.as_raw_fd(), data[done..].as_ptr().cast(), left)
+        })
     }
 
     /// Reads and drops what the pipe holds (the rest of a write that
     /// failed, so the pipe serves again).
     fn empty(&self) -> io::Result<()> {
-        let mut left: libc::c_int = 0;
+        let mut held: libc::c_int = 0;
         // SAFETY: FIONREAD on our pipe writes one int.
-        if unsafe { libc::ioctl(self.rd.as_raw_fd(), libc::FIONREAD, &raw mut left) } < 0 {
+        if unsafe { libc::ioctl(self.rd.as_raw_fd(), libc::FIONREAD, &raw mut held) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        let mut left = usize::try_from(left).unwrap_or(0);
         let mut scrap = [0u8; 4096];
-        while left > 0 {
-            // SAFETY: read into the local buffer, at most its size.
-            let n = unsafe {
-                libc::read(
-                    self.rd.as_raw_fd(),
-                    scrap.as_mut_ptr().cast(),
-                    scrap.len().min(left),
-                )
-            };
-            match n {
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                n if n > 0 => left -= n as usize,
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-        Ok(())
+        // SAFETY: reads into the local buffer, at most its size.
+        whole(usize::try_from(held).unwrap_or(0), |_, left| unsafe {
+            libc::read(
+                self.rd.as_raw_fd(),
+                scrap.as_mut_ptr().cast(),
+                scrap.len().min(left),
+            )
+        })
     }
 }
 

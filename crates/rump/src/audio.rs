@@ -13,9 +13,6 @@
 use crate::{Fd, Rump, RumpError, oflags};
 use crate::{IOC_IN, IOC_OUT, IOC_VOID, ioc};
 
-/// `AUMODE_PLAY`.
-pub const AUMODE_PLAY: u32 = 0x01;
-
 /// One direction of `struct audio_info`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -38,35 +38,37 @@ impl Rump {
     /// rather than raised in the host process); later calls return the same
     /// kernel, or the first boot's error again.
     pub fn init() -> Result<Self, RumpError> {
-        static BOOT: OnceLock<Result<(), i32>> = OnceLock::new();
-        let r = BOOT.get_or_init(|| {
-            // SAFETY: called once, before any other kernel call.
-            unsafe { sys::rump_boot_setsigmodel(sys::RUMP_SIGMODEL_IGNORE) };
-            // SAFETY: as above.
-            match unsafe { sys::rump_init() } {
-                0 => Ok(()),
-                e => Err(e),
-            }
-        });
-        match r {
-            Ok(()) => Ok(Self { _private: () }),
-            Err(e) => Err(RumpError::kernel("rump_init", *e)),
-        }
+        Self::init_with_pci(&[])
     }
 
     /// Boots the kernel (as [`Rump::init`]) with host PCI `functions` on its
     /// bus, where its drivers attach them; with none, the bus holds what
     /// `RUMP_PCI_DEVICES` names. What every translator over NetBSD's PCI
-    /// drivers does first.
+    /// drivers does first. The bus is the first boot's: once the kernel
+    /// runs, later calls return it (or the first boot's error) and their
+    /// functions are not attached.
     ///
     /// # Errors
     /// More than the bus holds, or the kernel's boot error.
     pub fn init_with_pci(functions: &[hypercall::pci::Address]) -> Result<Self, RumpError> {
-        if !functions.is_empty() {
-            hypercall::pci::rump::attach(functions)
-                .map_err(|e| RumpError::kernel("PCI functions for the bus", e.0))?;
+        static BOOT: OnceLock<Result<(), (&'static str, i32)>> = OnceLock::new();
+        let r = BOOT.get_or_init(|| {
+            if !functions.is_empty() {
+                hypercall::pci::rump::attach(functions)
+                    .map_err(|e| ("PCI functions for the bus", e.0))?;
+            }
+            // SAFETY: called once, before any other kernel call.
+            unsafe { sys::rump_boot_setsigmodel(sys::RUMP_SIGMODEL_IGNORE) };
+            // SAFETY: as above.
+            match unsafe { sys::rump_init() } {
+                0 => Ok(()),
+                e => Err(("rump_init", e)),
+            }
+        });
+        match r {
+            Ok(()) => Ok(Self { _private: () }),
+            Err((op, e)) => Err(RumpError::kernel(*op, *e)),
         }
-        Self::init()
     }
 
     /// Gives the calling host thread an LWP of its own for the rest of its

@@ -22,6 +22,16 @@ fn tone(frame: usize, (freq, amp): (f64, f64)) -> i16 {
     (amp * f64::from(i16::MAX) * (TAU * freq * t).sin()).round() as i16
 }
 
+/// QEMU's `-audiodev` value for a `wav` back end `id` that records to
+/// `path` in the tone's format.
+#[must_use]
+pub fn wav_audiodev(id: &str, path: &std::path::Path) -> String {
+    format!(
+        "wav,id={id},path={},out.frequency={RATE},out.channels=2,out.format=s16",
+        path.display()
+    )
+}
+
 /// The tone file: 16-bit stereo at [`RATE`].
 #[must_use]
 pub fn tone_wav() -> Vec<u8> {

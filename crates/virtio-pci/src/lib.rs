@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hypercall::NetbsdErrno;
 use hypercall::pci::{self, Address, Device, DmaBuffer};
@@ -279,4 +280,32 @@ pub fn spawn_interrupt_thread(
         }
     })?;
     Ok(())
+}
+
+/// How often a device without an interrupt is looked at.
+pub const POLL: Duration = Duration::from_millis(1);
+
+/// Starts thread `name`, which runs `service` on every interrupt of `irq`
+/// (as [`spawn_interrupt_thread`]) or, for a device that has none
+/// (`None`), every [`POLL`] (its argument then `false`). The thread ends
+/// when `service` returns `false`.
+///
+/// # Errors
+/// The thread cannot be created.
+pub fn spawn_service(
+    name: String,
+    irq: Option<pci::Interrupt>,
+    mut service: impl FnMut(bool) -> bool + Send + 'static,
+) -> io::Result<()> {
+    match irq {
+        Some(irq) => spawn_interrupt_thread(name, irq, service),
+        None => std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                while service(false) {
+                    std::thread::sleep(POLL);
+                }
+            })
+            .map(drop),
+    }
 }

@@ -9,7 +9,7 @@
 //! a writer that goes away mid-stream, and a timed second of capture.
 
 use testbed::guest::Guest;
-use testbed::sound::{RATE, check_recording, frames_of, tone_wav};
+use testbed::sound::{RATE, check_recording, frames_of, tone_wav, wav_audiodev};
 
 const SCRIPT: &str = r"
 sound-check 0000:00:0b.0 2>/tmp/check.log || { cat /tmp/check.log; exit 1; }
@@ -23,10 +23,7 @@ fn a_tone_played_through_rumpsound_is_what_the_card_recorded() {
     let dir = std::env::temp_dir().join(format!("rumpsound-vm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("out.wav");
-    let audiodev = format!(
-        "wav,id=snd0,path={},out.frequency={RATE},out.channels=2,out.format=s16",
-        out.display()
-    );
+    let audiodev = wav_audiodev("snd0", &out);
     let o = Guest::new()
         .module("vfio-pci")
         .program("rumpsound", "rumpsound")

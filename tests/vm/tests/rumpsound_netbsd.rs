@@ -19,7 +19,7 @@
 //! Without a rump kernel the test says it was skipped.
 
 use testbed::guest::Guest;
-use testbed::sound::{RATE, SECONDS, check_recording, frames_of, tone_wav};
+use testbed::sound::{RATE, SECONDS, check_recording, frames_of, tone_wav, wav_audiodev};
 
 const SCRIPT: &str = r"
 echo PLAY auich
@@ -53,10 +53,7 @@ fn netbsd_auich_and_hdaudio_play_the_tone_through_rumpsound() {
     let dir = std::env::temp_dir().join(format!("rumpsound-netbsd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let hda = dir.join("hda.wav");
-    let wav = format!(
-        "wav,id=hda,path={},out.frequency={RATE},out.channels=2,out.format=s16",
-        hda.display()
-    );
+    let wav = wav_audiodev("hda", &hda);
     let o = Guest::new()
         .module("vfio-pci")
         .program_with_rump_kernel("rumpsound", "rumpsound")
