@@ -6,6 +6,7 @@
 #
 # It follows the build notes of the CI kernel (../shared/rump/BUILD.md beside
 # the project: how the prebuilt tree was made) and adds
+# the directory compaction fix (-mstringop-strategy=libcall, see step 1) and
 # the librumpdev_usb fix (usbdi.c built with NUSB_DMA defined, so usbd_alloc_buffer
 # uses usb_allocmem with a real host controller instead of hitting
 # KASSERT(ub_usedma == false)).
@@ -175,14 +176,19 @@ run_step() {
 # Step 1: buildrump.sh fullbuild (= tools build install; NOT checkout, and no
 # tests).  -fcommon: gcc >= 10 defaults to -fno-common, which the 2016 tree and
 # its host tools do not build with; -Wno-error/NOGCCERROR: gcc 12 warnings that
-# the NetBSD tree would otherwise turn into errors.
+# the NetBSD tree would otherwise turn into errors; -mstringop-strategy=libcall:
+# ufs_direnter and ext2fs_direnter compact a directory block with an
+# overlapping memcpy(ep, nep, dsize), which gcc 12 expands inline (first and
+# last quadwords stored before the rep movsq), corrupting the entries it moves
+# ("bad dir" / ext2fs_dirbadentry panics after removals and renames); with
+# the flag every memcpy is a call to the kernel's own, which copies forward.
 # ---------------------------------------------------------------------------
 step_fullbuild() {
 	cd "$BRDIR"
 	env HOST_CFLAGS=-fcommon ./buildrump.sh -j"$JOBS" \
 	    -s "$SRCDIR" -o "$OBJDIR" -d "$STAGE" \
-	    -F CFLAGS=-fcommon -F CFLAGS=-Wno-error -V NOGCCERROR=1 \
-	    fullbuild
+	    -F CFLAGS=-fcommon -F CFLAGS=-Wno-error -F CFLAGS=-mstringop-strategy=libcall \
+	    -V NOGCCERROR=1 fullbuild
 	[ -x "$RUMPMAKE" ] || { echo "rumpmake wrapper not created: $RUMPMAKE"; exit 1; }
 }
 

@@ -11,10 +11,12 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # NetBSD kernel tests mount; qemu-utils has qemu-io, a real NBD client;
 # grub-mkrescue (grub-pc-bin, grub-common, xorriso, mtools) makes the GNU
 # Mach test bed's boot ISO; nbdkit is the NBD server rumpdisk-bench
-# compares rumpdisk with. The VM test bed's guest tools come with
+# compares rumpdisk with; fuse3 (fusermount3) mounts rumpfs's FUSE front
+# end, e2fsprogs checks the ext2 images it leaves, and fuse2fs is the FUSE
+# peer rumpfs-bench measures it against. The VM test bed's guest tools come with
 # crates/testbed/setup-guest.sh below.
 PKGS=(gcc libc6-dev binutils pkg-config makefs dosfstools qemu-utils
-      grub-pc-bin grub-common xorriso mtools nbdkit)
+      grub-pc-bin grub-common xorriso mtools nbdkit fuse3 e2fsprogs fuse2fs)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

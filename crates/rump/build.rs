@@ -5,6 +5,7 @@ use netbsd_src::components::{self, ComponentSet};
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(rump_usb_no_dma)");
+    println!("cargo::rustc-check-cfg=cfg(rump_dirs_unsafe)");
     let kernel = match netbsd_src::locate_for_build() {
         Ok(Some(k)) => k,
         Ok(None) => return,
@@ -45,6 +46,11 @@ fn main() {
     println!("cargo:rustc-cfg=rump_kernel");
     if kernel.usb_dma() == Some(false) {
         println!("cargo:rustc-cfg=rump_usb_no_dma");
+    }
+    if std::env::var_os("CARGO_FEATURE_FILESYSTEMS").is_some()
+        && kernel.dir_compaction_safe() == Some(false)
+    {
+        println!("cargo:rustc-cfg=rump_dirs_unsafe");
     }
     println!("cargo:kernel={}", kernel.lib_dir.display());
     println!("cargo:rustc-env=RUMP_LIB_DIR={}", kernel.lib_dir.display());

@@ -175,6 +175,40 @@ impl RumpKernel {
         usb_dma_in_symbols(&text)
     }
 
+    /// Whether the kernel's FFS and ext2fs compact directory blocks safely.
+    /// Compaction (`ufs_direnter`, `ext2fs_direnter`) slides entries down
+    /// with `memcpy(ep, nep, dsize)` over overlapping bytes; gcc 12 at -O2
+    /// expands that memcpy inline (first and last quadwords, then `rep
+    /// movsq`), and the early store of the last quadword overwrites source
+    /// bytes not yet copied: after removals and renames, a directory block
+    /// is corrupted and the next lookup panics ("bad dir", `ext2fs_dirbadentry`).
+    /// The 2016 CI kernel is built that way; one built with
+    /// `-mstringop-strategy=libcall` calls the kernel's memcpy, which
+    /// copies forward, and is safe. Read from the archives with `objdump -d
+    /// -r` (binutils): safe when every direnter/dircompact function calls
+    /// memcpy or memmove; `None` without the file systems or objdump.
+    #[must_use]
+    pub fn dir_compaction_safe(&self) -> Option<bool> {
+        let mut verdict = None;
+        for lib in ["rumpfs_ffs", "rumpfs_ext2fs"] {
+            let Some((_, archive)) = self.archive(lib) else {
+                continue;
+            };
+            let out = std::process::Command::new("objdump")
+                .args(["-d", "-r", "--no-show-raw-insn"])
+                .arg(&archive)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())?;
+            match compaction_calls_memcpy(&String::from_utf8_lossy(&out.stdout)) {
+                Some(false) => return Some(false),
+                Some(true) => verdict = Some(true),
+                None => {}
+            }
+        }
+        verdict
+    }
+
     /// Resolves a component set against this install: every required
     /// component must exist; optional ones are kept only if present.
     /// Returns the library names in link order (leaf drivers first, the
@@ -254,6 +288,38 @@ pub fn usb_dma_in_symbols(nm: &str) -> Option<bool> {
     )
 }
 
+/// [`RumpKernel::dir_compaction_safe`] from `objdump -d -r` output: whether
+/// every function whose name has `direnter` or `dircompact` in it calls
+/// `memcpy` or `memmove` (`None` when there is none).
+#[must_use]
+pub fn compaction_calls_memcpy(objdump: &str) -> Option<bool> {
+    let mut found = false;
+    let mut current: Option<bool> = None;
+    let mut all_call = true;
+    for line in objdump.lines() {
+        // A function starts: "0000000000001830 <ufs_dircompact.constprop.0>:"
+        if let Some(name) = line
+            .strip_suffix(">:")
+            .and_then(|l| l.split_once(" <"))
+            .map(|(_, n)| n)
+        {
+            if current == Some(false) {
+                all_call = false;
+            }
+            current = (name.contains("direnter") || name.contains("dircompact")).then_some(false);
+            found |= current.is_some();
+        } else if current == Some(false)
+            && (line.contains("rumpns_memcpy") || line.contains("rumpns_memmove"))
+        {
+            current = Some(true);
+        }
+    }
+    if current == Some(false) {
+        all_call = false;
+    }
+    found.then_some(all_call)
+}
+
 /// Build-script helper: locates the kernel, tells cargo when to look
 /// again, and declares the `rump_kernel` cfg.
 pub fn locate_for_build() -> Result<Option<RumpKernel>, LocateError> {
@@ -295,6 +361,29 @@ mod tests {
         let dir = fake_tree(&[]);
         let err = RumpKernel::from_prefix(&dir).unwrap_err();
         assert!(err.to_string().contains("librump.a"), "{err}");
+    }
+
+    #[test]
+    fn directory_compaction_is_safe_only_where_it_calls_memcpy() {
+        let inline = "\
+0000000000001830 <ufs_dircompact.constprop.0>:
+    19cf:\trep movsq %ds:(%rsi),%es:(%rdi)
+    1ae3:\tcall   1ae8 <ufs_dircompact.constprop.0+0x2b8>
+\t\t\t1ae4: R_X86_64_PLT32\trumpns_ufsdirhash_checkblock-0x4
+0000000000001e70 <rumpns_ufs_direnter>:
+    1fb0:\trep movsq %ds:(%rsi),%es:(%rdi)
+0000000000002000 <rumpns_ufs_makedirentry>:
+\t\t\t227: R_X86_64_PLT32\trumpns_memcpy-0x4
+";
+        assert_eq!(compaction_calls_memcpy(inline), Some(false));
+        let libcall = "\
+0000000000001830 <ufs_dircompact.constprop.0>:
+\t\t\t1993: R_X86_64_PLT32\trumpns_memcpy-0x4
+0000000000001e70 <rumpns_ufs_direnter>:
+\t\t\t1fb1: R_X86_64_PLT32\trumpns_memcpy-0x4
+";
+        assert_eq!(compaction_calls_memcpy(libcall), Some(true));
+        assert_eq!(compaction_calls_memcpy("0000 <other>:\n"), None);
     }
 
     #[test]

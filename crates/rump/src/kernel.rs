@@ -11,13 +11,13 @@ pub struct Rump {
     _private: (),
 }
 
-fn last_errno() -> i32 {
+pub(crate) fn last_errno() -> i32 {
     // rump_sys_* store the raw NetBSD errno in the host errno through
     // rumpuser_seterrno.
     errno::errno().0
 }
 
-fn cvt(op: impl FnOnce() -> String, rc: c_int) -> Result<c_int, RumpError> {
+pub(crate) fn cvt(op: impl FnOnce() -> String, rc: c_int) -> Result<c_int, RumpError> {
     if rc < 0 {
         Err(RumpError::kernel(op(), last_errno()))
     } else {
@@ -25,7 +25,7 @@ fn cvt(op: impl FnOnce() -> String, rc: c_int) -> Result<c_int, RumpError> {
     }
 }
 
-fn cvt_size(op: impl FnOnce() -> String, rc: isize) -> Result<usize, RumpError> {
+pub(crate) fn cvt_size(op: impl FnOnce() -> String, rc: isize) -> Result<usize, RumpError> {
     if rc < 0 {
         Err(RumpError::kernel(op(), last_errno()))
     } else {
@@ -234,6 +234,36 @@ impl Rump {
         }
         Ok(Etfs { key: k })
     }
+
+    /// Like [`Rump::etfs_register`], for the `size` bytes of `host_path`
+    /// from byte `begin` on (a partition of a disk image).
+    pub fn etfs_register_window(
+        self,
+        key: &str,
+        host_path: &std::path::Path,
+        ty: EtfsType,
+        begin: u64,
+        size: u64,
+    ) -> Result<Etfs, RumpError> {
+        use std::os::unix::ffi::OsStrExt;
+        let k = CString::new(key)?;
+        let h = CString::new(host_path.as_os_str().as_bytes())?;
+        // SAFETY: NUL-terminated strings.
+        let rc = unsafe {
+            sys::rump_pub_etfs_register_withsize(k.as_ptr(), h.as_ptr(), ty as c_int, begin, size)
+        };
+        if rc != 0 {
+            return Err(RumpError::kernel(
+                format!(
+                    "etfs register {key} -> {} bytes {begin}..{}",
+                    host_path.display(),
+                    begin.saturating_add(size)
+                ),
+                rc,
+            ));
+        }
+        Ok(Etfs { key: k })
+    }
 }
 
 /// `enum rump_etfs_type`.
@@ -285,7 +315,7 @@ impl Drop for Etfs {
 /// A kernel file descriptor; closed on drop.
 #[derive(Debug)]
 pub struct Fd {
-    fd: c_int,
+    pub(crate) fd: c_int,
 }
 
 impl Fd {

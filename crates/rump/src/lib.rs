@@ -7,6 +7,8 @@
 //!   carrying NetBSD errno values and converting them to host ones.
 //! - [`net`]: interface ioctls and bpf(4), for frames in and out of the
 //!   kernel's NIC drivers.
+//! - [`vfs`]: the file-system calls (`*at`, `struct stat`, `getdents`,
+//!   `statvfs1`) on paths in a mounted file system, for rumpfs.
 //! - [`audio`]: audio(4)'s `audio_info` and ioctls, for PCM in and out of
 //!   the kernel's sound drivers.
 //!
@@ -23,6 +25,7 @@ mod kernel;
 pub mod net;
 #[cfg(rump_kernel)]
 pub mod sys;
+pub mod vfs;
 
 #[cfg(rump_kernel)]
 pub use kernel::{Etfs, EtfsType, Fd, Rump};
@@ -37,6 +40,12 @@ pub const LINKED: bool = cfg!(rump_kernel);
 /// (`netbsd_src::RumpKernel::usb_dma`: the 2016 tree's cannot; its usbdi.c
 /// asserts on the first transfer). True when it cannot be told.
 pub const USB_DMA: bool = !cfg!(rump_usb_no_dma);
+
+/// Whether the linked kernel's FFS and ext2fs compact directory blocks
+/// without corrupting them (`netbsd_src::RumpKernel::dir_compaction_safe`:
+/// the 2016 CI kernel, built by gcc 12, does not; removals and renames
+/// then break directories). True when it cannot be told.
+pub const DIR_COMPACTION_SAFE: bool = !cfg!(rump_dirs_unsafe);
 
 /// The library directory of the kernel linked (empty without one).
 pub const LIB_DIR: &str = match option_env!("RUMP_LIB_DIR") {
@@ -141,6 +150,20 @@ pub mod oflags {
     pub const TRUNC: i32 = 0x0000_0400;
     /// With `CREAT`: fail if it exists.
     pub const EXCL: i32 = 0x0000_0800;
+    /// The access mode bits.
+    pub const ACCMODE: i32 = 0x0000_0003;
+    /// Non-blocking.
+    pub const NONBLOCK: i32 = 0x0000_0004;
+    /// Writes append.
+    pub const APPEND: i32 = 0x0000_0008;
+    /// Synchronous writes.
+    pub const SYNC: i32 = 0x0000_0080;
+    /// Do not follow a final symbolic link.
+    pub const NOFOLLOW: i32 = 0x0000_0100;
+    /// Data-synchronous writes.
+    pub const DSYNC: i32 = 0x0001_0000;
+    /// Fail unless a directory.
+    pub const DIRECTORY: i32 = 0x0020_0000;
 }
 
 /// NetBSD `mount(2)` arguments for the file systems the suite mounts.
@@ -149,6 +172,10 @@ pub mod mount {
 
     /// `MNT_RDONLY`.
     pub const MNT_RDONLY: i32 = 0x0000_0001;
+    /// `MNT_SYNCHRONOUS`: every write reaches the medium before it returns.
+    pub const MNT_SYNCHRONOUS: i32 = 0x0000_0002;
+    /// `MNT_NOATIME`.
+    pub const MNT_NOATIME: i32 = 0x0400_0000;
     /// `MNT_FORCE` (for unmount).
     pub const MNT_FORCE: i32 = 0x0008_0000;
 

@@ -119,3 +119,95 @@ unsafe extern "C" {
     #[link_name = "rump___sysimpl_lseek"]
     pub fn rump_sys_lseek(fd: c_int, off: i64, whence: c_int) -> i64;
 }
+
+/// `AT_FDCWD`: `*at` calls relative to the current directory.
+pub const AT_FDCWD: c_int = -100;
+
+unsafe extern "C" {
+    /// `fstat(2)` (NetBSD 5's `struct stat`).
+    #[link_name = "rump___sysimpl_fstat50"]
+    pub fn rump_sys_fstat(fd: c_int, st: *mut c_void) -> c_int;
+    /// `fstatat(2)`.
+    #[link_name = "rump___sysimpl_fstatat"]
+    pub fn rump_sys_fstatat(
+        dir: c_int,
+        path: *const c_char,
+        st: *mut c_void,
+        flags: c_int,
+    ) -> c_int;
+    /// `openat(2)`.
+    #[link_name = "rump___sysimpl_openat"]
+    pub fn rump_sys_openat(dir: c_int, path: *const c_char, flags: c_int, ...) -> c_int;
+    /// `mkdirat(2)`.
+    #[link_name = "rump___sysimpl_mkdirat"]
+    pub fn rump_sys_mkdirat(dir: c_int, path: *const c_char, mode: u32) -> c_int;
+    /// `mknodat(2)`.
+    #[link_name = "rump___sysimpl_mknodat"]
+    pub fn rump_sys_mknodat(dir: c_int, path: *const c_char, mode: u32, dev: u64) -> c_int;
+    /// `unlinkat(2)`.
+    #[link_name = "rump___sysimpl_unlinkat"]
+    pub fn rump_sys_unlinkat(dir: c_int, path: *const c_char, flags: c_int) -> c_int;
+    /// `renameat(2)`.
+    #[link_name = "rump___sysimpl_renameat"]
+    pub fn rump_sys_renameat(
+        from_dir: c_int,
+        from: *const c_char,
+        to_dir: c_int,
+        to: *const c_char,
+    ) -> c_int;
+    /// `linkat(2)`.
+    #[link_name = "rump___sysimpl_linkat"]
+    pub fn rump_sys_linkat(
+        from_dir: c_int,
+        from: *const c_char,
+        to_dir: c_int,
+        to: *const c_char,
+        flags: c_int,
+    ) -> c_int;
+    /// `symlinkat(2)`.
+    #[link_name = "rump___sysimpl_symlinkat"]
+    pub fn rump_sys_symlinkat(target: *const c_char, dir: c_int, path: *const c_char) -> c_int;
+    /// `readlinkat(2)`.
+    #[link_name = "rump___sysimpl_readlinkat"]
+    pub fn rump_sys_readlinkat(
+        dir: c_int,
+        path: *const c_char,
+        buf: *mut c_char,
+        len: usize,
+    ) -> isize;
+    /// `fchmodat(2)`.
+    #[link_name = "rump___sysimpl_fchmodat"]
+    pub fn rump_sys_fchmodat(dir: c_int, path: *const c_char, mode: u32, flags: c_int) -> c_int;
+    /// `fchownat(2)`.
+    #[link_name = "rump___sysimpl_fchownat"]
+    pub fn rump_sys_fchownat(
+        dir: c_int,
+        path: *const c_char,
+        uid: u32,
+        gid: u32,
+        flags: c_int,
+    ) -> c_int;
+    /// `utimensat(2)`.
+    #[link_name = "rump___sysimpl_utimensat"]
+    pub fn rump_sys_utimensat(
+        dir: c_int,
+        path: *const c_char,
+        times: *const [i64; 2],
+        flags: c_int,
+    ) -> c_int;
+    /// `ftruncate(2)`.
+    #[link_name = "rump___sysimpl_ftruncate"]
+    pub fn rump_sys_ftruncate(fd: c_int, len: i64) -> c_int;
+    /// `fdatasync(2)`.
+    #[link_name = "rump___sysimpl_fdatasync"]
+    pub fn rump_sys_fdatasync(fd: c_int) -> c_int;
+    /// `getdents(2)` (`struct dirent` of NetBSD 3.0 on).
+    #[link_name = "rump___sysimpl_getdents30"]
+    pub fn rump_sys_getdents(fd: c_int, buf: *mut c_char, len: usize) -> c_int;
+    /// `fsync_range(2)`.
+    #[link_name = "rump___sysimpl_fsync_range"]
+    pub fn rump_sys_fsync_range(fd: c_int, how: c_int, start: i64, len: i64) -> c_int;
+    /// `statvfs1(2)`.
+    #[link_name = "rump___sysimpl_statvfs1"]
+    pub fn rump_sys_statvfs1(path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int;
+}
