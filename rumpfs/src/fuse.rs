@@ -234,9 +234,14 @@ impl Fuse {
         self.handles.lock().get(&fh.0).cloned()
     }
 
-    fn file(&self, fh: FileHandle) -> Result<Arc<Handle>, Errno> {
-        match self.handle(fh) {
-            Some(h) if matches!(*h, Handle::File(_)) => Ok(h),
+    /// Runs `f` on the open file `fh` (`EBADF` if it is not one).
+    fn on_file<T>(
+        &self,
+        fh: FileHandle,
+        f: impl FnOnce(&Fd) -> Result<T, RumpError>,
+    ) -> Result<T, Errno> {
+        match self.handle(fh).as_deref() {
+            Some(Handle::File(fd)) => f(fd).map_err(|e| errno(&e)),
             _ => Err(Errno::EBADF),
         }
     }
@@ -300,18 +305,15 @@ impl Filesystem for Fuse {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let ino = self.ino(ino);
-        let r = match fh.and_then(|fh| self.handle(fh)) {
-            Some(h) if matches!(*h, Handle::File(_)) => {
-                let Handle::File(fd) = &*h else {
-                    unreachable!()
-                };
-                self.vol.fstat(ino, fd)
-            }
-            _ => self.vol.stat(ino),
+        // An open file answers through its descriptor (it may have no
+        // name left); anything else by its path.
+        let r = match fh.map(|fh| self.on_file(fh, |fd| self.vol.fstat(ino, fd))) {
+            Some(Ok(st)) => Ok(st),
+            _ => self.vol.stat(ino).map_err(|e| errno(&e)),
         };
         match r {
             Ok(st) => reply.attr(&TTL, &self.attr(&st)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -501,19 +503,21 @@ impl Filesystem for Fuse {
         reply: ReplyData,
     ) {
         let ino = self.ino(ino);
-        let h = match self.file(fh) {
-            Ok(h) => h,
-            Err(e) => return reply.error(e),
-        };
-        let Handle::File(fd) = &*h else {
-            unreachable!()
-        };
-        let mut buf = vec![0u8; size as usize];
-        let got = match self.vol.read(ino, fd, &mut buf, offset) {
-            Ok(n) => n,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        reply.data(&buf[..got]);
+        // Each worker reads into a buffer of its own, kept across reads
+        // (a fresh 1 MiB buffer costs the host a page fault per page).
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with_borrow_mut(|buf| {
+            if buf.len() < size as usize {
+                buf.resize(size as usize, 0);
+            }
+            let buf = &mut buf[..size as usize];
+            match self.on_file(fh, |fd| self.vol.read(ino, fd, buf, offset)) {
+                Ok(got) => reply.data(&buf[..got]),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn write(
@@ -529,18 +533,10 @@ impl Filesystem for Fuse {
         reply: ReplyWrite,
     ) {
         let ino = self.ino(ino);
-        let h = match self.file(fh) {
-            Ok(h) => h,
-            Err(e) => return reply.error(e),
-        };
-        let Handle::File(fd) = &*h else {
-            unreachable!()
-        };
-        let put = match self.vol.write(ino, fd, data, offset) {
-            Ok(n) => n,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        reply.written(put as u32);
+        match self.on_file(fh, |fd| self.vol.write(ino, fd, data, offset)) {
+            Ok(put) => reply.written(put as u32),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn flush(
@@ -578,16 +574,9 @@ impl Filesystem for Fuse {
         reply: ReplyEmpty,
     ) {
         let ino = self.ino(ino);
-        let h = match self.file(fh) {
-            Ok(h) => h,
-            Err(e) => return reply.error(e),
-        };
-        let Handle::File(fd) = &*h else {
-            unreachable!()
-        };
-        match self.vol.fsync(ino, fd, datasync) {
+        match self.on_file(fh, |fd| self.vol.fsync(ino, fd, datasync)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => reply.error(e),
         }
     }
 

@@ -128,20 +128,15 @@ fn run(o: &Options) -> Result<(), String> {
         mountpoint.display(),
         if o.readonly { " (read-only)" } else { "" }
     );
-    let served = rumpfs::fuse::serve(
-        &vol,
-        mountpoint,
-        o.threads.unwrap_or(4),
-        move |unmount| {
-            std::thread::spawn(move || {
-                let mut sig = 0;
-                // SAFETY: the set is valid; `sig` is written by sigwait.
-                unsafe { libc::sigwait(&raw const signals, &raw mut sig) };
-                log::info!("signal {sig}: unmounting");
-                unmount();
-            });
-        },
-    );
+    let served = rumpfs::fuse::serve(&vol, mountpoint, o.threads.unwrap_or(4), move |unmount| {
+        std::thread::spawn(move || {
+            let mut sig = 0;
+            // SAFETY: the set is valid; `sig` is written by sigwait.
+            unsafe { libc::sigwait(&raw const signals, &raw mut sig) };
+            log::info!("signal {sig}: unmounting");
+            unmount();
+        });
+    });
     match served {
         Ok(()) => Ok(()),
         Err(e) => {

@@ -15,13 +15,17 @@
 //! a file is ever busy (under I/O) while another call reads that file.
 //! The 2016 kernel's read-ahead takes the pages after a read
 //! asynchronously and, when the first of them is busy, hands a NULL page
-//! to `uvm_page_unbusy`, whose DIAGNOSTIC assertion dereferences it: two
-//! readers of one file, or a reader and the syncer writing that file's
-//! dirty pages back, crash the kernel. So reads, writes, truncations and
-//! fsyncs of one file are serialised ([`Volume::node_io`]), every write's
-//! data is written through to the store before the write is answered
-//! (the syncer finds no dirty file pages to write back), and [`Volume::sync`]
-//! excludes all file I/O while it runs.
+//! to `uvm_page_unbusy`, whose DIAGNOSTIC assertion dereferences it: a
+//! read-ahead still in flight when the next read comes, two readers of one
+//! file, or a reader and the syncer writing that file's dirty pages back
+//! crash the kernel. So block I/O is done in the calling thread
+//! (`RUMP_BIO_THREADS=0`: a read-ahead is complete when its read
+//! returns), reads, writes, truncations and fsyncs of one file are
+//! serialised ([`Volume::node_io`]), every write's pages are written back
+//! to the store before the write is answered (`POSIX_FADV_DONTNEED`, which
+//! starts the write-back without waiting for stable storage; with block
+//! I/O in the caller it is done on return, and the syncer finds no dirty
+//! file pages), and [`Volume::sync`] excludes all file I/O while it runs.
 //!
 //! NetBSD's msdosfs (2016) loses cluster chains and leaves stale entries
 //! when two calls change one FAT file system at once (seen with eight
@@ -45,6 +49,9 @@ pub type Ino = u64;
 /// Locks file I/O is serialised by (files whose inode numbers fall in one
 /// shard wait for each other).
 const IO_SHARDS: u64 = 64;
+
+/// The kernel's page size.
+const PAGE: u64 = 4096;
 
 /// Where the file system is mounted in the kernel.
 const MOUNT_POINT: &[u8] = b"/rumpfs";
@@ -347,6 +354,8 @@ impl Volume {
         if fstype == FsType::Fat && !opts.readonly {
             window.forget_fat_free_count()?;
         }
+        // Block I/O done in the caller: see the module's notes.
+        hypercall::param::set("RUMP_BIO_THREADS", "0");
         let rump = Rump::init()?;
         rump.bind_thread()?;
         let etfs = if window.whole {
@@ -849,7 +858,11 @@ impl Volume {
                 }
             }
             if put > 0 {
-                fd.sync_range(rump::vfs::FDATASYNC, off, put as u64)?;
+                // Written back now, without waiting for stable storage: the
+                // whole pages the write touched.
+                let start = off & !(PAGE - 1);
+                let end = (off + put as u64).next_multiple_of(PAGE);
+                fd.advise(start, end - start, rump::vfs::POSIX_FADV_DONTNEED)?;
                 return Ok(put);
             }
             Err(failed.unwrap_or_else(|| err("empty write", nb::EINVAL)))

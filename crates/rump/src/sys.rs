@@ -204,9 +204,9 @@ unsafe extern "C" {
     /// `getdents(2)` (`struct dirent` of NetBSD 3.0 on).
     #[link_name = "rump___sysimpl_getdents30"]
     pub fn rump_sys_getdents(fd: c_int, buf: *mut c_char, len: usize) -> c_int;
-    /// `fsync_range(2)`.
-    #[link_name = "rump___sysimpl_fsync_range"]
-    pub fn rump_sys_fsync_range(fd: c_int, how: c_int, start: i64, len: i64) -> c_int;
+    /// `posix_fadvise(2)` (answers the error number itself).
+    #[link_name = "rump___sysimpl_posix_fadvise50"]
+    pub fn rump_sys_posix_fadvise(fd: c_int, off: i64, len: i64, advice: c_int) -> c_int;
     /// `statvfs1(2)`.
     #[link_name = "rump___sysimpl_statvfs1"]
     pub fn rump_sys_statvfs1(path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int;

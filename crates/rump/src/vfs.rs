@@ -14,10 +14,9 @@ pub const AT_REMOVEDIR: i32 = 0x800;
 pub const UTIME_NOW: i64 = (1 << 30) - 1;
 /// `UTIME_OMIT`.
 pub const UTIME_OMIT: i64 = (1 << 30) - 2;
-/// `FDATASYNC` for `fsync_range`: data and the metadata needed to read it.
-pub const FDATASYNC: i32 = 0x10;
-/// `FFILESYNC` for `fsync_range`: data and all metadata.
-pub const FFILESYNC: i32 = 0x20;
+/// `POSIX_FADV_DONTNEED`: the range's dirty pages are written back
+/// (asynchronously, without waiting for stable storage) and deactivated.
+pub const POSIX_FADV_DONTNEED: i32 = 4;
 /// `ST_WAIT` for `statvfs1`: fresh figures.
 pub const ST_WAIT: i32 = 1;
 /// `NAME_MAX` of NetBSD: the longest name a directory entry holds.
@@ -483,17 +482,18 @@ mod calls {
             .map(drop)
         }
 
-        /// `fsync_range`: writes `len` bytes from `start` (all of the file
-        /// when `len` is 0) to the medium, with `how` [`super::FDATASYNC`]
-        /// or [`super::FFILESYNC`].
-        pub fn sync_range(&self, how: i32, start: u64, len: u64) -> Result<(), RumpError> {
-            let (s, l) = (start as i64, len as i64);
-            if s < 0 || l < 0 {
-                return Err(RumpError::kernel("fsync_range", 22));
+        /// `posix_fadvise` of `len` bytes from `off` (`advice`:
+        /// [`super::POSIX_FADV_DONTNEED`]).
+        pub fn advise(&self, off: u64, len: u64, advice: i32) -> Result<(), RumpError> {
+            let (o, l) = (off as i64, len as i64);
+            if o < 0 || l < 0 {
+                return Err(RumpError::kernel("posix_fadvise", 22));
             }
             // SAFETY: plain arguments.
-            let rc = unsafe { sys::rump_sys_fsync_range(self.fd, how, s, l) };
-            cvt(|| format!("fsync_range {len} bytes at {start}"), rc).map(drop)
+            match unsafe { sys::rump_sys_posix_fadvise(self.fd, o, l, advice) } {
+                0 => Ok(()),
+                e => Err(RumpError::kernel(format!("posix_fadvise {advice}"), e)),
+            }
         }
 
         /// Reads the next directory entries (`getdents` into a buffer of

@@ -80,14 +80,24 @@ struct SendPtr(*mut c_void);
 // thread, which passes it back to the kernel.
 unsafe impl Send for SendPtr {}
 
+/// `RUMP_BIO_THREADS`: how many I/O threads carry out `rumpuser_bio`
+/// requests (1–64, default 4), or 0 for none: each request is then done in
+/// the calling thread, its completion run before `rumpuser_bio` returns.
+fn bio_threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| {
+        param::get("RUMP_BIO_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n <= 64)
+            .unwrap_or(4)
+    })
+}
+
 fn bio_pool() -> &'static BioPool {
     static POOL: OnceLock<BioPool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let threads = param::get("RUMP_BIO_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .filter(|&n| (1..=64).contains(&n))
-            .unwrap_or(4);
+        let threads = bio_threads().max(1);
         let init: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
             if let Err(e) = sched::bind_host_thread() {
                 crate::console::write(
@@ -106,7 +116,9 @@ fn bio_pool() -> &'static BioPool {
 /// `void rumpuser_bio(int fd, int op, void *data, size_t dlen, int64_t off,
 /// rump_biodone_fn biodone, void *bioarg)`: queues the request and returns;
 /// `biodone` runs exactly once on an I/O thread holding a CPU, with the
-/// bytes done and a NetBSD errno (bytes 0 on error).
+/// bytes done and a NetBSD errno (bytes 0 on error). With
+/// `RUMP_BIO_THREADS=0` the request is done at once, the CPU released
+/// around the host I/O, and `biodone` runs in the caller before return.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rumpuser_bio(
     fd: c_int,
@@ -121,6 +133,20 @@ pub unsafe extern "C" fn rumpuser_bio(
         crate::console::write(b"rumpuser_bio: no completion function\n");
         return;
     };
+    let req = BioRequest {
+        fd,
+        op,
+        data: data.cast(),
+        len: dlen,
+        off,
+    };
+    if bio_threads() == 0 {
+        let (n, err) = sched::released(|| crate::bio::perform(&req));
+        // SAFETY: the kernel's completion with its own argument, once; the
+        // calling thread holds the CPU it called in with.
+        unsafe { biodone(bioarg, n, err.map_or(0, |e: NetbsdErrno| e.0)) };
+        return;
+    }
     let arg = SendPtr(bioarg);
     let done: Completion = Box::new(move |n, err| {
         let arg = arg;
@@ -133,13 +159,6 @@ pub unsafe extern "C" fn rumpuser_bio(
             None => call(),
         }
     });
-    let req = BioRequest {
-        fd,
-        op,
-        data: data.cast(),
-        len: dlen,
-        off,
-    };
     // SAFETY: the kernel keeps `data` valid and untouched until biodone.
     unsafe { bio_pool().submit(req, done) };
 }
