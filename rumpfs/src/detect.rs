@@ -45,7 +45,8 @@ impl fmt::Display for FsType {
 }
 
 /// How many bytes from the start of a store [`detect`] looks at.
-pub const PROBE_LEN: usize = 65536 + 8192;
+/// (Every superblock place in [`FFS_SUPERBLOCKS`] lies inside it.)
+pub const PROBE_LEN: usize = 262_144 + 8192;
 
 /// `FS_UFS1_MAGIC`.
 const UFS1_MAGIC: u32 = 0x0001_1954;

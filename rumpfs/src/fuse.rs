@@ -246,14 +246,16 @@ impl Fuse {
         }
     }
 
-    /// The entries of `ino` from index `offset` on, re-read when a listing
-    /// starts over.
+    /// Runs `each` on the entries of `ino` from index `offset` on (with
+    /// the offset of the entry after it) until it returns true; the
+    /// directory is read again when a listing starts over at 0.
     fn listing(
         &self,
         ino: Ino,
         fh: FileHandle,
         offset: u64,
-    ) -> Result<Vec<(u64, DirEntry)>, Errno> {
+        mut each: impl FnMut(u64, &DirEntry) -> bool,
+    ) -> Result<(), Errno> {
         let h = self.handle(fh).ok_or(Errno::EBADF)?;
         let Handle::Dir(entries) = &*h else {
             return Err(Errno::EBADF);
@@ -262,12 +264,13 @@ impl Fuse {
         if offset == 0 {
             *entries = self.vol.read_dir(ino).map_err(|e| errno(&e))?;
         }
-        Ok(entries
-            .iter()
-            .enumerate()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .map(|(i, e)| (i as u64 + 1, e.clone()))
-            .collect())
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, e) in entries.iter().enumerate().skip(skip) {
+            if each(i as u64 + 1, e) {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -289,8 +292,8 @@ impl Filesystem for Fuse {
     }
 
     fn destroy(&mut self) {
+        // Open files close before the volume unmounts (`serve`).
         self.handles.lock().clear();
-        self.vol.sync();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -603,23 +606,20 @@ impl Filesystem for Fuse {
         mut reply: ReplyDirectory,
     ) {
         let ino = self.ino(ino);
-        let entries = match self.listing(ino, fh, offset) {
-            Ok(e) => e,
-            Err(e) => return reply.error(e),
-        };
-        for (next, e) in entries {
+        let listed = self.listing(ino, fh, offset, |next, e| {
             let kind = dirent_type(e.kind).unwrap_or(FileType::RegularFile);
             let id = self.vol.entry_id(ino, &e.name, e.ino);
-            if reply.add(
+            reply.add(
                 INodeNo(self.swap(id)),
                 next,
                 kind,
                 OsStr::from_bytes(&e.name),
-            ) {
-                break;
-            }
+            )
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -631,11 +631,7 @@ impl Filesystem for Fuse {
         mut reply: ReplyDirectoryPlus,
     ) {
         let ino = self.ino(ino);
-        let entries = match self.listing(ino, fh, offset) {
-            Ok(e) => e,
-            Err(e) => return reply.error(e),
-        };
-        for (next, e) in entries {
+        let listed = self.listing(ino, fh, offset, |next, e| {
             let dots = e.name == b"." || e.name == b"..";
             // FUSE neither links nor counts "." and ".."; the others are
             // looked up, which it counts.
@@ -647,24 +643,26 @@ impl Filesystem for Fuse {
             } else {
                 self.vol.lookup(ino, &e.name)
             };
-            let Ok(st) = st else { continue };
+            let Ok(st) = st else { return false };
             let attr = self.attr(&st);
-            if reply.add(
+            let full = reply.add(
                 attr.ino,
                 next,
                 OsStr::from_bytes(&e.name),
                 &TTL,
                 &attr,
                 Generation(u64::from(st.gen_)),
-            ) {
-                if !dots {
-                    // Not sent: the kernel will not count it.
-                    self.vol.forget(st.ino, 1);
-                }
-                break;
+            );
+            if full && !dots {
+                // Not sent: the kernel will not count it.
+                self.vol.forget(st.ino, 1);
             }
+            full
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     fn releasedir(

@@ -138,9 +138,10 @@ impl Window {
     /// specification allows) before a read-write mount: NetBSD's msdosfs
     /// neither updates nor trusts it, and a stale count left behind would
     /// mislead the next system (fsck.fat reports it). FAT12/16 have none.
-    pub fn forget_fat_free_count(&self) -> io::Result<()> {
+    /// `head` is the window's first bytes (its boot sector at least).
+    pub fn forget_fat_free_count(&self, head: &[u8]) -> io::Result<()> {
         use crate::detect::{fat32_fsinfo, fsinfo};
-        let Some(at) = fat32_fsinfo(&self.head(512)?) else {
+        let Some(at) = fat32_fsinfo(head) else {
             return Ok(());
         };
         let mut sector = [0u8; 512];

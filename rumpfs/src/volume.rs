@@ -314,8 +314,8 @@ pub struct Volume {
     gate: RwLock<()>,
     /// Every call into a FAT file system takes it ([`Volume::serial`]).
     fat: Mutex<()>,
+    /// The block device, registered while the file system is mounted.
     etfs: Mutex<Option<Etfs>>,
-    mounted: Mutex<bool>,
 }
 
 impl std::fmt::Debug for Volume {
@@ -332,7 +332,8 @@ impl Volume {
     /// detects or checks the type, and mounts it.
     pub fn mount(opts: &Options) -> io::Result<Self> {
         let window = Window::open(&opts.store, opts.readonly)?;
-        let found = detect::detect(&window.head(detect::PROBE_LEN)?);
+        let head = window.head(detect::PROBE_LEN)?;
+        let found = detect::detect(&head);
         let fstype = match (opts.fstype, found.clone()) {
             (Some(t), _) | (None, Ok(t)) => t,
             (None, Err(what)) => {
@@ -352,7 +353,7 @@ impl Volume {
             ));
         }
         if fstype == FsType::Fat && !opts.readonly {
-            window.forget_fat_free_count()?;
+            window.forget_fat_free_count(&head)?;
         }
         // Block I/O done in the caller: see the module's notes.
         hypercall::param::set("RUMP_BIO_THREADS", "0");
@@ -407,7 +408,6 @@ impl Volume {
             gate: RwLock::new(()),
             fat: Mutex::new(()),
             etfs: Mutex::new(Some(etfs)),
-            mounted: Mutex::new(true),
         })
     }
 
@@ -628,6 +628,24 @@ impl Volume {
         Ok((st, fd))
     }
 
+    /// Makes entry `name` in `parent` with `create` (the kernel makes it as
+    /// root), gives it to `uid`/`gid`, and remembers it.
+    fn make(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        uid: u32,
+        gid: u32,
+        create: impl FnOnce(&Loc) -> Result<(), Error>,
+    ) -> Result<Stat, Error> {
+        let _fat = self.serial();
+        self.check_name(name)?;
+        let loc = self.locate(parent, Some(name))?;
+        create(&loc)?;
+        self.own(&loc, uid, gid)?;
+        self.made(parent, name, &loc)
+    }
+
     /// Makes directory `name` in `parent`.
     pub fn mkdir(
         &self,
@@ -637,12 +655,9 @@ impl Volume {
         uid: u32,
         gid: u32,
     ) -> Result<Stat, Error> {
-        let _fat = self.serial();
-        self.check_name(name)?;
-        let loc = self.locate(parent, Some(name))?;
-        self.rump.mkdir_at(loc.at(), &loc.rel, mode)?;
-        self.own(&loc, uid, gid)?;
-        self.made(parent, name, &loc)
+        self.make(parent, name, uid, gid, |loc| {
+            self.rump.mkdir_at(loc.at(), &loc.rel, mode)
+        })
     }
 
     /// Makes a device node, named pipe or empty regular file (`mode`
@@ -656,22 +671,20 @@ impl Volume {
         uid: u32,
         gid: u32,
     ) -> Result<Stat, Error> {
-        let _fat = self.serial();
-        self.check_name(name)?;
-        let loc = self.locate(parent, Some(name))?;
-        if mode & rump::vfs::mode::S_IFMT == rump::vfs::mode::S_IFREG {
-            let fd = self.rump.open_at(
-                loc.at(),
-                &loc.rel,
-                oflags::WRONLY | oflags::CREAT | oflags::EXCL,
-                mode & 0o7777,
-            )?;
-            fd.close()?;
-        } else {
-            self.rump.mknod_at(loc.at(), &loc.rel, mode, rdev)?;
-        }
-        self.own(&loc, uid, gid)?;
-        self.made(parent, name, &loc)
+        self.make(parent, name, uid, gid, |loc| {
+            if mode & rump::vfs::mode::S_IFMT == rump::vfs::mode::S_IFREG {
+                self.rump
+                    .open_at(
+                        loc.at(),
+                        &loc.rel,
+                        oflags::WRONLY | oflags::CREAT | oflags::EXCL,
+                        mode & 0o7777,
+                    )?
+                    .close()
+            } else {
+                self.rump.mknod_at(loc.at(), &loc.rel, mode, rdev)
+            }
+        })
     }
 
     /// Makes `name` in `parent` a symbolic link to `target`.
@@ -683,18 +696,15 @@ impl Volume {
         uid: u32,
         gid: u32,
     ) -> Result<Stat, Error> {
-        let _fat = self.serial();
-        self.check_name(name)?;
-        if target.is_empty() || target.contains(&0) {
-            return Err(err(
-                "empty symbolic link target or one with NUL",
-                nb::EINVAL,
-            ));
-        }
-        let loc = self.locate(parent, Some(name))?;
-        self.rump.symlink_at(target, loc.at(), &loc.rel)?;
-        self.own(&loc, uid, gid)?;
-        self.made(parent, name, &loc)
+        self.make(parent, name, uid, gid, |loc| {
+            if target.is_empty() || target.contains(&0) {
+                return Err(err(
+                    "empty symbolic link target or one with NUL",
+                    nb::EINVAL,
+                ));
+            }
+            self.rump.symlink_at(target, loc.at(), &loc.rel)
+        })
     }
 
     /// Gives `ino` the further name `name` in `parent`.
@@ -902,22 +912,20 @@ impl Volume {
     /// Unmounts (writing everything back and marking the file system
     /// clean) and releases the block device. Later calls do nothing.
     pub fn unmount(&self) -> Result<(), Error> {
-        let mut mounted = self.mounted.lock();
-        if !*mounted {
+        // The block device is registered exactly while mounted.
+        let mut etfs = self.etfs.lock();
+        if etfs.is_none() {
             return Ok(());
         }
         self.bind();
         let mnt = std::str::from_utf8(MOUNT_POINT).expect("ASCII");
         let _gate = self.gate.write();
-        self.rump.sync();
+        // unmount(2) writes everything back itself.
         if let Err(e) = self.rump.unmount(mnt, 0) {
             log::warn!("{e}; forcing the unmount");
             self.rump.unmount(mnt, mount::MNT_FORCE)?;
         }
-        *mounted = false;
-        if let Some(etfs) = self.etfs.lock().take() {
-            etfs.remove()?;
-        }
+        etfs.take().expect("checked above").remove()?;
         log::info!("unmounted {}", self.fstype);
         Ok(())
     }

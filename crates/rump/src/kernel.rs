@@ -221,22 +221,12 @@ impl Rump {
         host_path: &std::path::Path,
         ty: EtfsType,
     ) -> Result<Etfs, RumpError> {
-        use std::os::unix::ffi::OsStrExt;
-        let k = CString::new(key)?;
-        let h = CString::new(host_path.as_os_str().as_bytes())?;
-        // SAFETY: NUL-terminated strings.
-        let rc = unsafe { sys::rump_pub_etfs_register(k.as_ptr(), h.as_ptr(), ty as c_int) };
-        if rc != 0 {
-            return Err(RumpError::kernel(
-                format!("etfs register {key} -> {}", host_path.display()),
-                rc,
-            ));
-        }
-        Ok(Etfs { key: k })
+        self.etfs_register_window(key, host_path, ty, 0, sys::RUMP_ETFS_SIZE_ENDOFF)
     }
 
     /// Like [`Rump::etfs_register`], for the `size` bytes of `host_path`
-    /// from byte `begin` on (a partition of a disk image).
+    /// from byte `begin` on (a partition of a disk image;
+    /// [`sys::RUMP_ETFS_SIZE_ENDOFF`] for all of the rest).
     pub fn etfs_register_window(
         self,
         key: &str,
@@ -254,11 +244,15 @@ impl Rump {
         };
         if rc != 0 {
             return Err(RumpError::kernel(
-                format!(
-                    "etfs register {key} -> {} bytes {begin}..{}",
-                    host_path.display(),
-                    begin.saturating_add(size)
-                ),
+                if size == sys::RUMP_ETFS_SIZE_ENDOFF && begin == 0 {
+                    format!("etfs register {key} -> {}", host_path.display())
+                } else {
+                    format!(
+                        "etfs register {key} -> {} bytes {begin}..{}",
+                        host_path.display(),
+                        begin.saturating_add(size)
+                    )
+                },
                 rc,
             ));
         }

@@ -13,6 +13,8 @@ pub const RUMP_ETFS_REG: c_int = 0;
 pub const RUMP_ETFS_BLK: c_int = 1;
 /// Character device.
 pub const RUMP_ETFS_CHR: c_int = 2;
+/// `RUMP_ETFS_SIZE_ENDOFF`: an etfs window reaching the end of the file.
+pub const RUMP_ETFS_SIZE_ENDOFF: u64 = u64::MAX;
 
 /// `struct iovec` (NetBSD amd64 layout, same as the host's).
 pub type Iovec = libc::iovec;
@@ -34,13 +36,9 @@ unsafe extern "C" {
     pub fn rump_init() -> c_int;
     /// Chooses what kernel signals do to the host process.
     pub fn rump_boot_setsigmodel(model: c_int);
-    /// Makes host file `hostpath` appear in the kernel as `key`.
-    pub fn rump_pub_etfs_register(
-        key: *const c_char,
-        hostpath: *const c_char,
-        ftype: c_int,
-    ) -> c_int;
-    /// Like `rump_pub_etfs_register`, for a window of the host file.
+    /// Makes the `size` bytes of host file `hostpath` from `begin` on
+    /// appear in the kernel as `key` (`rump_pub_etfs_register` is this with
+    /// 0 and `RUMP_ETFS_SIZE_ENDOFF`).
     pub fn rump_pub_etfs_register_withsize(
         key: *const c_char,
         hostpath: *const c_char,

@@ -278,21 +278,32 @@ mod calls {
         String::from_utf8_lossy(path).into_owned()
     }
 
+    /// Runs kernel call `call` on `path` made a C string; a negative
+    /// answer is the errno, reported as `"{op} {path}"`.
+    fn on_path(
+        op: &str,
+        path: &[u8],
+        call: impl FnOnce(*const std::ffi::c_char) -> c_int,
+    ) -> Result<c_int, RumpError> {
+        let c = cpath(path)?;
+        cvt(|| format!("{op} {}", show(path)), call(c.as_ptr()))
+    }
+
     impl Rump {
         /// `fstatat`: the status of `path` (of a symbolic link itself
         /// unless `follow`).
         pub fn stat_at(self, at: At<'_>, path: &[u8], follow: bool) -> Result<Stat, RumpError> {
-            let c = cpath(path)?;
             let mut st = Stat::default();
             let flags = if follow {
                 0
             } else {
                 super::AT_SYMLINK_NOFOLLOW
             };
-            // SAFETY: NUL-terminated path; `st` has NetBSD's layout.
-            let rc =
-                unsafe { sys::rump_sys_fstatat(at.raw(), c.as_ptr(), (&raw mut st).cast(), flags) };
-            cvt(|| format!("stat {}", show(path)), rc).map(|_| st)
+            on_path("stat", path, |c| {
+                // SAFETY: NUL-terminated path; `st` has NetBSD's layout.
+                unsafe { sys::rump_sys_fstatat(at.raw(), c, (&raw mut st).cast(), flags) }
+            })
+            .map(|_| st)
         }
 
         /// `openat` with NetBSD `flags` ([`crate::oflags`]).
@@ -312,10 +323,11 @@ mod calls {
 
         /// `mkdirat`.
         pub fn mkdir_at(self, at: At<'_>, path: &[u8], mode: u32) -> Result<(), RumpError> {
-            let c = cpath(path)?;
-            // SAFETY: NUL-terminated path.
-            let rc = unsafe { sys::rump_sys_mkdirat(at.raw(), c.as_ptr(), mode) };
-            cvt(|| format!("mkdir {}", show(path)), rc).map(drop)
+            on_path("mkdir", path, |c| {
+                // SAFETY: NUL-terminated path.
+                unsafe { sys::rump_sys_mkdirat(at.raw(), c, mode) }
+            })
+            .map(drop)
         }
 
         /// `mknodat` (`mode` carries the `S_IF*` type).
@@ -326,19 +338,21 @@ mod calls {
             mode: u32,
             dev: u64,
         ) -> Result<(), RumpError> {
-            let c = cpath(path)?;
-            // SAFETY: NUL-terminated path.
-            let rc = unsafe { sys::rump_sys_mknodat(at.raw(), c.as_ptr(), mode, dev) };
-            cvt(|| format!("mknod {}", show(path)), rc).map(drop)
+            on_path("mknod", path, |c| {
+                // SAFETY: NUL-terminated path.
+                unsafe { sys::rump_sys_mknodat(at.raw(), c, mode, dev) }
+            })
+            .map(drop)
         }
 
         /// `unlinkat` (a directory with `dir`).
         pub fn unlink_at(self, at: At<'_>, path: &[u8], dir: bool) -> Result<(), RumpError> {
-            let c = cpath(path)?;
             let flags = if dir { super::AT_REMOVEDIR } else { 0 };
-            // SAFETY: NUL-terminated path.
-            let rc = unsafe { sys::rump_sys_unlinkat(at.raw(), c.as_ptr(), flags) };
-            cvt(|| format!("unlink {}", show(path)), rc).map(drop)
+            on_path("unlink", path, |c| {
+                // SAFETY: NUL-terminated path.
+                unsafe { sys::rump_sys_unlinkat(at.raw(), c, flags) }
+            })
+            .map(drop)
         }
 
         /// `renameat`.
@@ -378,10 +392,11 @@ mod calls {
         /// `symlinkat`: `path` becomes a symbolic link to `target`.
         pub fn symlink_at(self, target: &[u8], at: At<'_>, path: &[u8]) -> Result<(), RumpError> {
             let t = cpath(target)?;
-            let c = cpath(path)?;
-            // SAFETY: NUL-terminated strings.
-            let rc = unsafe { sys::rump_sys_symlinkat(t.as_ptr(), at.raw(), c.as_ptr()) };
-            cvt(|| format!("symlink {}", show(path)), rc).map(drop)
+            on_path("symlink", path, |c| {
+                // SAFETY: NUL-terminated strings.
+                unsafe { sys::rump_sys_symlinkat(t.as_ptr(), at.raw(), c) }
+            })
+            .map(drop)
         }
 
         /// `readlinkat`: the target of symbolic link `path`.
@@ -400,10 +415,11 @@ mod calls {
         /// `fchmodat` (following symbolic links: their own modes mean
         /// nothing to NetBSD).
         pub fn chmod_at(self, at: At<'_>, path: &[u8], mode: u32) -> Result<(), RumpError> {
-            let c = cpath(path)?;
-            // SAFETY: NUL-terminated path.
-            let rc = unsafe { sys::rump_sys_fchmodat(at.raw(), c.as_ptr(), mode, 0) };
-            cvt(|| format!("chmod {}", show(path)), rc).map(drop)
+            on_path("chmod", path, |c| {
+                // SAFETY: NUL-terminated path.
+                unsafe { sys::rump_sys_fchmodat(at.raw(), c, mode, 0) }
+            })
+            .map(drop)
         }
 
         /// `fchownat` of `path` itself (`u32::MAX` leaves an id as it is).
@@ -414,12 +430,11 @@ mod calls {
             uid: u32,
             gid: u32,
         ) -> Result<(), RumpError> {
-            let c = cpath(path)?;
-            // SAFETY: NUL-terminated path.
-            let rc = unsafe {
-                sys::rump_sys_fchownat(at.raw(), c.as_ptr(), uid, gid, super::AT_SYMLINK_NOFOLLOW)
-            };
-            cvt(|| format!("chown {}", show(path)), rc).map(drop)
+            on_path("chown", path, |c| {
+                // SAFETY: NUL-terminated path.
+                unsafe { sys::rump_sys_fchownat(at.raw(), c, uid, gid, super::AT_SYMLINK_NOFOLLOW) }
+            })
+            .map(drop)
         }
 
         /// `utimensat` of `path` itself: access and modification times
@@ -431,28 +446,24 @@ mod calls {
             atime: Timespec,
             mtime: Timespec,
         ) -> Result<(), RumpError> {
-            let c = cpath(path)?;
             let times = [[atime.sec, atime.nsec], [mtime.sec, mtime.nsec]];
-            // SAFETY: NUL-terminated path; two timespecs.
-            let rc = unsafe {
-                sys::rump_sys_utimensat(
-                    at.raw(),
-                    c.as_ptr(),
-                    times.as_ptr(),
-                    super::AT_SYMLINK_NOFOLLOW,
-                )
-            };
-            cvt(|| format!("utimens {}", show(path)), rc).map(drop)
+            on_path("utimens", path, |c| {
+                // SAFETY: NUL-terminated path; two timespecs.
+                unsafe {
+                    sys::rump_sys_utimensat(at.raw(), c, times.as_ptr(), super::AT_SYMLINK_NOFOLLOW)
+                }
+            })
+            .map(drop)
         }
 
         /// `statvfs1` of the file system holding `path`.
         pub fn statvfs(self, path: &[u8]) -> Result<StatVfs, RumpError> {
-            let c = cpath(path)?;
             let mut st = StatVfs::default();
-            // SAFETY: NUL-terminated path; `st` has NetBSD's layout.
-            let rc =
-                unsafe { sys::rump_sys_statvfs1(c.as_ptr(), (&raw mut st).cast(), super::ST_WAIT) };
-            cvt(|| format!("statvfs {}", show(path)), rc).map(|_| st)
+            on_path("statvfs", path, |c| {
+                // SAFETY: NUL-terminated path; `st` has NetBSD's layout.
+                unsafe { sys::rump_sys_statvfs1(c, (&raw mut st).cast(), super::ST_WAIT) }
+            })
+            .map(|_| st)
         }
     }
 
