@@ -116,15 +116,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, KernReturn> {
             }
             let _dotdot = port(&mut r)?;
             for _ in 0..2 {
-                let d = r.desc().map_err(|_| bad())?;
-                if !d.longform || d.name != tn::INTEGER_32 || d.size != 32 {
-                    return Err(bad());
-                }
-                if d.inline {
-                    r.data(4 * d.number as usize).map_err(|_| bad())?;
-                } else {
-                    r.address().map_err(|_| bad())?;
-                }
+                crate::io::ids(&mut r)?;
             }
             let flags = int32(&mut r)?;
             if !r.at_end() {
@@ -147,6 +139,45 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, KernReturn> {
         id if (ID_STARTUP..=ID_LAST).contains(&id) => Ok(Request::Other { id }),
         _ => Err(KernReturn::MIG_BAD_ID),
     }
+}
+
+/// The arguments of an `fsys_getroot` request, for a server that serves
+/// the lookup (a file system): the `..` port (a send right now ours, or
+/// null) and the client's ids (out-of-line arrays are ours to deallocate).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Getroot<'a> {
+    /// The node's parent, for lookups of `..` at the root.
+    pub dotdot: PortName,
+    /// The user ids.
+    pub uids: crate::io::Ids<'a>,
+    /// The group ids.
+    pub gids: crate::io::Ids<'a>,
+    /// `O_*` open flags of the lookup.
+    pub flags: i32,
+}
+
+/// Decodes an `fsys_getroot` request with MIG's checks.
+pub fn decode_getroot(bytes: &[u8]) -> Result<Getroot<'_>, KernReturn> {
+    let (h, mut r) = msg::Reader::new(bytes).map_err(|_| bad())?;
+    if h.id != ID_GETROOT {
+        return Err(KernReturn::MIG_BAD_ID);
+    }
+    if (h.size as usize) < 80 || !h.is_complex() {
+        return Err(bad());
+    }
+    let dotdot = port(&mut r)?;
+    let uids = crate::io::ids(&mut r)?;
+    let gids = crate::io::ids(&mut r)?;
+    let flags = int32(&mut r)?;
+    if !r.at_end() {
+        return Err(bad());
+    }
+    Ok(Getroot {
+        dotdot,
+        uids,
+        gids,
+        flags,
+    })
 }
 
 /// `fsys_getpriv` reply: three rights with their dispositions.
@@ -182,17 +213,32 @@ pub fn getroot_request(
     dotdot: (PortName, u8),
     flags: i32,
 ) -> MsgBuf {
+    getroot_request_as(dest, reply, dotdot, &[], &[], flags)
+}
+
+/// `fsys_getroot` request as the user with `uids` and `gids` (inline).
+#[must_use]
+pub fn getroot_request_as(
+    dest: PortName,
+    reply: PortName,
+    dotdot: (PortName, u8),
+    uids: &[u32],
+    gids: &[u32],
+    flags: i32,
+) -> MsgBuf {
     let mut b = Builder::new(Header::request(dest, reply, ID_GETROOT));
     b.port(dotdot.0, dotdot.1);
-    for _ in 0..2 {
+    for ids in [uids, gids] {
         b.desc(TypeDesc {
             name: tn::INTEGER_32,
             size: 32,
-            number: 0,
+            number: ids.len() as u32,
             inline: true,
             longform: true,
             deallocate: false,
         });
+        let raw: alloc::vec::Vec<u8> = ids.iter().flat_map(|id| id.to_ne_bytes()).collect();
+        b.raw(&raw);
     }
     b.desc(INT32).raw(&flags.to_ne_bytes());
     b.finish()
@@ -297,4 +343,12 @@ pub fn put_string(b: &mut Builder, s: &str) {
     let n = s.len().min(1023);
     field[..n].copy_from_slice(&s.as_bytes()[..n]);
     b.desc(STRING).raw(&field);
+}
+
+/// `fsys_goaway` request.
+#[must_use]
+pub fn goaway_request(dest: PortName, reply: PortName, flags: i32) -> MsgBuf {
+    let mut b = Builder::new(Header::request(dest, reply, ID_GOAWAY));
+    b.desc(INT32).raw(&flags.to_ne_bytes());
+    b.finish()
 }

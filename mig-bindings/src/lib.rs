@@ -9,6 +9,9 @@
 //!   with the checks MIG's server stubs make, replies built as they build
 //!   them, and a client.
 //! - [`fsys`] (22000), [`startup`] (29000, 29500): the bootstrap chain.
+//! - [`io`] (21000), [`fs`] (20000): a file server's protids (`io_read`,
+//!   `dir_lookup`, `dir_readdir`, ...), with the Hurd's `struct stat`,
+//!   `struct statfs` and `struct dirent` layouts.
 //! - [`pci`] (39000), [`acpi`] (41000): the PCI arbiter and ACPI clients.
 //! - [`net`]: GNU Mach's network devices: status flavors, interface
 //!   flags, and the `net_rcv_msg` carrying each received frame.
@@ -25,7 +28,9 @@ extern crate alloc;
 
 pub mod acpi;
 pub mod device;
+pub mod fs;
 pub mod fsys;
+pub mod io;
 pub mod net;
 pub mod pci;
 pub mod rpc;

@@ -241,6 +241,19 @@ impl Table {
         }
     }
 
+    /// One more front-end reference to a known node (or the root).
+    fn retain(&mut self, ino: Ino) {
+        self.nodes.entry(ino).or_default().lookups += 1;
+    }
+
+    /// The directory a known directory was found in (the root's own).
+    fn parent(&self, ino: Ino) -> Option<Ino> {
+        if ino == self.root {
+            return Some(ino);
+        }
+        self.nodes.get(&ino)?.links.first().map(|l| l.0)
+    }
+
     fn forget(&mut self, ino: Ino, n: u64) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
@@ -539,6 +552,22 @@ impl Volume {
             FsType::Fat => self.table.lock().entry(parent, name).unwrap_or(fallback),
             FsType::Ffs | FsType::Ext2 => fallback,
         }
+    }
+
+    /// One more front-end reference to `ino`, a node a front end holds.
+    pub fn retain(&self, ino: Ino) {
+        self.table.lock().retain(ino);
+    }
+
+    /// The parent of directory `ino` (a node a front end holds), with a
+    /// front-end reference.
+    pub fn lookup_parent(&self, ino: Ino) -> Result<Ino, Error> {
+        let mut t = self.table.lock();
+        let parent = t
+            .parent(ino)
+            .ok_or_else(|| err("the parent of a removed directory", nb::ENOENT))?;
+        t.retain(parent);
+        Ok(parent)
     }
 
     /// Drops `n` front-end references to `ino`.

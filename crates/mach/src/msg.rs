@@ -401,9 +401,14 @@ impl Builder {
 
     /// Out-of-line data at `addr` (`len` bytes), long form as MIG sends it.
     pub fn ool(&mut self, addr: u64, len: usize, deallocate: bool) -> &mut Self {
+        self.ool_of(crate::port::type_name::BYTE, addr, len, deallocate)
+    }
+
+    /// Out-of-line data of 8-bit elements of type `name` (`BYTE`, `CHAR`).
+    pub fn ool_of(&mut self, name: u8, addr: u64, len: usize, deallocate: bool) -> &mut Self {
         self.complex = true;
         let d = TypeDesc {
-            name: crate::port::type_name::BYTE,
+            name,
             size: 8,
             number: len as u32,
             inline: false,

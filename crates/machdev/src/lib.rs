@@ -24,6 +24,9 @@ mod device;
 #[cfg(feature = "loopback")]
 pub mod loopback;
 pub mod net;
+#[cfg(feature = "std")]
+pub mod netfs;
+pub mod pool;
 mod reply;
 mod server;
 mod sync;
@@ -34,5 +37,6 @@ pub mod sys;
 pub use boot::translator_main;
 pub use boot::{BootHost, BootOptions, Chain, OptionArgs};
 pub use device::{Device, Driver, Mode};
+pub use pool::PoolConfig;
 pub use reply::{Data, DataReply, Responder, WriteReply};
-pub use server::{DeviceServer, MAX_READ, PoolConfig};
+pub use server::{DeviceServer, MAX_READ};

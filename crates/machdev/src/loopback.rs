@@ -8,6 +8,7 @@ use mach::ipc::Ipc;
 use mach::loopback::{Kernel, Task};
 use mach::{KernReturn, PortName};
 
+use crate::pool::Serve;
 use crate::{DeviceServer, Driver, PoolConfig};
 
 /// A started [`DeviceServer`] in a task of its own on a loopback kernel.
@@ -43,18 +44,7 @@ impl LocalServer {
         let task = Arc::new(kernel.new_task());
         let ipc: Arc<dyn Ipc> = task.clone();
         let server = DeviceServer::new(ipc, drivers, None, config)?;
-        if handoff {
-            let weak = Arc::downgrade(&server);
-            task.set_handoff(
-                server.portset(),
-                Arc::new(move |msg: &[u8]| {
-                    if let Some(server) = weak.upgrade() {
-                        server.handle_busy(msg);
-                    }
-                }),
-            )?;
-        }
-        server.start();
+        serve_on(&task, &server, handoff)?;
         Ok(Self {
             kernel,
             task,
@@ -85,4 +75,25 @@ impl LocalServer {
     pub fn server(&self) -> &DeviceServer {
         &self.server
     }
+}
+
+/// Starts `server` (any server on a [`Pool`](crate::pool::Pool) of `task`)
+/// with hand-offs, as [`LocalServer::start_with`] does, or without.
+///
+/// # Errors
+/// What the kernel answers when the hand-off cannot be set.
+pub fn serve_on<S: Serve>(task: &Task, server: &Arc<S>, handoff: bool) -> Result<(), KernReturn> {
+    if handoff {
+        let weak = Arc::downgrade(server);
+        task.set_handoff(
+            server.pool().portset(),
+            Arc::new(move |msg: &[u8]| {
+                if let Some(server) = weak.upgrade() {
+                    crate::pool::handle_busy(&server, msg);
+                }
+            }),
+        )?;
+    }
+    crate::pool::start(server);
+    Ok(())
 }

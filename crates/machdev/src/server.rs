@@ -8,8 +8,6 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
-#[cfg(feature = "std")]
-use core::sync::atomic::{AtomicIsize, AtomicUsize};
 
 use mach::ipc::{Ipc, option};
 use mach::msg::{Header, MsgBuf};
@@ -20,44 +18,12 @@ use mig_bindings::{fsys, rpc, startup};
 
 use crate::boot::{BootHost, Chain, HURD_EBUSY, HURD_EOPNOTSUPP};
 use crate::device::{Device, Driver, Mode};
+use crate::pool::{self, Pool, PoolConfig, RCV_SIZE, Serve};
 use crate::reply::{Data, DataReply, Responder, WriteReply};
 use crate::sync::{Mutex, RwLock};
 
-/// Largest request the server receives (`device_set_status` with 1024 words
-/// and its descriptors fits).
-const RCV_SIZE: usize = 8192;
 /// Largest read one request may ask for.
 pub const MAX_READ: usize = 1 << 30;
-
-/// Sizes of the worker pool.
-#[derive(Clone, Copy, Debug)]
-pub struct PoolConfig {
-    /// Threads started at once (at least 1).
-    pub min_threads: usize,
-    /// The pool grows while every thread is busy, up to this many.
-    pub max_threads: usize,
-}
-
-impl PoolConfig {
-    /// The default pool with at most `max` threads (`--threads`), if given.
-    #[must_use]
-    pub fn with_max_threads(max: Option<usize>) -> Self {
-        let d = Self::default();
-        Self {
-            max_threads: max.unwrap_or(d.max_threads).max(1),
-            ..d
-        }
-    }
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        Self {
-            min_threads: 2,
-            max_threads: 64,
-        }
-    }
-}
 
 struct Open {
     device: Arc<dyn Device>,
@@ -99,21 +65,12 @@ struct Boot {
 
 /// A running device server.
 pub struct DeviceServer {
+    pool: Pool,
     ipc: Arc<dyn Ipc>,
-    portset: PortName,
     master: PortName,
     drivers: Vec<Arc<dyn Driver>>,
     next_master: Option<PortName>,
     objects: RwLock<BTreeMap<PortName, Object>>,
-    #[cfg(feature = "std")]
-    config: PoolConfig,
-    #[cfg(feature = "std")]
-    threads: AtomicUsize,
-    /// Workers waiting for a message, less those a hand-off lent (below
-    /// zero while a lent worker also took a message).
-    #[cfg(feature = "std")]
-    idle: AtomicIsize,
-    stopping: AtomicBool,
     boot: Mutex<Option<Boot>>,
     filter_notify: PortName,
     /// The devices that hold a filter for each filter port (a name in this
@@ -140,17 +97,12 @@ impl DeviceServer {
         next_master: Option<PortName>,
         config: PoolConfig,
     ) -> Result<Arc<Self>, KernReturn> {
-        // A `no_std` task has no threads: it calls `serve_one`.
-        #[cfg(not(feature = "std"))]
-        let _ = config;
-        let portset = ipc.port_allocate(Right::PortSet)?;
-        let master = ipc.port_allocate(Right::Receive)?;
-        ipc.port_move_member(master, portset).result()?;
-        let filter_notify = ipc.port_allocate(Right::Receive)?;
-        ipc.port_move_member(filter_notify, portset).result()?;
+        let pool = Pool::new(Arc::clone(&ipc), config)?;
+        let master = pool.new_port()?;
+        let filter_notify = pool.new_port()?;
         let server = Arc::new(Self {
+            pool,
             ipc,
-            portset,
             master,
             drivers,
             next_master,
@@ -158,13 +110,6 @@ impl DeviceServer {
                 (master, Object::Master),
                 (filter_notify, Object::FilterNotify),
             ])),
-            #[cfg(feature = "std")]
-            config,
-            #[cfg(feature = "std")]
-            threads: AtomicUsize::new(0),
-            #[cfg(feature = "std")]
-            idle: AtomicIsize::new(0),
-            stopping: AtomicBool::new(false),
             boot: Mutex::new(None),
             filter_notify,
             filter_ports: Mutex::new(BTreeMap::new()),
@@ -189,12 +134,8 @@ impl DeviceServer {
         chain: Chain,
         host: Option<Arc<dyn BootHost>>,
     ) -> Result<PortName, KernReturn> {
-        let control = self.ipc.port_allocate(Right::Receive)?;
-        let sync_port = self.ipc.port_allocate(Right::Receive)?;
-        self.ipc.port_move_member(control, self.portset).result()?;
-        self.ipc
-            .port_move_member(sync_port, self.portset)
-            .result()?;
+        let control = self.pool.new_port()?;
+        let sync_port = self.pool.new_port()?;
         let mut objects = self.objects.write();
         objects.insert(control, Object::Control);
         objects.insert(sync_port, Object::SyncNotify);
@@ -204,12 +145,6 @@ impl DeviceServer {
             sync_port,
         });
         Ok(control)
-    }
-
-    /// The port set the workers receive on.
-    #[cfg(feature = "loopback")]
-    pub(crate) fn portset(&self) -> PortName {
-        self.portset
     }
 
     /// Opens currently alive.
@@ -226,15 +161,13 @@ impl DeviceServer {
     #[cfg(feature = "std")]
     #[must_use]
     pub fn thread_count(&self) -> usize {
-        self.threads.load(Ordering::Relaxed)
+        self.pool.thread_count()
     }
 
     /// Starts the worker pool.
     #[cfg(feature = "std")]
     pub fn start(self: &Arc<Self>) {
-        for _ in 0..self.config.min_threads.max(1) {
-            self.spawn_worker();
-        }
+        pool::start(self);
     }
 
     /// Asks every driver to flush (system shutdown).
@@ -246,15 +179,14 @@ impl DeviceServer {
 
     /// Stops serving: the port set and every port go away; workers exit.
     pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
+        self.pool.stop();
         let objects = core::mem::take(&mut *self.objects.write());
         for (name, obj) in objects {
             if let Object::Device(open) = &obj {
                 open.close();
             }
-            let _ = self.ipc.port_mod_refs(name, Right::Receive, -1);
+            self.pool.destroy(name);
         }
-        let _ = self.ipc.port_mod_refs(self.portset, Right::PortSet, -1);
     }
 
     /// Receives and handles one message on the calling thread, waiting at
@@ -272,91 +204,11 @@ impl DeviceServer {
         buf: &mut MsgBuf,
         timeout_ms: Option<u32>,
     ) -> Result<(), KernReturn> {
-        self.receive(buf, timeout_ms).result()?;
-        self.handle(buf.as_bytes());
-        Ok(())
-    }
-
-    /// One receive on the port set into `buf`, waiting at most
-    /// `timeout_ms` (`None`: until a message comes).
-    fn receive(&self, buf: &mut MsgBuf, timeout_ms: Option<u32>) -> KernReturn {
-        if buf.len() < RCV_SIZE {
-            buf.resize(RCV_SIZE);
-        }
-        let opt = option::RCV_MSG
-            | if timeout_ms.is_some() {
-                option::RCV_TIMEOUT
-            } else {
-                0
-            };
-        // SAFETY: a valid buffer of at least RCV_SIZE bytes.
-        unsafe {
-            self.ipc.mach_msg(
-                buf.as_mut_ptr(),
-                opt,
-                0,
-                RCV_SIZE as u32,
-                self.portset,
-                timeout_ms.unwrap_or(0),
-                PortName::NULL,
-            )
-        }
-    }
-
-    #[cfg(feature = "std")]
-    fn spawn_worker(self: &Arc<Self>) {
-        let me = Arc::clone(self);
-        self.threads.fetch_add(1, Ordering::AcqRel);
-        self.idle.fetch_add(1, Ordering::AcqRel);
-        let spawned = std::thread::Builder::new()
-            .name("machdev-worker".into())
-            .spawn(move || me.worker());
-        if let Err(e) = spawned {
-            log::error!("cannot start a server thread: {e}");
-            self.threads.fetch_sub(1, Ordering::AcqRel);
-            self.idle.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    #[cfg(feature = "std")]
-    fn worker(self: Arc<Self>) {
-        let mut buf = MsgBuf::zeroed(RCV_SIZE);
-        loop {
-            let r = self.receive(&mut buf, None);
-            if self.stopping.load(Ordering::Acquire) {
-                break;
-            }
-            match r {
-                KernReturn::SUCCESS => {}
-                KernReturn::RCV_TOO_LARGE => continue,
-                KernReturn::RCV_INVALID_NAME | KernReturn::RCV_PORT_DIED => break,
-                e => {
-                    log::warn!("receive failed: {e}");
-                    continue;
-                }
-            }
-            self.handle_busy(buf.as_bytes());
-        }
-        self.threads.fetch_sub(1, Ordering::AcqRel);
-        self.idle.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Handles one message as a busy worker of the pool, which keeps a
-    /// thread receiving meanwhile: on the worker that received it, or on a
-    /// thread a waiting worker was lent to by a hand-off.
-    #[cfg(feature = "std")]
-    pub(crate) fn handle_busy(self: &Arc<Self>, bytes: &[u8]) {
-        if self.idle.fetch_sub(1, Ordering::AcqRel) <= 1
-            && self.threads.load(Ordering::Acquire) < self.config.max_threads
-        {
-            self.spawn_worker();
-        }
-        self.handle(bytes);
-        self.idle.fetch_add(1, Ordering::AcqRel);
+        pool::serve_one_in(self, buf, timeout_ms)
     }
 
     /// Handles one received message.
-    fn handle(&self, bytes: &[u8]) {
+    fn dispatch(&self, bytes: &[u8]) {
         let Ok(h) = Header::read(bytes) else { return };
         let object = self.objects.read().get(&h.local).cloned();
         if let Some(Object::Notify(device_port)) = object {
@@ -446,41 +298,13 @@ impl DeviceServer {
             };
         };
         let device = driver.open(name, Mode(mode))?;
-        let port = self.ipc.port_allocate(Right::Receive)?;
-        let notify_port = match self.ipc.port_allocate(Right::Receive) {
-            Ok(n) => n,
+        let (port, notify_port) = match self.pool.new_open_port() {
+            Ok(ports) => ports,
             Err(e) => {
-                let _ = self.ipc.port_mod_refs(port, Right::Receive, -1);
                 device.close();
                 return Err(e);
             }
         };
-        let setup = self
-            .ipc
-            .port_move_member(port, self.portset)
-            .result()
-            .and_then(|()| {
-                self.ipc
-                    .port_move_member(notify_port, self.portset)
-                    .result()
-            })
-            .and_then(|()| {
-                self.ipc
-                    .request_notification(
-                        port,
-                        notify::NO_SENDERS,
-                        1,
-                        notify_port,
-                        tn::MAKE_SEND_ONCE,
-                    )
-                    .map(drop)
-            });
-        if let Err(e) = setup {
-            let _ = self.ipc.port_mod_refs(port, Right::Receive, -1);
-            let _ = self.ipc.port_mod_refs(notify_port, Right::Receive, -1);
-            device.close();
-            return Err(e);
-        }
         let open = Arc::new(Open {
             device,
             mode: Mode(mode),
@@ -778,8 +602,18 @@ impl DeviceServer {
         };
         if let Some(open) = removed {
             open.close();
-            let _ = self.ipc.port_mod_refs(port, Right::Receive, -1);
-            let _ = self.ipc.port_mod_refs(open.notify, Right::Receive, -1);
+            self.pool.destroy(port);
+            self.pool.destroy(open.notify);
         }
+    }
+}
+
+impl Serve for DeviceServer {
+    fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn handle(&self, bytes: &[u8]) {
+        self.dispatch(bytes);
     }
 }

@@ -1,0 +1,1198 @@
+//! A file server's Hurd front end, as libnetfs gives one: a control port
+//! (`fsys_getroot`, `fsys_syncfs`, `fsys_goaway`), and a port of its own
+//! for every open of a node — a protid, with the user's ids, and its
+//! open (open modes, file pointer, the `..` of the root) shared by
+//! `io_duplicate` — answering `io` and `fs` RPCs by calling a [`Netfs`].
+//! Lookups walk paths as `netfs_S_dir_lookup` does (`..` at the root:
+//! `FS_RETRY_REAUTH` to the parent; an absolute symbolic link:
+//! `FS_RETRY_MAGICAL`; relative ones followed here, at most
+//! [`MAX_SYMLINKS`]). Permissions are checked against the node's owner,
+//! group and mode as libnetfs's `fshelp_access` checks them (uid 0 may do
+//! anything).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use mach::ipc::Ipc;
+use mach::msg::Header;
+use mach::port::{notify, type_name as tn};
+use mach::{KernReturn, PortName};
+use mig_bindings::fs::{self, FS_RETRY_MAGICAL, FS_RETRY_NORMAL, FS_RETRY_REAUTH};
+use mig_bindings::io::{self, Stat};
+use mig_bindings::{fsys, rpc};
+
+use crate::pool::{self, Pool, PoolConfig, Serve};
+use crate::reply::Responder;
+use crate::sync::{Mutex, RwLock};
+
+/// A Hurd `error_t` from its errno number (BSD numbering).
+#[must_use]
+pub const fn hurd_error(errno: i32) -> KernReturn {
+    KernReturn(0x4000_0000 | errno)
+}
+
+/// The errno numbers this module answers (the Hurd's, as BSD numbers them).
+#[allow(missing_docs)]
+pub mod errno {
+    pub const EPERM: i32 = 1;
+    pub const ENOENT: i32 = 2;
+    pub const EIO: i32 = 5;
+    pub const EBADF: i32 = 9;
+    pub const EACCES: i32 = 13;
+    pub const EEXIST: i32 = 17;
+    pub const EXDEV: i32 = 18;
+    pub const ENOTDIR: i32 = 20;
+    pub const EISDIR: i32 = 21;
+    pub const EINVAL: i32 = 22;
+    pub const ESPIPE: i32 = 29;
+    pub const EOPNOTSUPP: i32 = 45;
+    pub const ELOOP: i32 = 62;
+    pub const ENAMETOOLONG: i32 = 63;
+}
+
+/// The Hurd's open flags (glibc's `<bits/fcntl.h>` for GNU/Hurd).
+#[allow(missing_docs)]
+pub mod oflag {
+    pub const O_READ: i32 = 0x0001;
+    pub const O_WRITE: i32 = 0x0002;
+    pub const O_EXEC: i32 = 0x0004;
+    pub const O_NONBLOCK: i32 = 0x0008;
+    pub const O_CREAT: i32 = 0x0010;
+    pub const O_EXCL: i32 = 0x0020;
+    pub const O_NOLINK: i32 = 0x0040;
+    pub const O_NOTRANS: i32 = 0x0080;
+    pub const O_APPEND: i32 = 0x0100;
+    pub const O_ASYNC: i32 = 0x0200;
+    pub const O_FSYNC: i32 = 0x0400;
+    pub const O_NOATIME: i32 = 0x0800;
+    pub const O_TRUNC: i32 = 0x0001_0000;
+    pub const O_SHLOCK: i32 = 0x0002_0000;
+    pub const O_EXLOCK: i32 = 0x0004_0000;
+    pub const O_NOFOLLOW: i32 = 0x0010_0000;
+    pub const O_DIRECTORY: i32 = 0x0020_0000;
+    /// What an open keeps (libnetfs drops the rest after the lookup).
+    pub const KEPT: i32 = O_READ | O_WRITE | O_EXEC | HONORED;
+    /// What `io_set_all_openmodes` and friends may change.
+    pub const HONORED: i32 = O_APPEND | O_ASYNC | O_FSYNC | O_NONBLOCK | O_NOATIME;
+}
+
+/// Relative symbolic links followed in one lookup (libnetfs's
+/// `netfs_maxsymlinks`).
+pub const MAX_SYMLINKS: usize = 12;
+
+const S_IFMT: u32 = 0o170_000;
+const S_IFDIR: u32 = 0o040_000;
+const S_IFLNK: u32 = 0o120_000;
+
+/// Who is asking: the ids of a protid.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cred {
+    /// User ids (the first is the effective one).
+    pub uids: Vec<u32>,
+    /// Group ids.
+    pub gids: Vec<u32>,
+}
+
+impl Cred {
+    fn is_root(&self) -> bool {
+        self.uids.contains(&0)
+    }
+
+    /// Whether the user may `want` (a mask of 4 read, 2 write, 1 execute)
+    /// on a node with status `st`.
+    #[must_use]
+    pub fn may(&self, st: &Stat, want: u32) -> bool {
+        if self.is_root() {
+            // Root executes only what someone may execute (fshelp_access).
+            return want & 1 == 0 || st.mode & 0o111 != 0 || is_dir(st);
+        }
+        let shift = if self.uids.contains(&st.uid) {
+            6
+        } else if self.gids.contains(&st.gid) {
+            3
+        } else {
+            0
+        };
+        (st.mode >> shift) & want == want
+    }
+
+    /// Whether the user owns `st` (or is root).
+    #[must_use]
+    pub fn owns(&self, st: &Stat) -> bool {
+        self.is_root() || self.uids.contains(&st.uid)
+    }
+
+    fn check(&self, st: &Stat, want: u32) -> Result<(), i32> {
+        if self.may(st, want) {
+            Ok(())
+        } else {
+            Err(errno::EACCES)
+        }
+    }
+}
+
+fn is_dir(st: &Stat) -> bool {
+    st.mode & S_IFMT == S_IFDIR
+}
+
+/// An errno number (BSD numbering, as the Hurd's).
+pub type Errno = i32;
+
+/// A node id of the file system (stable while referenced).
+pub type Node = u64;
+
+/// The file system a [`NetfsServer`] serves. Calls that return a node
+/// hand the caller one reference to it, given back with
+/// [`Netfs::release`].
+pub trait Netfs: Send + Sync + 'static {
+    /// What an open of a node holds (a descriptor).
+    type Open: Send + Sync + 'static;
+
+    /// The root directory (the server holds it for its whole life).
+    fn root(&self) -> Node;
+    /// Entry `name` of directory `dir` (`..` included; never `.` or an
+    /// empty name), with one reference.
+    fn lookup(&self, dir: Node, name: &[u8]) -> Result<Node, Errno>;
+    /// One more reference to `node`.
+    fn retain(&self, node: Node);
+    /// Gives one reference back.
+    fn release(&self, node: Node);
+    /// The status of `node`.
+    fn stat(&self, node: Node) -> Result<Stat, Errno>;
+    /// The target of symbolic link `node`.
+    fn readlink(&self, node: Node) -> Result<Vec<u8>, Errno>;
+    /// Creates regular file `name` in `dir` (failing with `EEXIST` if it
+    /// is there), owned by `cred`'s first ids, with one reference.
+    fn create(&self, cred: &Cred, dir: Node, name: &[u8], mode: u32) -> Result<Node, Errno>;
+    /// Opens `node` for `modes` (`O_READ`/`O_WRITE` of [`oflag`]).
+    fn open(&self, node: Node, modes: i32) -> Result<Self::Open, Errno>;
+    /// Closes an open.
+    fn close(&self, node: Node, open: Self::Open);
+    /// Reads at most `len` bytes at `offset`.
+    fn read(
+        &self,
+        node: Node,
+        open: &Self::Open,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, Errno>;
+    /// Writes `data` at `offset`; returns how much was written.
+    fn write(
+        &self,
+        node: Node,
+        open: &Self::Open,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<usize, Errno>;
+    /// Truncates or extends `node`.
+    fn set_size(&self, node: Node, open: Option<&Self::Open>, size: u64) -> Result<(), Errno>;
+    /// Writes `node` back (its data only with `data_only`).
+    fn sync(&self, node: Node, open: Option<&Self::Open>, data_only: bool) -> Result<(), Errno>;
+    /// Changes the mode bits.
+    fn chmod(&self, node: Node, mode: u32) -> Result<(), Errno>;
+    /// Changes owner and group (`u32::MAX`: unchanged).
+    fn chown(&self, node: Node, uid: u32, gid: u32) -> Result<(), Errno>;
+    /// Sets the access and modification times (`utimensat`'s
+    /// `UTIME_NOW`/`UTIME_OMIT` nanoseconds).
+    fn utimens(&self, node: Node, atime: (i64, i64), mtime: (i64, i64)) -> Result<(), Errno>;
+    /// The entries of directory `dir` (`.` and `..` first): node, `DT_*`
+    /// type, name.
+    fn read_dir(&self, dir: Node) -> Result<Vec<(Node, u8, Vec<u8>)>, Errno>;
+    /// Makes directory `name` in `dir`, owned by `cred`'s first ids.
+    fn mkdir(&self, cred: &Cred, dir: Node, name: &[u8], mode: u32) -> Result<(), Errno>;
+    /// Removes `name` from `dir` (a directory with `is_dir`).
+    fn remove(&self, dir: Node, name: &[u8], is_dir: bool) -> Result<(), Errno>;
+    /// Renames; fails with `EEXIST` when `excl` and the new name exists.
+    fn rename(
+        &self,
+        dir: Node,
+        old: &[u8],
+        newdir: Node,
+        new: &[u8],
+        excl: bool,
+    ) -> Result<(), Errno>;
+    /// Gives `node` the further name `name` in `dir`.
+    fn link(&self, dir: Node, node: Node, name: &[u8]) -> Result<(), Errno>;
+    /// The file system's status.
+    fn statfs(&self) -> Result<fs::Statfs, Errno>;
+    /// Writes everything back.
+    fn syncfs(&self) -> Result<(), Errno>;
+    /// `fsys_goaway`: unmount cleanly (the server stops after answering).
+    fn goaway(&self, flags: i32) -> Result<(), Errno>;
+}
+
+/// One open of a node: what `io_duplicate` shares.
+struct Peropen<F: Netfs> {
+    fs: Arc<F>,
+    ipc: Arc<dyn Ipc>,
+    node: Node,
+    modes: AtomicI32,
+    offset: Mutex<u64>,
+    open: Option<F::Open>,
+    /// The `..` of the root this open was reached from (a send right).
+    root_parent: PortName,
+}
+
+impl<F: Netfs> Drop for Peropen<F> {
+    fn drop(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.fs.close(self.node, open);
+        }
+        self.fs.release(self.node);
+        if self.root_parent.is_valid() {
+            let _ = self.ipc.port_deallocate(self.root_parent);
+        }
+    }
+}
+
+struct Protid<F: Netfs> {
+    po: Arc<Peropen<F>>,
+    cred: Arc<Cred>,
+    notify: PortName,
+}
+
+enum Object<F: Netfs> {
+    Protid(Arc<Protid<F>>),
+    Notify(PortName),
+    Control,
+}
+
+impl<F: Netfs> Clone for Object<F> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Protid(p) => Self::Protid(Arc::clone(p)),
+            Self::Notify(p) => Self::Notify(*p),
+            Self::Control => Self::Control,
+        }
+    }
+}
+
+/// A running file server.
+pub struct NetfsServer<F: Netfs> {
+    pool: Pool,
+    fs: Arc<F>,
+    control: PortName,
+    objects: RwLock<BTreeMap<PortName, Object<F>>>,
+    /// Called once after `fsys_goaway` unmounted the file system.
+    on_goaway: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+/// What a request is answered with (built once the reply port is known).
+enum Replied {
+    Empty,
+    Int32(i32),
+    Int64(i64),
+    Stat(Box<[u8; io::STATBUF_LEN]>),
+    Statfs(Box<[u8; fs::STATFSBUF_LEN]>),
+    /// A new protid (`io_duplicate`).
+    Port(PortName),
+    /// A new protid of the root (`fsys_getroot`).
+    Root(PortName),
+    /// `dir_lookup`'s answer; `new` when the port is a new protid.
+    Lookup {
+        retry: i32,
+        name: String,
+        port: PortName,
+        disp: u8,
+    },
+    /// Read data, or (`readdir` with the count) directory entries.
+    Data {
+        bytes: Vec<u8>,
+        readdir: Option<i32>,
+    },
+}
+
+type Reply = Result<Replied, KernReturn>;
+
+/// The Hurd's `UTIME_NOW` (glibc's `<sys/stat.h>` for GNU/Hurd).
+pub const UTIME_NOW: i64 = -1;
+/// The Hurd's `UTIME_OMIT`.
+pub const UTIME_OMIT: i64 = -2;
+
+fn err(e: Errno) -> KernReturn {
+    hurd_error(e)
+}
+
+impl<F: Netfs> NetfsServer<F> {
+    /// A server of `fs` with a new control port (hand out send rights: the
+    /// node's active translator, or a client's `fsys_getroot`).
+    pub fn new(ipc: Arc<dyn Ipc>, fs: Arc<F>, config: PoolConfig) -> Result<Arc<Self>, KernReturn> {
+        let pool = Pool::new(ipc, config)?;
+        let control = pool.new_port()?;
+        Ok(Arc::new(Self {
+            pool,
+            fs,
+            control,
+            objects: RwLock::new(BTreeMap::from([(control, Object::Control)])),
+            on_goaway: Mutex::new(None),
+        }))
+    }
+
+    /// The control port (a receive right of this task).
+    #[must_use]
+    pub fn control_port(&self) -> PortName {
+        self.control
+    }
+
+    /// The file system.
+    #[must_use]
+    pub fn fs(&self) -> &Arc<F> {
+        &self.fs
+    }
+
+    /// Calls `f` after `fsys_goaway` (e.g. to end the process).
+    pub fn on_goaway(&self, f: impl FnOnce() + Send + 'static) {
+        *self.on_goaway.lock() = Some(Box::new(f));
+    }
+
+    /// Protids alive.
+    #[must_use]
+    pub fn protid_count(&self) -> usize {
+        self.objects
+            .read()
+            .values()
+            .filter(|o| matches!(o, Object::Protid(_)))
+            .count()
+    }
+
+    /// Starts the worker pool.
+    pub fn start(self: &Arc<Self>) {
+        pool::start(self);
+    }
+
+    /// Stops serving: every protid goes (its open closed) and the ports.
+    pub fn stop(&self) {
+        self.pool.stop();
+        let objects = core::mem::take(&mut *self.objects.write());
+        for name in objects.into_keys() {
+            self.pool.destroy(name);
+        }
+    }
+
+    fn ipc(&self) -> &Arc<dyn Ipc> {
+        self.pool.ipc()
+    }
+
+    /// A new protid for `po` as `cred`: the port and its disposition.
+    fn new_protid(&self, po: Arc<Peropen<F>>, cred: Arc<Cred>) -> Result<PortName, KernReturn> {
+        let (port, notify_port) = self.pool.new_open_port()?;
+        let mut objects = self.objects.write();
+        objects.insert(
+            port,
+            Object::Protid(Arc::new(Protid {
+                po,
+                cred,
+                notify: notify_port,
+            })),
+        );
+        objects.insert(notify_port, Object::Notify(port));
+        Ok(port)
+    }
+
+    /// Opens `node` (one reference, now the open's) with `flags`.
+    fn new_peropen(
+        &self,
+        node: Node,
+        flags: i32,
+        root_parent: PortName,
+    ) -> Result<Arc<Peropen<F>>, Errno> {
+        let modes = flags & oflag::KEPT;
+        let rw = modes & (oflag::O_READ | oflag::O_WRITE);
+        let open = if rw != 0 {
+            match self.fs.open(node, rw) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    self.fs.release(node);
+                    if root_parent.is_valid() {
+                        let _ = self.ipc().port_deallocate(root_parent);
+                    }
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Arc::new(Peropen {
+            fs: Arc::clone(&self.fs),
+            ipc: Arc::clone(self.ipc()),
+            node,
+            modes: AtomicI32::new(modes),
+            offset: Mutex::new(0),
+            open,
+            root_parent,
+        }))
+    }
+
+    fn retire(&self, port: PortName) {
+        let removed = {
+            let mut objects = self.objects.write();
+            match objects.remove(&port) {
+                Some(Object::Protid(p)) => {
+                    objects.remove(&p.notify);
+                    Some(p)
+                }
+                Some(other) => {
+                    objects.insert(port, other);
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some(p) = removed {
+            self.pool.destroy(port);
+            self.pool.destroy(p.notify);
+        }
+    }
+
+    fn dispatch(&self, bytes: &[u8]) {
+        let Ok(h) = Header::read(bytes) else { return };
+        let object = self.objects.read().get(&h.local).cloned();
+        if let Some(Object::Notify(port)) = object {
+            if h.id == notify::NO_SENDERS {
+                self.retire(port);
+            }
+            return;
+        }
+        let responder = Responder::new(Arc::clone(self.ipc()), rpc::reply_to(&h));
+        match object {
+            Some(Object::Control) => self.on_control(bytes, responder),
+            Some(Object::Protid(p)) => self.on_protid(&p, &h, bytes, responder),
+            _ => {
+                rpc::destroy_request_resources(&**self.ipc(), bytes);
+                responder.error(err(errno::EOPNOTSUPP));
+            }
+        }
+    }
+
+    fn on_control(&self, bytes: &[u8], responder: Responder) {
+        let id = Header::read(bytes).map(|h| h.id).unwrap_or(0);
+        if id == fsys::ID_GETROOT {
+            let reply = self.getroot(bytes);
+            return self.send(responder, reply);
+        }
+        let req = match fsys::decode_request(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                rpc::destroy_request_resources(&**self.ipc(), bytes);
+                return responder.error(e);
+            }
+        };
+        match req {
+            fsys::Request::Syncfs { .. } => {
+                let r = self.fs.syncfs().map_err(err);
+                responder.reply_with(|to| match r {
+                    Ok(()) => rpc::simple_reply(to),
+                    Err(e) => rpc::error_reply(to, e),
+                });
+            }
+            fsys::Request::Goaway { flags } => {
+                let r = self.fs.goaway(flags).map_err(err);
+                let ok = r.is_ok();
+                responder.reply_with(|to| match r {
+                    Ok(()) => rpc::simple_reply(to),
+                    Err(e) => rpc::error_reply(to, e),
+                });
+                if ok {
+                    self.stop();
+                    if let Some(f) = self.on_goaway.lock().take() {
+                        f();
+                    }
+                }
+            }
+            fsys::Request::Startup { control, .. } => {
+                let _ = self.ipc().port_deallocate(control);
+                responder.error(err(errno::EOPNOTSUPP));
+            }
+            fsys::Request::Init { proc_server, auth } => {
+                let _ = self.ipc().port_deallocate(proc_server);
+                let _ = self.ipc().port_deallocate(auth);
+                responder.error(err(errno::EOPNOTSUPP));
+            }
+            _ => {
+                rpc::destroy_request_resources(&**self.ipc(), bytes);
+                responder.error(err(errno::EOPNOTSUPP));
+            }
+        }
+    }
+
+    fn getroot(&self, bytes: &[u8]) -> Reply {
+        let req = fsys::decode_getroot(bytes).inspect_err(|_| {
+            rpc::destroy_request_resources(&**self.ipc(), bytes);
+        })?;
+        let ipc = &**self.ipc();
+        // SAFETY: out-of-line id arrays came with this request.
+        let cred = Arc::new(unsafe {
+            Cred {
+                uids: req.uids.take(ipc),
+                gids: req.gids.take(ipc),
+            }
+        });
+        let root = self.fs.root();
+        self.fs.retain(root);
+        let st = match self.fs.stat(root) {
+            Ok(st) => st,
+            Err(e) => {
+                self.fs.release(root);
+                if req.dotdot.is_valid() {
+                    let _ = ipc.port_deallocate(req.dotdot);
+                }
+                return Err(err(e));
+            }
+        };
+        let check = check_open(&cred, &st, req.flags);
+        if let Err(e) = check {
+            self.fs.release(root);
+            if req.dotdot.is_valid() {
+                let _ = ipc.port_deallocate(req.dotdot);
+            }
+            return Err(err(e));
+        }
+        let po = self.new_peropen(root, req.flags, req.dotdot).map_err(err)?;
+        self.new_protid(po, cred).map(Replied::Root)
+    }
+
+    fn on_protid(&self, p: &Arc<Protid<F>>, h: &Header, bytes: &[u8], responder: Responder) {
+        if (io::ID_WRITE..=io::ID_LAST).contains(&h.id) {
+            match io::decode_request(bytes) {
+                Ok(io::Request::Other { .. }) => {
+                    rpc::destroy_request_resources(&**self.ipc(), bytes);
+                    responder.error(err(errno::EOPNOTSUPP));
+                }
+                Ok(req) => self.on_io(p, req, responder),
+                Err(e) => {
+                    rpc::destroy_request_resources(&**self.ipc(), bytes);
+                    responder.error(e);
+                }
+            }
+            return;
+        }
+        match fs::decode_request(bytes) {
+            Ok(fs::Request::Other { .. }) => {
+                rpc::destroy_request_resources(&**self.ipc(), bytes);
+                responder.error(err(errno::EOPNOTSUPP));
+            }
+            Ok(req) => {
+                let carried = req.port();
+                let reply = self.on_fs(p, req);
+                if let Some(port) = carried {
+                    let _ = self.ipc().port_deallocate(port);
+                }
+                self.send(responder, reply);
+            }
+            Err(KernReturn::MIG_BAD_ID) => {
+                rpc::destroy_request_resources(&**self.ipc(), bytes);
+                responder.error(KernReturn::MIG_BAD_ID);
+            }
+            Err(e) => {
+                rpc::destroy_request_resources(&**self.ipc(), bytes);
+                responder.error(e);
+            }
+        }
+    }
+
+    fn on_io(&self, p: &Arc<Protid<F>>, req: io::Request<'_>, responder: Responder) {
+        let po = &p.po;
+        let modes = po.modes.load(Ordering::Acquire);
+        let reply: Reply = match req {
+            io::Request::Write { data, offset } => {
+                // SAFETY: out-of-line data came with this request.
+                let data = unsafe { io::take_data(&**self.ipc(), data) };
+                self.write(po, modes, &data, offset)
+                    .map(|n| Replied::Int64(n as i64))
+            }
+            io::Request::Read { offset, amount } => self.read(po, modes, offset, amount),
+            io::Request::Seek { offset, whence } => self.seek(po, offset, whence),
+            io::Request::Readable => {
+                if modes & oflag::O_READ == 0 {
+                    Err(err(errno::EBADF))
+                } else {
+                    self.fs.stat(po.node).map_err(err).map(|st| {
+                        let at = *po.offset.lock() as i64;
+                        Replied::Int64((st.size - at).max(0))
+                    })
+                }
+            }
+            io::Request::GetOpenmodes => Ok(Replied::Int32(modes)),
+            io::Request::SetAllOpenmodes(bits) => {
+                let keep = modes & !oflag::HONORED;
+                po.modes
+                    .store(keep | (bits & oflag::HONORED), Ordering::Release);
+                Ok(Replied::Empty)
+            }
+            io::Request::SetSomeOpenmodes(bits) => {
+                po.modes.fetch_or(bits & oflag::HONORED, Ordering::AcqRel);
+                Ok(Replied::Empty)
+            }
+            io::Request::ClearSomeOpenmodes(bits) => {
+                po.modes
+                    .fetch_and(!(bits & oflag::HONORED), Ordering::AcqRel);
+                Ok(Replied::Empty)
+            }
+            io::Request::Stat => self
+                .fs
+                .stat(po.node)
+                .map(|st| Replied::Stat(Box::new(st.encode())))
+                .map_err(err),
+            io::Request::Duplicate => self
+                .new_protid(Arc::clone(po), Arc::clone(&p.cred))
+                .map(Replied::Port),
+            io::Request::Other { .. } => Err(err(errno::EOPNOTSUPP)),
+        };
+        self.send(responder, reply);
+    }
+
+    fn send(&self, responder: Responder, reply: Reply) {
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => return responder.error(e),
+        };
+        let ipc = Arc::clone(self.ipc());
+        match reply {
+            Replied::Data { bytes, readdir } if bytes.len() > io::INLINE_MAX => {
+                let len = bytes.len();
+                let Ok(addr) = ipc.vm_allocate_for_overwrite(len) else {
+                    return responder.error(err(12));
+                };
+                // SAFETY: a fresh region of `len` bytes.
+                unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, len) };
+                let mut delivered = false;
+                let sent = responder.reply_with(|to| {
+                    delivered = true;
+                    match readdir {
+                        Some(n) => fs::readdir_reply_ool(to, addr, len, n),
+                        None => io::read_reply_ool(to, addr, len),
+                    }
+                });
+                if delivered && !sent {
+                    // SAFETY: the undelivered reply did not take the region.
+                    let _ = unsafe { ipc.vm_deallocate(addr, len) };
+                } else if !delivered {
+                    // SAFETY: no reply carried it.
+                    let _ = unsafe { ipc.vm_deallocate(addr, len) };
+                }
+            }
+            r => {
+                let new_protid = match r {
+                    Replied::Port(port) | Replied::Root(port) => Some(port),
+                    Replied::Lookup {
+                        port,
+                        disp: tn::MAKE_SEND,
+                        ..
+                    } => Some(port),
+                    _ => None,
+                };
+                let sent = responder.reply_with(|to| match r {
+                    Replied::Empty => rpc::simple_reply(to),
+                    Replied::Int32(v) => io::int32_reply(to, v),
+                    Replied::Int64(v) => io::int64_reply(to, v),
+                    Replied::Stat(st) => io::stat_reply(to, &st),
+                    Replied::Statfs(st) => fs::statfs_reply(to, &st),
+                    Replied::Port(port) => io::port_reply(to, port, tn::MAKE_SEND),
+                    Replied::Root(port) => fsys::getroot_reply(to, port, tn::MAKE_SEND),
+                    Replied::Lookup {
+                        retry,
+                        name,
+                        port,
+                        disp,
+                    } => fs::lookup_reply(to, retry, &name, port, disp),
+                    Replied::Data { bytes, readdir } => match readdir {
+                        Some(n) => fs::readdir_reply_inline(to, &bytes, n),
+                        None => io::read_reply_inline(to, &bytes),
+                    },
+                });
+                if let (Some(port), false) = (new_protid, sent) {
+                    // Nobody holds a right to it: no-senders will never come.
+                    self.retire(port);
+                }
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        po: &Peropen<F>,
+        modes: i32,
+        data: &[u8],
+        offset: i64,
+    ) -> Result<usize, KernReturn> {
+        let open = match (&po.open, modes & oflag::O_WRITE) {
+            (Some(o), m) if m != 0 => o,
+            _ => return Err(err(errno::EBADF)),
+        };
+        if offset < -1 {
+            return Err(err(errno::EINVAL));
+        }
+        // The file pointer's lock also orders appends.
+        let mut at = po.offset.lock();
+        let start = if modes & oflag::O_APPEND != 0 {
+            self.fs.stat(po.node).map_err(err)?.size as u64
+        } else if offset == -1 {
+            *at
+        } else {
+            offset as u64
+        };
+        let n = self.fs.write(po.node, open, start, data).map_err(err)?;
+        if offset == -1 || modes & oflag::O_APPEND != 0 {
+            *at = start + n as u64;
+        }
+        if modes & oflag::O_FSYNC != 0 {
+            self.fs.sync(po.node, Some(open), true).map_err(err)?;
+        }
+        Ok(n)
+    }
+
+    fn read(
+        &self,
+        po: &Peropen<F>,
+        modes: i32,
+        offset: i64,
+        amount: u64,
+    ) -> Result<Replied, KernReturn> {
+        let open = match (&po.open, modes & oflag::O_READ) {
+            (Some(o), m) if m != 0 => o,
+            _ => return Err(err(errno::EBADF)),
+        };
+        if offset < -1 {
+            return Err(err(errno::EINVAL));
+        }
+        let len = amount.min(crate::MAX_READ as u64) as usize;
+        let bytes = if offset == -1 {
+            let mut at = po.offset.lock();
+            let b = self.fs.read(po.node, open, *at, len).map_err(err)?;
+            *at += b.len() as u64;
+            b
+        } else {
+            self.fs
+                .read(po.node, open, offset as u64, len)
+                .map_err(err)?
+        };
+        Ok(Replied::Data {
+            bytes,
+            readdir: None,
+        })
+    }
+
+    fn seek(&self, po: &Peropen<F>, offset: i64, whence: i32) -> Result<Replied, KernReturn> {
+        let mut at = po.offset.lock();
+        let base = match whence {
+            0 => 0,
+            1 => *at as i64,
+            2 => self.fs.stat(po.node).map_err(err)?.size,
+            _ => return Err(err(errno::EINVAL)),
+        };
+        let new = base.checked_add(offset).filter(|n| *n >= 0);
+        let Some(new) = new else {
+            return Err(err(errno::EINVAL));
+        };
+        *at = new as u64;
+        Ok(Replied::Int64(new))
+    }
+
+    /// The node of one of our protids that a request carried.
+    fn node_of(&self, port: PortName) -> Option<Node> {
+        match self.objects.read().get(&port) {
+            Some(Object::Protid(p)) => Some(p.po.node),
+            _ => None,
+        }
+    }
+
+    fn on_fs(&self, p: &Arc<Protid<F>>, req: fs::Request<'_>) -> Reply {
+        let (node, cred) = (p.po.node, &*p.cred);
+        let fs = &*self.fs;
+        let simple = |r: Result<(), Errno>| r.map(|()| Replied::Empty).map_err(err);
+        let dir_op = |want_dir: bool| -> Result<Stat, Errno> {
+            let st = fs.stat(node)?;
+            if want_dir && !is_dir(&st) {
+                return Err(errno::ENOTDIR);
+            }
+            cred.check(&st, 3)?;
+            Ok(st)
+        };
+        match req {
+            fs::Request::Lookup { name, flags, mode } => self.lookup(p, name, flags, mode),
+            fs::Request::Readdir {
+                entry,
+                nentries,
+                bufsiz,
+            } => {
+                let st = fs.stat(node).map_err(err)?;
+                if !is_dir(&st) {
+                    return Err(err(errno::ENOTDIR));
+                }
+                cred.check(&st, 4).map_err(err)?;
+                let entries = fs.read_dir(node).map_err(err)?;
+                let mut out = Vec::new();
+                let mut n = 0i32;
+                let skip = usize::try_from(entry).unwrap_or(usize::MAX);
+                for (ino, kind, name) in entries.iter().skip(skip) {
+                    if nentries >= 0 && n >= nentries {
+                        break;
+                    }
+                    if bufsiz != 0 && out.len() + fs::dirent_len(name.len()) > bufsiz as usize {
+                        break;
+                    }
+                    fs::put_dirent(&mut out, *ino, *kind, name);
+                    n += 1;
+                }
+                Ok(Replied::Data {
+                    bytes: out,
+                    readdir: Some(n),
+                })
+            }
+            fs::Request::Mkdir { name, mode } => {
+                check_name(name).map_err(err)?;
+                dir_op(true).map_err(err)?;
+                simple(fs.mkdir(cred, node, name, mode & 0o7777))
+            }
+            fs::Request::Rmdir(name) | fs::Request::Unlink(name) => {
+                let is_dir = matches!(req, fs::Request::Rmdir(_));
+                check_name(name).map_err(err)?;
+                dir_op(true).map_err(err)?;
+                simple(fs.remove(node, name, is_dir))
+            }
+            fs::Request::Rename {
+                old,
+                newdir,
+                new,
+                excl,
+            } => {
+                check_name(old).map_err(err)?;
+                check_name(new).map_err(err)?;
+                let Some(target) = self.node_of(newdir) else {
+                    return Err(err(errno::EXDEV));
+                };
+                dir_op(true).map_err(err)?;
+                let tst = fs.stat(target).map_err(err)?;
+                if !is_dir(&tst) {
+                    return Err(err(errno::ENOTDIR));
+                }
+                cred.check(&tst, 3).map_err(err)?;
+                simple(fs.rename(node, old, target, new, excl))
+            }
+            fs::Request::Link { file, name, excl } => {
+                check_name(name).map_err(err)?;
+                let Some(target) = self.node_of(file) else {
+                    return Err(err(errno::EXDEV));
+                };
+                dir_op(true).map_err(err)?;
+                match fs.lookup(node, name) {
+                    Ok(existing) => {
+                        fs.release(existing);
+                        if excl {
+                            return Err(err(errno::EEXIST));
+                        }
+                        fs.remove(node, name, false).map_err(err)?;
+                    }
+                    Err(errno::ENOENT) => {}
+                    Err(e) => return Err(err(e)),
+                }
+                simple(fs.link(node, target, name))
+            }
+            fs::Request::Chmod(mode) => {
+                let st = fs.stat(node).map_err(err)?;
+                if !cred.owns(&st) {
+                    return Err(err(errno::EPERM));
+                }
+                simple(fs.chmod(node, mode & 0o7777))
+            }
+            fs::Request::Chown { uid, gid } => {
+                let st = fs.stat(node).map_err(err)?;
+                // The owner may change the group to one of theirs; only root
+                // gives files away.
+                let allowed = cred.is_root()
+                    || (cred.owns(&st)
+                        && (uid == u32::MAX || uid == st.uid)
+                        && (gid == u32::MAX || cred.gids.contains(&gid)));
+                if !allowed {
+                    return Err(err(errno::EPERM));
+                }
+                simple(fs.chown(node, uid, gid))
+            }
+            fs::Request::Utimens { atime, mtime } => {
+                let st = fs.stat(node).map_err(err)?;
+                let now_only = |t: (i64, i64)| t.1 == UTIME_NOW || t.1 == UTIME_OMIT;
+                let ok = cred.owns(&st) || (now_only(atime) && now_only(mtime) && cred.may(&st, 2));
+                if !ok {
+                    return Err(err(errno::EPERM));
+                }
+                simple(fs.utimens(node, atime, mtime))
+            }
+            fs::Request::SetSize(size) => {
+                let modes = p.po.modes.load(Ordering::Acquire);
+                if modes & oflag::O_WRITE == 0 {
+                    return Err(err(errno::EBADF));
+                }
+                let size = u64::try_from(size).map_err(|_| err(errno::EINVAL))?;
+                simple(fs.set_size(node, p.po.open.as_ref(), size))
+            }
+            fs::Request::Sync { omit_metadata, .. } => {
+                simple(fs.sync(node, p.po.open.as_ref(), omit_metadata))
+            }
+            fs::Request::Syncfs { .. } => simple(fs.syncfs()),
+            fs::Request::Statfs => {
+                let s = fs.statfs().map_err(err)?;
+                Ok(Replied::Statfs(Box::new(s.encode())))
+            }
+            fs::Request::Other { .. } => Err(err(errno::EOPNOTSUPP)),
+        }
+    }
+
+    /// `dir_lookup`, as `netfs_S_dir_lookup` walks.
+    fn lookup(&self, p: &Arc<Protid<F>>, name: &[u8], flags: i32, mode: u32) -> Reply {
+        let fs = &*self.fs;
+        let mut path: Vec<u8> = name.iter().copied().skip_while(|&c| c == b'/').collect();
+        if path.is_empty() {
+            fs.retain(p.po.node);
+            return self.open_node(p, p.po.node, flags, false, false);
+        }
+        let excl = flags & oflag::O_EXCL != 0;
+        let mut create = flags & oflag::O_CREAT != 0;
+        let mut dir = p.po.node;
+        fs.retain(dir);
+        let mut symlinks = 0;
+        loop {
+            let (comp, rest, mustbedir) = split(&path);
+            let lastcomp = rest.is_empty();
+            if mustbedir {
+                create = false;
+            }
+            let step = self.step(p, dir, &comp, lastcomp && create, excl, mode);
+            let (np, newnode) = match step {
+                Ok(Step::Node(np, newnode)) => (np, newnode),
+                Ok(Step::Up) => {
+                    fs.release(dir);
+                    let retry = if lastcomp && mustbedir {
+                        "/".into()
+                    } else {
+                        String::from_utf8_lossy(&rest).into_owned()
+                    };
+                    return Ok(Replied::Lookup {
+                        retry: FS_RETRY_REAUTH,
+                        name: retry,
+                        port: p.po.root_parent,
+                        disp: tn::COPY_SEND,
+                    });
+                }
+                Err(e) => {
+                    fs.release(dir);
+                    return Err(err(e));
+                }
+            };
+            let st = match fs.stat(np) {
+                Ok(st) => st,
+                Err(e) => {
+                    fs.release(np);
+                    fs.release(dir);
+                    return Err(err(e));
+                }
+            };
+            let follow = !lastcomp
+                || mustbedir
+                || flags & (oflag::O_NOLINK | oflag::O_NOTRANS | oflag::O_NOFOLLOW) == 0;
+            if st.mode & S_IFMT == S_IFLNK && follow {
+                symlinks += 1;
+                let target = fs.readlink(np);
+                fs.release(np);
+                let mut target = match target {
+                    Ok(t) if symlinks <= MAX_SYMLINKS => t,
+                    Ok(_) => Err(errno::ELOOP).map_err(|e| {
+                        fs.release(dir);
+                        err(e)
+                    })?,
+                    Err(e) => {
+                        fs.release(dir);
+                        return Err(err(e));
+                    }
+                };
+                if !rest.is_empty() {
+                    target.push(b'/');
+                    target.extend_from_slice(&rest);
+                }
+                if mustbedir {
+                    target.push(b'/');
+                }
+                if target.first() == Some(&b'/') {
+                    fs.release(dir);
+                    return Ok(Replied::Lookup {
+                        retry: FS_RETRY_MAGICAL,
+                        name: String::from_utf8_lossy(&target).into_owned(),
+                        port: PortName::NULL,
+                        disp: tn::COPY_SEND,
+                    });
+                }
+                // Symbolic links to nothing do not create it.
+                if lastcomp {
+                    create = false;
+                }
+                path = target;
+                continue;
+            }
+            fs.release(dir);
+            if lastcomp {
+                return self.open_node(p, np, flags, newnode, mustbedir);
+            }
+            dir = np;
+            path = rest;
+        }
+    }
+
+    /// One component of a lookup from `dir`.
+    fn step(
+        &self,
+        p: &Protid<F>,
+        dir: Node,
+        comp: &[u8],
+        create: bool,
+        excl: bool,
+        mode: u32,
+    ) -> Result<Step, Errno> {
+        let fs = &*self.fs;
+        let dst = fs.stat(dir)?;
+        if !is_dir(&dst) {
+            return Err(errno::ENOTDIR);
+        }
+        p.cred.check(&dst, 1)?;
+        if comp == b"." || (comp == b".." && dir == fs.root()) {
+            if comp == b".." && p.po.root_parent.is_valid() {
+                return Ok(Step::Up);
+            }
+            fs.retain(dir);
+            return Ok(Step::Node(dir, false));
+        }
+        check_name(comp)?;
+        loop {
+            match fs.lookup(dir, comp) {
+                Ok(np) if create && excl => {
+                    fs.release(np);
+                    return Err(errno::EEXIST);
+                }
+                Ok(np) => return Ok(Step::Node(np, false)),
+                Err(errno::ENOENT) if create => {
+                    p.cred.check(&dst, 2)?;
+                    let mode = (mode & 0o6777) | 0o100_000;
+                    match fs.create(&p.cred, dir, comp, mode) {
+                        Ok(np) => return Ok(Step::Node(np, true)),
+                        // Someone made it meanwhile: look again.
+                        Err(errno::EEXIST) if !excl => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The end of a lookup: a new protid for `np` (whose reference it
+    /// takes) opened with `flags`.
+    fn open_node(
+        &self,
+        p: &Arc<Protid<F>>,
+        np: Node,
+        flags: i32,
+        newnode: bool,
+        mustbedir: bool,
+    ) -> Reply {
+        let fs = &*self.fs;
+        let checked = fs.stat(np).and_then(|st| {
+            if (mustbedir || flags & oflag::O_DIRECTORY != 0) && !is_dir(&st) {
+                return Err(errno::ENOTDIR);
+            }
+            if newnode {
+                Ok(st)
+            } else {
+                check_open(&p.cred, &st, flags).map(|()| st)
+            }
+        });
+        let st = match checked {
+            Ok(st) => st,
+            Err(e) => {
+                fs.release(np);
+                return Err(err(e));
+            }
+        };
+        let root_parent = p.po.root_parent;
+        if root_parent.is_valid()
+            && self
+                .ipc()
+                .port_mod_refs(root_parent, mach::port::Right::Send, 1)
+                != KernReturn::SUCCESS
+        {
+            fs.release(np);
+            return Err(err(errno::EIO));
+        }
+        let po = self.new_peropen(np, flags, root_parent).map_err(err)?;
+        if flags & oflag::O_TRUNC != 0
+            && flags & oflag::O_WRITE != 0
+            && st.size != 0
+            && !is_dir(&st)
+        {
+            fs.set_size(np, po.open.as_ref(), 0).map_err(err)?;
+        }
+        let port = self.new_protid(po, Arc::clone(&p.cred))?;
+        Ok(Replied::Lookup {
+            retry: FS_RETRY_NORMAL,
+            name: String::new(),
+            port,
+            disp: tn::MAKE_SEND,
+        })
+    }
+}
+
+enum Step {
+    /// The node (one reference) and whether it was just made.
+    Node(Node, bool),
+    /// `..` at the root: the client goes on at the root's parent.
+    Up,
+}
+
+/// The first component of `path`, the rest (slashes skipped), and whether
+/// the component must be a directory (the path ended in `/`).
+fn split(path: &[u8]) -> (Vec<u8>, Vec<u8>, bool) {
+    match path.iter().position(|&c| c == b'/') {
+        None => (path.to_vec(), Vec::new(), false),
+        Some(i) => {
+            let rest: Vec<u8> = path[i..]
+                .iter()
+                .copied()
+                .skip_while(|&c| c == b'/')
+                .collect();
+            let mustbedir = rest.is_empty();
+            (path[..i].to_vec(), rest, mustbedir)
+        }
+    }
+}
+
+/// A name a directory call may take: not empty, no `/`, at most 255
+/// bytes (a `struct dirent`'s `d_namlen`).
+fn check_name(name: &[u8]) -> Result<(), Errno> {
+    if name.is_empty() || name.contains(&b'/') {
+        Err(errno::EINVAL)
+    } else if name.len() > 255 {
+        Err(errno::ENAMETOOLONG)
+    } else {
+        Ok(())
+    }
+}
+
+/// libnetfs's `netfs_check_open_permissions`: read, write, execute as the
+/// open asks; no writing to a directory.
+fn check_open(cred: &Cred, st: &Stat, flags: i32) -> Result<(), Errno> {
+    if flags & oflag::O_WRITE != 0 && is_dir(st) {
+        return Err(errno::EISDIR);
+    }
+    let want = (if flags & oflag::O_READ != 0 { 4 } else { 0 })
+        | (if flags & oflag::O_WRITE != 0 { 2 } else { 0 })
+        | (if flags & oflag::O_EXEC != 0 { 1 } else { 0 });
+    cred.check(st, want)
+}
+
+impl<F: Netfs> Serve for NetfsServer<F> {
+    fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn handle(&self, bytes: &[u8]) {
+        self.dispatch(bytes);
+    }
+}

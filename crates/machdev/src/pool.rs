@@ -1,0 +1,277 @@
+//! What every server of the suite shares, whatever its interface: a port
+//! set its workers receive on, ports of its own for every open (each with
+//! a no-senders notification), and a pool of worker threads that grows
+//! while all are busy. [`DeviceServer`](crate::DeviceServer) (the Mach
+//! device interface) and [`NetfsServer`](crate::netfs::NetfsServer) (the
+//! Hurd's io/fs/fsys protids) are built on it.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "std")]
+use core::sync::atomic::{AtomicIsize, AtomicUsize};
+
+use mach::ipc::{Ipc, option};
+use mach::msg::MsgBuf;
+use mach::port::{Right, notify, type_name as tn};
+use mach::{KernReturn, PortName};
+
+/// Largest request a server receives.
+pub(crate) const RCV_SIZE: usize = 8192;
+
+/// Sizes of the worker pool.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolConfig {
+    /// Threads started at once (at least 1).
+    pub min_threads: usize,
+    /// The pool grows while every thread is busy, up to this many.
+    pub max_threads: usize,
+}
+
+impl PoolConfig {
+    /// The default pool with at most `max` threads (`--threads`), if given.
+    #[must_use]
+    pub fn with_max_threads(max: Option<usize>) -> Self {
+        let d = Self::default();
+        Self {
+            max_threads: max.unwrap_or(d.max_threads).max(1),
+            ..d
+        }
+    }
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            min_threads: 2,
+            max_threads: 64,
+        }
+    }
+}
+
+/// A server the pool's workers hand every received message to.
+pub trait Serve: Send + Sync + 'static {
+    /// The server's pool.
+    fn pool(&self) -> &Pool;
+    /// Handles one received message (its rights and memory are the
+    /// server's from now on).
+    fn handle(&self, bytes: &[u8]);
+}
+
+/// The port set, the ports in it, and the workers receiving on it.
+pub struct Pool {
+    ipc: Arc<dyn Ipc>,
+    portset: PortName,
+    #[cfg(feature = "std")]
+    config: PoolConfig,
+    #[cfg(feature = "std")]
+    threads: AtomicUsize,
+    /// Workers waiting for a message, less those a hand-off lent (below
+    /// zero while a lent worker also took a message).
+    #[cfg(feature = "std")]
+    idle: AtomicIsize,
+    stopping: AtomicBool,
+}
+
+impl core::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Pool")
+            .field("portset", &self.portset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// A new, empty port set.
+    pub fn new(ipc: Arc<dyn Ipc>, config: PoolConfig) -> Result<Self, KernReturn> {
+        // A `no_std` task has no threads: it calls `serve_one`.
+        #[cfg(not(feature = "std"))]
+        let _ = config;
+        let portset = ipc.port_allocate(Right::PortSet)?;
+        Ok(Self {
+            ipc,
+            portset,
+            #[cfg(feature = "std")]
+            config,
+            #[cfg(feature = "std")]
+            threads: AtomicUsize::new(0),
+            #[cfg(feature = "std")]
+            idle: AtomicIsize::new(0),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// The task's transport.
+    #[must_use]
+    pub fn ipc(&self) -> &Arc<dyn Ipc> {
+        &self.ipc
+    }
+
+    /// The port set the workers receive on.
+    #[must_use]
+    pub fn portset(&self) -> PortName {
+        self.portset
+    }
+
+    /// A new port (a receive right) in the set.
+    pub fn new_port(&self) -> Result<PortName, KernReturn> {
+        let port = self.ipc.port_allocate(Right::Receive)?;
+        if let Err(e) = self.ipc.port_move_member(port, self.portset).result() {
+            self.destroy(port);
+            return Err(e);
+        }
+        Ok(port)
+    }
+
+    /// A new port for one open and the port its no-senders notification
+    /// comes to, both in the set.
+    pub fn new_open_port(&self) -> Result<(PortName, PortName), KernReturn> {
+        let port = self.new_port()?;
+        let notify_port = match self.new_port() {
+            Ok(n) => n,
+            Err(e) => {
+                self.destroy(port);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.ipc.request_notification(
+            port,
+            notify::NO_SENDERS,
+            1,
+            notify_port,
+            tn::MAKE_SEND_ONCE,
+        ) {
+            self.destroy(port);
+            self.destroy(notify_port);
+            return Err(e);
+        }
+        Ok((port, notify_port))
+    }
+
+    /// Destroys a receive right of the server.
+    pub fn destroy(&self, port: PortName) {
+        let _ = self.ipc.port_mod_refs(port, Right::Receive, -1);
+    }
+
+    /// Stops serving: the port set goes and the workers exit. The server
+    /// destroys its ports.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let _ = self.ipc.port_mod_refs(self.portset, Right::PortSet, -1);
+    }
+
+    /// Whether [`Pool::stop`] was called.
+    #[must_use]
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Worker threads currently running.
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn thread_count(&self) -> usize {
+        self.threads.load(Ordering::Relaxed)
+    }
+
+    /// One receive on the port set into `buf`, waiting at most
+    /// `timeout_ms` (`None`: until a message comes).
+    fn receive(&self, buf: &mut MsgBuf, timeout_ms: Option<u32>) -> KernReturn {
+        if buf.len() < RCV_SIZE {
+            buf.resize(RCV_SIZE);
+        }
+        let opt = option::RCV_MSG
+            | if timeout_ms.is_some() {
+                option::RCV_TIMEOUT
+            } else {
+                0
+            };
+        // SAFETY: a valid buffer of at least RCV_SIZE bytes.
+        unsafe {
+            self.ipc.mach_msg(
+                buf.as_mut_ptr(),
+                opt,
+                0,
+                RCV_SIZE as u32,
+                self.portset,
+                timeout_ms.unwrap_or(0),
+                PortName::NULL,
+            )
+        }
+    }
+}
+
+/// Receives and handles one message on the calling thread, waiting at most
+/// `timeout_ms` (`None`: until one comes), into `buf` (grown to the largest
+/// request on first use): a server without a pool, for single-threaded
+/// hosts and for fuzzing the dispatch path.
+pub fn serve_one_in<S: Serve + ?Sized>(
+    server: &S,
+    buf: &mut MsgBuf,
+    timeout_ms: Option<u32>,
+) -> Result<(), KernReturn> {
+    server.pool().receive(buf, timeout_ms).result()?;
+    server.handle(buf.as_bytes());
+    Ok(())
+}
+
+/// Starts the worker pool of `server`.
+#[cfg(feature = "std")]
+pub fn start<S: Serve>(server: &Arc<S>) {
+    for _ in 0..server.pool().config.min_threads.max(1) {
+        spawn_worker(server);
+    }
+}
+
+#[cfg(feature = "std")]
+fn spawn_worker<S: Serve>(server: &Arc<S>) {
+    let me = Arc::clone(server);
+    let pool = server.pool();
+    pool.threads.fetch_add(1, Ordering::AcqRel);
+    pool.idle.fetch_add(1, Ordering::AcqRel);
+    let spawned = std::thread::Builder::new()
+        .name("machdev-worker".into())
+        .spawn(move || worker(&me));
+    if let Err(e) = spawned {
+        log::error!("cannot start a server thread: {e}");
+        pool.threads.fetch_sub(1, Ordering::AcqRel);
+        pool.idle.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(feature = "std")]
+fn worker<S: Serve>(server: &Arc<S>) {
+    let mut buf = MsgBuf::zeroed(RCV_SIZE);
+    let pool = server.pool();
+    loop {
+        let r = pool.receive(&mut buf, None);
+        if pool.stopping() {
+            break;
+        }
+        match r {
+            KernReturn::SUCCESS => {}
+            KernReturn::RCV_TOO_LARGE => continue,
+            KernReturn::RCV_INVALID_NAME | KernReturn::RCV_PORT_DIED => break,
+            e => {
+                log::warn!("receive failed: {e}");
+                continue;
+            }
+        }
+        handle_busy(server, buf.as_bytes());
+    }
+    pool.threads.fetch_sub(1, Ordering::AcqRel);
+    pool.idle.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Handles one message as a busy worker of the pool, which keeps a thread
+/// receiving meanwhile: on the worker that received it, or on a thread a
+/// waiting worker was lent to by a hand-off.
+#[cfg(feature = "std")]
+pub fn handle_busy<S: Serve>(server: &Arc<S>, bytes: &[u8]) {
+    let pool = server.pool();
+    if pool.idle.fetch_sub(1, Ordering::AcqRel) <= 1
+        && pool.threads.load(Ordering::Acquire) < pool.config.max_threads
+    {
+        spawn_worker(server);
+    }
+    server.handle(bytes);
+    pool.idle.fetch_add(1, Ordering::AcqRel);
+}

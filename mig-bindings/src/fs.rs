@@ -1,0 +1,618 @@
+//! The Hurd's `fs` interface (subsystem 20000, `hurd/fs.defs`): lookups,
+//! directories and file attributes on a file's port.
+
+use mach::KernReturn;
+use mach::msg::{self, Builder, Header, MsgBuf, TypeDesc};
+use mach::port::{PortName, type_name as tn};
+
+use crate::fsys::{STRING, put_string};
+use crate::io::{self, Data, INT64, int64};
+use crate::rpc::{INT32, ReplyTo, bad, check, int32, reply_body, reply_header, ret_code};
+
+/// `file_chown`.
+pub const ID_CHOWN: i32 = 20001;
+/// `file_chmod`.
+pub const ID_CHMOD: i32 = 20003;
+/// `file_set_size`.
+pub const ID_SET_SIZE: i32 = 20006;
+/// `file_statfs`.
+pub const ID_STATFS: i32 = 20012;
+/// `file_sync`.
+pub const ID_SYNC: i32 = 20013;
+/// `file_syncfs`.
+pub const ID_SYNCFS: i32 = 20014;
+/// `dir_lookup`.
+pub const ID_LOOKUP: i32 = 20018;
+/// `dir_readdir`.
+pub const ID_READDIR: i32 = 20019;
+/// `dir_mkdir`.
+pub const ID_MKDIR: i32 = 20020;
+/// `dir_rmdir`.
+pub const ID_RMDIR: i32 = 20021;
+/// `dir_unlink`.
+pub const ID_UNLINK: i32 = 20022;
+/// `dir_link`.
+pub const ID_LINK: i32 = 20023;
+/// `dir_rename`.
+pub const ID_RENAME: i32 = 20024;
+/// `file_utimens`.
+pub const ID_UTIMENS: i32 = 20035;
+/// Last routine of the subsystem (`file_record_lock`).
+pub const ID_LAST: i32 = 20036;
+
+/// Bytes of an `fsys_statfsbuf_t` (14 64-bit words on `x86_64`).
+pub const STATFSBUF_LEN: usize = 112;
+
+/// `FS_RETRY_NORMAL`: done if the name is empty, else look it up at the
+/// port.
+pub const FS_RETRY_NORMAL: i32 = 1;
+/// `FS_RETRY_REAUTH`: reauthenticate the port, then look the name up there.
+pub const FS_RETRY_REAUTH: i32 = 2;
+/// `FS_RETRY_MAGICAL`: the name says what to do (an absolute path: from
+/// the client's root).
+pub const FS_RETRY_MAGICAL: i32 = 3;
+
+/// `timespec_t`: two `INTEGER_64`.
+const TIMESPEC: TypeDesc = TypeDesc::inline(tn::INTEGER_64, 64, 2);
+
+/// A decoded `fs` request. Names are the bytes before the string's NUL.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// `file_chown(uid, gid)`.
+    Chown {
+        /// New owner.
+        uid: u32,
+        /// New group.
+        gid: u32,
+    },
+    /// `file_chmod(mode)`.
+    Chmod(u32),
+    /// `file_set_size(size)`.
+    SetSize(i64),
+    /// `file_statfs()`.
+    Statfs,
+    /// `file_sync(wait, omit_metadata)`.
+    Sync {
+        /// Wait for it.
+        wait: bool,
+        /// Data only.
+        omit_metadata: bool,
+    },
+    /// `file_syncfs(wait, do_children)`.
+    Syncfs {
+        /// Wait for it.
+        wait: bool,
+    },
+    /// `dir_lookup(name, flags, mode)`.
+    Lookup {
+        /// The path.
+        name: &'a [u8],
+        /// `O_*` flags (the Hurd's).
+        flags: i32,
+        /// Mode of a file `O_CREAT` makes.
+        mode: u32,
+    },
+    /// `dir_readdir(entry, nentries, bufsiz)`.
+    Readdir {
+        /// First entry (index).
+        entry: i32,
+        /// How many (−1: any number).
+        nentries: i32,
+        /// Most bytes (0: any).
+        bufsiz: u64,
+    },
+    /// `dir_mkdir(name, mode)`.
+    Mkdir {
+        /// Name.
+        name: &'a [u8],
+        /// Mode.
+        mode: u32,
+    },
+    /// `dir_rmdir(name)`.
+    Rmdir(&'a [u8]),
+    /// `dir_unlink(name)`.
+    Unlink(&'a [u8]),
+    /// `dir_link(file, name, excl)`: `file` is a send right now ours.
+    Link {
+        /// The file to link.
+        file: PortName,
+        /// The new name.
+        name: &'a [u8],
+        /// Fail if the name exists.
+        excl: bool,
+    },
+    /// `dir_rename(old, newdir, new, excl)`: `newdir` is a send right now
+    /// ours.
+    Rename {
+        /// Old name (in the port's directory).
+        old: &'a [u8],
+        /// The target directory.
+        newdir: PortName,
+        /// New name.
+        new: &'a [u8],
+        /// Fail if the new name exists.
+        excl: bool,
+    },
+    /// `file_utimens(atime, mtime)`: `(seconds, nanoseconds)`, with the
+    /// nanoseconds `UTIME_NOW`/`UTIME_OMIT` as in `utimensat`.
+    Utimens {
+        /// Access time.
+        atime: (i64, i64),
+        /// Modification time.
+        mtime: (i64, i64),
+    },
+    /// Another routine of the subsystem (its rights and memory must be
+    /// released with `destroy_request_resources`).
+    Other {
+        /// Its id.
+        id: i32,
+    },
+}
+
+impl Request<'_> {
+    /// The rights a request carried (to release when it is not served).
+    #[must_use]
+    pub fn port(&self) -> Option<PortName> {
+        match *self {
+            Self::Link { file, .. } => Some(file),
+            Self::Rename { newdir, .. } => Some(newdir),
+            _ => None,
+        }
+    }
+}
+
+fn string<'a>(r: &mut msg::Reader<'a>) -> Result<&'a [u8], KernReturn> {
+    check(r, STRING)?;
+    let raw = r.data(1024).map_err(|_| bad())?;
+    // MIG's stub ends the string at its last byte.
+    let raw = &raw[..1023];
+    Ok(&raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())])
+}
+
+fn timespec(r: &mut msg::Reader<'_>) -> Result<(i64, i64), KernReturn> {
+    check(r, TIMESPEC)?;
+    let b = r.data(16).map_err(|_| bad())?;
+    let w = |o: usize| i64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    Ok((w(0), w(8)))
+}
+
+fn port(r: &mut msg::Reader<'_>) -> Result<PortName, KernReturn> {
+    r.port(tn::MOVE_SEND).map_err(|_| bad())
+}
+
+/// Decodes a request with the checks of MIG's server stubs; `MIG_BAD_ID`
+/// outside the subsystem.
+pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
+    let (h, mut r) = msg::Reader::new(bytes).map_err(|_| bad())?;
+    let (size, complex) = (h.size as usize, h.is_complex());
+    let shape = |want: usize, want_complex: bool| {
+        if size == want && complex == want_complex {
+            Ok(())
+        } else {
+            Err(bad())
+        }
+    };
+    let r = &mut r;
+    let req = match h.id {
+        ID_CHOWN => {
+            shape(64, false)?;
+            let uid = int32(r)? as u32;
+            Request::Chown {
+                uid,
+                gid: int32(r)? as u32,
+            }
+        }
+        ID_CHMOD => {
+            shape(48, false)?;
+            Request::Chmod(int32(r)? as u32)
+        }
+        ID_SET_SIZE => {
+            shape(48, false)?;
+            Request::SetSize(int64(r)?)
+        }
+        ID_STATFS => {
+            shape(msg::HEADER_SIZE, false)?;
+            Request::Statfs
+        }
+        ID_SYNC | ID_SYNCFS => {
+            shape(64, false)?;
+            let wait = int32(r)? != 0;
+            let second = int32(r)? != 0;
+            if h.id == ID_SYNC {
+                Request::Sync {
+                    wait,
+                    omit_metadata: second,
+                }
+            } else {
+                Request::Syncfs { wait }
+            }
+        }
+        ID_LOOKUP => {
+            shape(1096, false)?;
+            let name = string(r)?;
+            let flags = int32(r)?;
+            Request::Lookup {
+                name,
+                flags,
+                mode: int32(r)? as u32,
+            }
+        }
+        ID_READDIR => {
+            shape(80, false)?;
+            let entry = int32(r)?;
+            let nentries = int32(r)?;
+            Request::Readdir {
+                entry,
+                nentries,
+                bufsiz: int64(r)? as u64,
+            }
+        }
+        ID_MKDIR => {
+            shape(1080, false)?;
+            let name = string(r)?;
+            Request::Mkdir {
+                name,
+                mode: int32(r)? as u32,
+            }
+        }
+        ID_RMDIR | ID_UNLINK => {
+            shape(1064, false)?;
+            let name = string(r)?;
+            if h.id == ID_RMDIR {
+                Request::Rmdir(name)
+            } else {
+                Request::Unlink(name)
+            }
+        }
+        ID_LINK => {
+            shape(1096, true)?;
+            let file = port(r)?;
+            let name = string(r)?;
+            Request::Link {
+                file,
+                name,
+                excl: int32(r)? != 0,
+            }
+        }
+        ID_RENAME => {
+            shape(2128, true)?;
+            let old = string(r)?;
+            let newdir = port(r)?;
+            let new = string(r)?;
+            Request::Rename {
+                old,
+                newdir,
+                new,
+                excl: int32(r)? != 0,
+            }
+        }
+        ID_UTIMENS => {
+            shape(80, false)?;
+            let atime = timespec(r)?;
+            Request::Utimens {
+                atime,
+                mtime: timespec(r)?,
+            }
+        }
+        id if (ID_CHOWN - 1..=ID_LAST).contains(&id) => return Ok(Request::Other { id }),
+        _ => return Err(KernReturn::MIG_BAD_ID),
+    };
+    if !r.at_end() {
+        return Err(bad());
+    }
+    Ok(req)
+}
+
+/// `dir_lookup` reply: the retry kind and name, and the port with its
+/// disposition (`PortName::NULL` with `FS_RETRY_MAGICAL`).
+#[must_use]
+pub fn lookup_reply(to: &ReplyTo, retry: i32, name: &str, port: PortName, disp: u8) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    b.desc(INT32).raw(&retry.to_ne_bytes());
+    put_string(&mut b, name);
+    b.port(port, disp);
+    b.finish()
+}
+
+/// `dir_readdir` reply with the entries inline (at most
+/// [`io::INLINE_MAX`] bytes) and their count.
+#[must_use]
+pub fn readdir_reply_inline(to: &ReplyTo, data: &[u8], amount: i32) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    io::put_data_inline(&mut b, data);
+    b.desc(INT32).raw(&amount.to_ne_bytes());
+    b.finish()
+}
+
+/// `dir_readdir` reply with `len` bytes of entries out of line at `addr`
+/// (deallocated from the server when sent).
+#[must_use]
+pub fn readdir_reply_ool(to: &ReplyTo, addr: u64, len: usize, amount: i32) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    io::put_data_ool(&mut b, addr, len, true);
+    b.desc(INT32).raw(&amount.to_ne_bytes());
+    b.finish()
+}
+
+/// `file_statfs` reply.
+#[must_use]
+pub fn statfs_reply(to: &ReplyTo, buf: &[u8; STATFSBUF_LEN]) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    b.desc(TypeDesc::inline(tn::INTEGER_64, 64, 14)).raw(buf);
+    b.finish()
+}
+
+/// `dir_lookup` request.
+#[must_use]
+pub fn lookup_request(dir: PortName, reply: PortName, name: &str, flags: i32, mode: u32) -> MsgBuf {
+    let mut b = Builder::new(Header::request(dir, reply, ID_LOOKUP));
+    put_string(&mut b, name);
+    b.desc(INT32).raw(&flags.to_ne_bytes());
+    b.desc(INT32).raw(&mode.to_ne_bytes());
+    b.finish()
+}
+
+/// `dir_readdir` request.
+#[must_use]
+pub fn readdir_request(
+    dir: PortName,
+    reply: PortName,
+    entry: i32,
+    nentries: i32,
+    bufsiz: u64,
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(dir, reply, ID_READDIR));
+    b.desc(INT32).raw(&entry.to_ne_bytes());
+    b.desc(INT32).raw(&nentries.to_ne_bytes());
+    b.desc(INT64).raw(&bufsiz.to_ne_bytes());
+    b.finish()
+}
+
+/// A request with one name (`dir_rmdir`, `dir_unlink`) or a name and a
+/// mode (`dir_mkdir`).
+#[must_use]
+pub fn name_request(
+    dir: PortName,
+    reply: PortName,
+    id: i32,
+    name: &str,
+    mode: Option<u32>,
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(dir, reply, id));
+    put_string(&mut b, name);
+    if let Some(mode) = mode {
+        b.desc(INT32).raw(&mode.to_ne_bytes());
+    }
+    b.finish()
+}
+
+/// A request with integer arguments only (`file_chmod`, `file_chown`,
+/// `file_sync`, `file_syncfs`: `INT32` each).
+#[must_use]
+pub fn ints_request(file: PortName, reply: PortName, id: i32, args: &[i32]) -> MsgBuf {
+    let mut b = Builder::new(Header::request(file, reply, id));
+    for a in args {
+        b.desc(INT32).raw(&a.to_ne_bytes());
+    }
+    b.finish()
+}
+
+/// `file_set_size` request.
+#[must_use]
+pub fn set_size_request(file: PortName, reply: PortName, size: i64) -> MsgBuf {
+    let mut b = Builder::new(Header::request(file, reply, ID_SET_SIZE));
+    b.desc(INT64).raw(&size.to_ne_bytes());
+    b.finish()
+}
+
+/// `file_utimens` request.
+#[must_use]
+pub fn utimens_request(
+    file: PortName,
+    reply: PortName,
+    atime: (i64, i64),
+    mtime: (i64, i64),
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(file, reply, ID_UTIMENS));
+    for (s, ns) in [atime, mtime] {
+        b.desc(TIMESPEC)
+            .raw(&s.to_ne_bytes())
+            .raw(&ns.to_ne_bytes());
+    }
+    b.finish()
+}
+
+/// `dir_link` request (`file` sent with `disp`).
+#[must_use]
+pub fn link_request(
+    dir: PortName,
+    reply: PortName,
+    file: (PortName, u8),
+    name: &str,
+    excl: bool,
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(dir, reply, ID_LINK));
+    b.port(file.0, file.1);
+    put_string(&mut b, name);
+    b.desc(INT32).raw(&i32::from(excl).to_ne_bytes());
+    b.finish()
+}
+
+/// `dir_rename` request (`newdir` sent with `disp`).
+#[must_use]
+pub fn rename_request(
+    dir: PortName,
+    reply: PortName,
+    old: &str,
+    newdir: (PortName, u8),
+    new: &str,
+    excl: bool,
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(dir, reply, ID_RENAME));
+    put_string(&mut b, old);
+    b.port(newdir.0, newdir.1);
+    put_string(&mut b, new);
+    b.desc(INT32).raw(&i32::from(excl).to_ne_bytes());
+    b.finish()
+}
+
+/// Decodes a `dir_lookup` reply: retry kind, retry name, and the port
+/// (a send right now the caller's, or null).
+pub fn decode_lookup_reply(
+    bytes: &[u8],
+) -> Result<(i32, alloc::string::String, PortName), KernReturn> {
+    let mut r = reply_body(bytes, ID_LOOKUP, Some(1112), true)?;
+    let retry = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let name = string(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let name = alloc::string::String::from_utf8_lossy(name).into_owned();
+    let d = r.desc().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    if !tn::is_port(d.name) || d.number != 1 {
+        return Err(KernReturn::MIG_TYPE_ERROR);
+    }
+    let raw = r.data(8).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let port = PortName(u64::from_ne_bytes(raw.try_into().expect("8 bytes")) as u32);
+    Ok((retry, name, port))
+}
+
+/// Decodes a `dir_readdir` reply: the entries (an out-of-line region is
+/// the caller's to deallocate) and their count.
+pub fn decode_readdir_reply(bytes: &[u8]) -> Result<(Data<'_>, i32), KernReturn> {
+    let complex = Header::read(bytes).is_ok_and(|h| h.is_complex());
+    let mut r = reply_body(bytes, ID_READDIR, None, complex)?;
+    let (d, _) = io::data(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let amount = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    Ok((d, amount))
+}
+
+/// Decodes a `file_statfs` reply.
+pub fn decode_statfs_reply(bytes: &[u8]) -> Result<[u8; STATFSBUF_LEN], KernReturn> {
+    let mut r = reply_body(bytes, ID_STATFS, Some(168), false)?;
+    let raw = r
+        .expect(tn::INTEGER_64, 64, 14)
+        .map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    Ok(raw.try_into().expect("112 bytes"))
+}
+
+/// The fields of an `fsys_statfsbuf_t` (glibc's `struct statfs64` on
+/// `x86_64` GNU/Hurd).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Statfs {
+    pub fstype: u32,
+    pub bsize: u64,
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub fsid: u64,
+    pub namelen: u64,
+    pub favail: u64,
+    pub frsize: u64,
+    pub flag: u64,
+}
+
+impl Statfs {
+    /// The wire bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; STATFSBUF_LEN] {
+        let mut b = [0u8; STATFSBUF_LEN];
+        b[0..4].copy_from_slice(&self.fstype.to_ne_bytes());
+        let words = [
+            self.bsize,
+            self.blocks,
+            self.bfree,
+            self.bavail,
+            self.files,
+            self.ffree,
+            self.fsid,
+            self.namelen,
+            self.favail,
+            self.frsize,
+            self.flag,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            b[8 + 8 * i..16 + 8 * i].copy_from_slice(&w.to_ne_bytes());
+        }
+        b
+    }
+
+    /// Decodes the wire bytes.
+    #[must_use]
+    pub fn decode(b: &[u8; STATFSBUF_LEN]) -> Self {
+        let w = |i: usize| u64::from_ne_bytes(b[8 + 8 * i..16 + 8 * i].try_into().expect("8"));
+        Self {
+            fstype: u32::from_ne_bytes(b[0..4].try_into().expect("4")),
+            bsize: w(0),
+            blocks: w(1),
+            bfree: w(2),
+            bavail: w(3),
+            files: w(4),
+            ffree: w(5),
+            fsid: w(6),
+            namelen: w(7),
+            favail: w(8),
+            frsize: w(9),
+            flag: w(10),
+        }
+    }
+}
+
+/// `DT_*` types of a directory entry.
+pub mod dt {
+    #![allow(missing_docs)]
+    pub const UNKNOWN: u8 = 0;
+    pub const FIFO: u8 = 1;
+    pub const CHR: u8 = 2;
+    pub const DIR: u8 = 4;
+    pub const BLK: u8 = 6;
+    pub const REG: u8 = 8;
+    pub const LNK: u8 = 10;
+    pub const SOCK: u8 = 12;
+}
+
+/// Offset of `d_name` in glibc's `struct dirent` on `x86_64` GNU/Hurd
+/// (`d_ino` 8 bytes, `d_reclen` 2, `d_type` 1, `d_namlen` 1).
+pub const DIRENT_NAME: usize = 12;
+
+/// The record length of an entry named `len` bytes: the name's NUL
+/// included, rounded to 8 (`d_ino`'s alignment).
+#[must_use]
+pub const fn dirent_len(len: usize) -> usize {
+    (DIRENT_NAME + len + 1 + 7) & !7
+}
+
+/// Appends one `struct dirent` to `out` (names are at most 255 bytes:
+/// `d_namlen` is one byte).
+pub fn put_dirent(out: &mut alloc::vec::Vec<u8>, ino: u64, kind: u8, name: &[u8]) {
+    let n = name.len().min(255);
+    let len = dirent_len(n);
+    let at = out.len();
+    out.resize(at + len, 0);
+    out[at..at + 8].copy_from_slice(&ino.to_ne_bytes());
+    out[at + 8..at + 10].copy_from_slice(&(len as u16).to_ne_bytes());
+    out[at + 10] = kind;
+    out[at + 11] = n as u8;
+    out[at + DIRENT_NAME..at + DIRENT_NAME + n].copy_from_slice(&name[..n]);
+}
+
+/// Decodes a buffer of `struct dirent`: (inode, type, name) each.
+#[must_use]
+pub fn parse_dirents(mut b: &[u8]) -> alloc::vec::Vec<(u64, u8, alloc::vec::Vec<u8>)> {
+    let mut out = alloc::vec::Vec::new();
+    while b.len() >= DIRENT_NAME {
+        let reclen = usize::from(u16::from_ne_bytes([b[8], b[9]]));
+        let namlen = usize::from(b[11]);
+        if reclen < DIRENT_NAME + namlen || reclen > b.len() {
+            break;
+        }
+        let ino = u64::from_ne_bytes(b[0..8].try_into().expect("8 bytes"));
+        out.push((ino, b[10], b[DIRENT_NAME..DIRENT_NAME + namlen].to_vec()));
+        b = &b[reclen..];
+    }
+    out
+}

@@ -1,0 +1,294 @@
+//! The Hurd front end: the mounted [`Volume`] as a
+//! [`machdev::netfs::Netfs`], whose server answers `io`, `fs` and `fsys`
+//! RPCs on protids (on the Hurd, and on the loopback kernel in tests).
+
+use std::sync::Arc;
+
+use machdev::netfs::{self, Cred, Errno, Netfs, Node, errno, oflag};
+use mig_bindings::fs::Statfs;
+use mig_bindings::io::Stat;
+use rump::vfs::{self, Timespec};
+use rump::{Fd, oflags};
+
+use crate::detect::FsType;
+use crate::volume::{Error, SetAttr, Volume};
+
+/// `FSTYPE_*` of `io_stat` and `file_statfs` (`<hurd/hurd_types.h>`).
+const FSTYPE_UFS: u32 = 0x00;
+const FSTYPE_MSLOSS: u32 = 0x09;
+const FSTYPE_EXT2FS: u32 = 0x17;
+
+/// A NetBSD errno as the Hurd numbers it: both follow 4.4BSD up to
+/// `EFTYPE` (79); the few later ones have no Hurd twin and become `EIO`.
+fn errno_of(e: &Error) -> Errno {
+    match e.errno().map(|n| n.0) {
+        Some(n @ 1..=79) => n,
+        Some(_) | None => {
+            log::debug!("no Hurd errno for {e}: EIO");
+            errno::EIO
+        }
+    }
+}
+
+fn map<T>(r: Result<T, Error>) -> Result<T, Errno> {
+    r.map_err(|e| {
+        log::debug!("{e}");
+        errno_of(&e)
+    })
+}
+
+/// The Hurd front end of a mounted volume.
+#[derive(Debug)]
+pub struct HurdFs {
+    vol: Arc<Volume>,
+}
+
+impl HurdFs {
+    /// Serves `vol`.
+    #[must_use]
+    pub fn new(vol: Arc<Volume>) -> Self {
+        Self { vol }
+    }
+
+    /// The volume.
+    #[must_use]
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.vol
+    }
+
+    fn fstype(&self) -> u32 {
+        match self.vol.fstype() {
+            FsType::Ffs => FSTYPE_UFS,
+            FsType::Ext2 => FSTYPE_EXT2FS,
+            FsType::Fat => FSTYPE_MSLOSS,
+        }
+    }
+
+    fn hurd_stat(&self, st: &vfs::Stat) -> Stat {
+        Stat {
+            fstype: self.fstype() as i32,
+            fsid: st.dev,
+            ino: st.ino,
+            generation: st.gen_,
+            rdev: st.rdev,
+            mode: st.mode,
+            nlink: u64::from(st.nlink),
+            uid: st.uid,
+            gid: st.gid,
+            size: st.size,
+            atime: (st.atime.sec, st.atime.nsec),
+            mtime: (st.mtime.sec, st.mtime.nsec),
+            ctime: (st.ctime.sec, st.ctime.nsec),
+            blksize: i64::from(st.blksize),
+            blocks: st.blocks,
+            author: st.uid,
+            flags: 0,
+        }
+    }
+
+    fn set(&self, node: Node, fd: Option<&Fd>, set: &SetAttr) -> Result<(), Errno> {
+        map(self.vol.set_attr(node, fd, set)).map(drop)
+    }
+}
+
+/// A Hurd time (`UTIME_NOW` −1, `UTIME_OMIT` −2 in the nanoseconds) as
+/// NetBSD's `utimensat` takes it.
+fn netbsd_time((sec, nsec): (i64, i64)) -> Option<Timespec> {
+    match nsec {
+        netfs::UTIME_OMIT => None,
+        netfs::UTIME_NOW => Some(Timespec {
+            sec: 0,
+            nsec: vfs::UTIME_NOW,
+        }),
+        nsec => Some(Timespec { sec, nsec }),
+    }
+}
+
+impl Netfs for HurdFs {
+    type Open = Fd;
+
+    fn root(&self) -> Node {
+        self.vol.root()
+    }
+
+    fn lookup(&self, dir: Node, name: &[u8]) -> Result<Node, Errno> {
+        if name == b".." {
+            return map(self.vol.lookup_parent(dir));
+        }
+        map(self.vol.lookup(dir, name)).map(|st| st.ino)
+    }
+
+    fn retain(&self, node: Node) {
+        self.vol.retain(node);
+    }
+
+    fn release(&self, node: Node) {
+        self.vol.forget(node, 1);
+    }
+
+    fn stat(&self, node: Node) -> Result<Stat, Errno> {
+        map(self.vol.stat(node)).map(|st| self.hurd_stat(&st))
+    }
+
+    fn readlink(&self, node: Node) -> Result<Vec<u8>, Errno> {
+        map(self.vol.readlink(node))
+    }
+
+    fn create(&self, cred: &Cred, dir: Node, name: &[u8], mode: u32) -> Result<Node, Errno> {
+        let (uid, gid) = owner(cred);
+        let (st, fd) = map(self.vol.create(
+            dir,
+            name,
+            mode & 0o7777,
+            oflags::RDONLY | oflags::EXCL,
+            uid,
+            gid,
+        ))?;
+        self.vol.close(fd);
+        Ok(st.ino)
+    }
+
+    fn open(&self, node: Node, modes: i32) -> Result<Fd, Errno> {
+        let flags = match modes & (oflag::O_READ | oflag::O_WRITE) {
+            oflag::O_WRITE => oflags::WRONLY,
+            m if m == oflag::O_READ | oflag::O_WRITE => oflags::RDWR,
+            _ => oflags::RDONLY,
+        };
+        map(self.vol.open(node, flags))
+    }
+
+    fn close(&self, _node: Node, open: Fd) {
+        self.vol.close(open);
+    }
+
+    fn read(&self, node: Node, open: &Fd, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        let mut buf = vec![0u8; len];
+        let n = map(self.vol.read(node, open, &mut buf, offset))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    fn write(&self, node: Node, open: &Fd, offset: u64, data: &[u8]) -> Result<usize, Errno> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        map(self.vol.write(node, open, data, offset))
+    }
+
+    fn set_size(&self, node: Node, open: Option<&Fd>, size: u64) -> Result<(), Errno> {
+        let set = SetAttr {
+            size: Some(size),
+            ..SetAttr::default()
+        };
+        self.set(node, open, &set)
+    }
+
+    fn sync(&self, node: Node, open: Option<&Fd>, data_only: bool) -> Result<(), Errno> {
+        match open {
+            Some(fd) => map(self.vol.fsync(node, fd, data_only)),
+            None => map(self.vol.fsync_dir(node)),
+        }
+    }
+
+    fn chmod(&self, node: Node, mode: u32) -> Result<(), Errno> {
+        let set = SetAttr {
+            mode: Some(mode),
+            ..SetAttr::default()
+        };
+        self.set(node, None, &set)
+    }
+
+    fn chown(&self, node: Node, uid: u32, gid: u32) -> Result<(), Errno> {
+        let set = SetAttr {
+            uid: (uid != u32::MAX).then_some(uid),
+            gid: (gid != u32::MAX).then_some(gid),
+            ..SetAttr::default()
+        };
+        self.set(node, None, &set)
+    }
+
+    fn utimens(&self, node: Node, atime: (i64, i64), mtime: (i64, i64)) -> Result<(), Errno> {
+        let set = SetAttr {
+            atime: netbsd_time(atime),
+            mtime: netbsd_time(mtime),
+            ..SetAttr::default()
+        };
+        self.set(node, None, &set)
+    }
+
+    fn read_dir(&self, dir: Node) -> Result<Vec<(Node, u8, Vec<u8>)>, Errno> {
+        let entries = map(self.vol.read_dir(dir))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| {
+                let id = self.vol.entry_id(dir, &e.name, e.ino);
+                (id, e.kind, e.name)
+            })
+            .collect())
+    }
+
+    fn mkdir(&self, cred: &Cred, dir: Node, name: &[u8], mode: u32) -> Result<(), Errno> {
+        let (uid, gid) = owner(cred);
+        let st = map(self.vol.mkdir(dir, name, mode, uid, gid))?;
+        // The table remembered it with a reference no client holds.
+        self.vol.forget(st.ino, 1);
+        Ok(())
+    }
+
+    fn remove(&self, dir: Node, name: &[u8], is_dir: bool) -> Result<(), Errno> {
+        map(self.vol.remove(dir, name, is_dir))
+    }
+
+    fn rename(
+        &self,
+        dir: Node,
+        old: &[u8],
+        newdir: Node,
+        new: &[u8],
+        excl: bool,
+    ) -> Result<(), Errno> {
+        map(self.vol.rename(dir, old, newdir, new, excl))
+    }
+
+    fn link(&self, dir: Node, node: Node, name: &[u8]) -> Result<(), Errno> {
+        let st = map(self.vol.link(node, dir, name))?;
+        self.vol.forget(st.ino, 1);
+        Ok(())
+    }
+
+    fn statfs(&self) -> Result<Statfs, Errno> {
+        let s = map(self.vol.statfs())?;
+        Ok(Statfs {
+            fstype: self.fstype(),
+            bsize: s.bsize,
+            blocks: s.blocks,
+            bfree: s.bfree,
+            bavail: s.bavail,
+            files: s.files,
+            ffree: s.ffree,
+            fsid: s.fsid,
+            namelen: self.vol.name_max().min(255) as u64,
+            favail: s.favail,
+            frsize: s.frsize,
+            flag: u64::from(self.vol.readonly()),
+        })
+    }
+
+    fn syncfs(&self) -> Result<(), Errno> {
+        self.vol.sync();
+        Ok(())
+    }
+
+    fn goaway(&self, _flags: i32) -> Result<(), Errno> {
+        map(self.vol.unmount())
+    }
+}
+
+/// The owner of what `cred` creates: its first uid and gid (root's when
+/// it has none).
+fn owner(cred: &Cred) -> (u32, u32) {
+    (
+        cred.uids.first().copied().unwrap_or(0),
+        cred.gids.first().copied().unwrap_or(0),
+    )
+}
