@@ -1,12 +1,12 @@
 //! Byte layouts of the Hurd interface codecs, checked against what the
-//! current MIG generates for the Hurd's `fsys`, `startup`, `pci` and `acpi`
-//! interfaces (sizes, complex bit, descriptor words at their offsets).
+//! current MIG generates for the Hurd's `fsys`, `io`, `fs`, `startup`,
+//! `pci` and `acpi` interfaces (sizes, complex bit, descriptor words at their offsets).
 
 use mach::PortName;
 use mach::msg::MsgBuf;
 use mach::port::type_name as tn;
 use mig_bindings::rpc::ReplyTo;
-use mig_bindings::{acpi, fsys, pci, startup};
+use mig_bindings::{acpi, fs, fsys, io, pci, startup};
 
 fn word(m: &MsgBuf, off: usize) -> u32 {
     u32::from_ne_bytes(m.as_bytes()[off..off + 4].try_into().unwrap())
@@ -123,4 +123,153 @@ fn pci_and_acpi_requests() {
     let m = acpi::get_pci_irq_request(d, r, 0, 3, 1);
     assert_eq!(shape(&m), (80, false, 41001));
     assert_eq!((word(&m, 56), word(&m, 64), word(&m, 72)), (3, INT32, 1));
+}
+
+const CHAR_INLINE_LONG: u32 = 0x6000_0808;
+const CHAR_OOL_DEALLOC: u32 = 0xc000_0808;
+
+fn reply_to(id: i32) -> ReplyTo {
+    ReplyTo {
+        port: PortName(3),
+        right: tn::MOVE_SEND_ONCE,
+        id,
+    }
+}
+
+/// Sizes and descriptors of `_Xio_*` in MIG's `ioS.c` for `hurd/io.defs`.
+#[test]
+fn io_requests_and_replies() {
+    let (d, r) = (PortName(5), PortName(6));
+    let m = io::write_request(d, r, b"abc", -1);
+    assert_eq!(shape(&m), (56 + 8, false, 21000));
+    assert_eq!((word(&m, 32), word(&m, 36)), (CHAR_INLINE_LONG, 3));
+    assert_eq!((word(&m, 48), word(&m, 56)), (INT64, u32::MAX));
+    let big = vec![0u8; 4096];
+    let m = io::write_request(d, r, &big, 0);
+    assert_eq!(shape(&m), (56 + 8, true, 21000));
+    assert_eq!(
+        (word(&m, 32) & 0x7fff_ffff, word(&m, 36)),
+        (0x4000_0808, 4096)
+    );
+    let m = io::read_request(d, r, 7, 100);
+    assert_eq!(shape(&m), (64, false, 21001));
+    assert_eq!((word(&m, 32), word(&m, 48)), (INT64, INT64));
+    let m = io::seek_request(d, r, 7, 2);
+    assert_eq!(shape(&m), (64, false, 21002));
+    assert_eq!((word(&m, 48), word(&m, 56)), (INT32, 2));
+    assert_eq!(
+        shape(&io::int32_request(d, r, io::ID_SET_ALL_OPENMODES, 1)),
+        (48, false, 21004)
+    );
+    assert_eq!(
+        shape(&io::bare_request(d, r, io::ID_STAT)),
+        (32, false, 21013)
+    );
+
+    let m = io::read_reply_inline(&reply_to(21001), &[1; 5]);
+    assert_eq!(shape(&m), (56 + 8, false, 21101));
+    assert_eq!((word(&m, 48), word(&m, 52)), (CHAR_INLINE_LONG, 5));
+    let m = io::read_reply_ool(&reply_to(21001), 0x1000, 9000);
+    assert_eq!(shape(&m), (56 + 8, true, 21101));
+    assert_eq!((word(&m, 48), word(&m, 52)), (CHAR_OOL_DEALLOC, 9000));
+    let m = io::int64_reply(&reply_to(21000), 5);
+    assert_eq!(shape(&m), (64, false, 21100));
+    assert_eq!(word(&m, 48), INT64);
+    let m = io::stat_reply(&reply_to(21013), &[0; io::STATBUF_LEN]);
+    assert_eq!(shape(&m), (232, false, 21113));
+    assert_eq!((word(&m, 48), word(&m, 52)), (INT64, 22));
+    let m = io::port_reply(&reply_to(21016), PortName(9), tn::MAKE_SEND);
+    assert_eq!(shape(&m), (64, true, 21116));
+    // io_statbuf_t: glibc's struct stat field offsets.
+    let st = io::Stat {
+        ino: 0x1122,
+        mode: 0o100_644,
+        size: 77,
+        mtime: (5, 6),
+        ..io::Stat::default()
+    };
+    let b = st.encode();
+    assert_eq!(&b[16..24], &0x1122u64.to_ne_bytes());
+    assert_eq!(&b[40..44], &0o100_644u32.to_ne_bytes());
+    assert_eq!(&b[64..72], &77i64.to_ne_bytes());
+    assert_eq!(&b[88..96], &5i64.to_ne_bytes());
+    assert_eq!(io::Stat::decode(&b), st);
+}
+
+/// Sizes and descriptors of `_Xfile_*` and `_Xdir_*` in MIG's `fsS.c` for
+/// `hurd/fs.defs`.
+#[test]
+fn fs_requests_and_replies() {
+    let (d, r) = (PortName(5), PortName(6));
+    let m = fs::lookup_request(d, r, "a/b", 3, 0o644);
+    assert_eq!(shape(&m), (1096, false, 20018));
+    assert_eq!((word(&m, 32), word(&m, 36)), (STRING_1024, 1024));
+    assert_eq!(&m.as_bytes()[40..44], b"a/b\0");
+    assert_eq!((word(&m, 1064), word(&m, 1080)), (INT32, INT32));
+    assert_eq!(
+        shape(&fs::readdir_request(d, r, 0, -1, 0)),
+        (80, false, 20019)
+    );
+    assert_eq!(
+        shape(&fs::name_request(d, r, fs::ID_MKDIR, "x", Some(0o755))),
+        (1080, false, 20020)
+    );
+    assert_eq!(
+        shape(&fs::name_request(d, r, fs::ID_UNLINK, "x", None)),
+        (1064, false, 20022)
+    );
+    let m = fs::link_request(d, r, (PortName(9), tn::COPY_SEND), "x", true);
+    assert_eq!(shape(&m), (1096, true, 20023));
+    let m = fs::rename_request(d, r, "a", (PortName(9), tn::COPY_SEND), "b", false);
+    assert_eq!(shape(&m), (2128, true, 20024));
+    assert_eq!(word(&m, 1064), 0x2000_4013);
+    assert_eq!(
+        shape(&fs::ints_request(d, r, fs::ID_CHOWN, &[1, 2])),
+        (64, false, 20001)
+    );
+    assert_eq!(shape(&fs::set_size_request(d, r, 9)), (48, false, 20006));
+    let m = fs::utimens_request(d, r, (1, 2), (3, 4));
+    assert_eq!(shape(&m), (80, false, 20035));
+    assert_eq!((word(&m, 32), word(&m, 36)), (INT64, 2));
+
+    let m = fs::lookup_reply(&reply_to(20018), 1, "", PortName(9), tn::MAKE_SEND);
+    assert_eq!(shape(&m), (1112, true, 20118));
+    assert_eq!((word(&m, 48), word(&m, 64)), (INT32, STRING_1024));
+    assert_eq!(word(&m, 1096), 0x2000_4014);
+    let m = fs::readdir_reply_inline(&reply_to(20019), &[0; 24], 1);
+    assert_eq!(shape(&m), (72 + 24, false, 20119));
+    let m = fs::readdir_reply_ool(&reply_to(20019), 0x1000, 4096, 100);
+    assert_eq!(shape(&m), (72 + 8, true, 20119));
+    let m = fs::statfs_reply(&reply_to(20012), &[0; fs::STATFSBUF_LEN]);
+    assert_eq!(shape(&m), (168, false, 20112));
+    assert_eq!((word(&m, 48), word(&m, 52)), (INT64, 14));
+    // glibc's struct dirent: d_ino, d_reclen, d_type, d_namlen, d_name.
+    let mut b = Vec::new();
+    fs::put_dirent(&mut b, 42, fs::dt::REG, b"name");
+    assert_eq!(b.len(), 24);
+    assert_eq!(
+        (&b[0..8], &b[8..10]),
+        (&42u64.to_ne_bytes()[..], &24u16.to_ne_bytes()[..])
+    );
+    assert_eq!((b[10], b[11], &b[12..17]), (8, 4, &b"name\0"[..]));
+    assert_eq!(fs::parse_dirents(&b), [(42, 8, b"name".to_vec())]);
+}
+
+#[test]
+fn fsys_getroot_carries_the_credentials() {
+    let m = fsys::getroot_request_as(
+        PortName(5),
+        PortName(6),
+        // As received: the right arrives as MOVE_SEND.
+        (PortName(7), tn::MOVE_SEND),
+        &[1000, 0],
+        &[100],
+        1,
+    );
+    // MIG: 80 bytes with empty arrays, each array padded to 8.
+    assert_eq!(shape(&m), (80 + 8 + 8, true, 22002));
+    let g = fsys::decode_getroot(m.as_bytes()).unwrap();
+    assert_eq!((g.dotdot, g.flags), (PortName(7), 1));
+    assert_eq!(g.uids, io::Ids::Inline(&[0xe8, 3, 0, 0, 0, 0, 0, 0]));
+    assert_eq!(g.gids, io::Ids::Inline(&[100, 0, 0, 0]));
 }

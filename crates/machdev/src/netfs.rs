@@ -49,6 +49,7 @@ pub mod errno {
     pub const EOPNOTSUPP: i32 = 45;
     pub const ELOOP: i32 = 62;
     pub const ENAMETOOLONG: i32 = 63;
+    pub const ENOTEMPTY: i32 = 66;
 }
 
 /// The Hurd's open flags (glibc's `<bits/fcntl.h>` for GNU/Hurd).
