@@ -1,10 +1,18 @@
 //! Host files and synchronous I/O (`rumpuser_open`, `_getfileinfo`,
 //! `_iovread`, `_iovwrite`, `_syncfd`, `_close`). Handles are host file
-//! descriptors; names are host paths.
+//! descriptors; names are host paths — or the names of block devices the
+//! host program serves itself ([`register_device`]: a Mach disk device
+//! reached by `device_read`/`device_write`), whose handles are numbers of
+//! this layer's own.
 
-use std::ffi::CStr;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
 
 use crate::errno::{HyResult, NetbsdErrno, nb};
 
@@ -47,6 +55,64 @@ pub enum FileType {
     Chr = 4,
 }
 
+/// A block device served by the host program rather than the host kernel:
+/// [`register_device`] names it, and the rump kernel then opens it, sizes
+/// it and does block I/O on it as on a host file (e.g. as an etfs key's
+/// host path).
+pub trait BlockDevice: Send + Sync {
+    /// Size in bytes.
+    fn size(&self) -> u64;
+    /// Reads `buf.len()` bytes at `offset` (short only at the end).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> HyResult<usize>;
+    /// Writes `data` at `offset`; returns the bytes written.
+    fn write_at(&self, offset: u64, data: &[u8]) -> HyResult<usize>;
+    /// Makes written data stable.
+    fn flush(&self) -> HyResult<()>;
+}
+
+/// Handles of opened [`BlockDevice`]s start here (far above host
+/// descriptors).
+const DEVICE_FD_BASE: RawFd = 0x4000_0000;
+
+#[derive(Default)]
+struct Devices {
+    by_name: HashMap<CString, Arc<dyn BlockDevice>>,
+    open: HashMap<RawFd, Arc<dyn BlockDevice>>,
+}
+
+fn devices() -> &'static RwLock<Devices> {
+    static DEVICES: OnceLock<RwLock<Devices>> = OnceLock::new();
+    DEVICES.get_or_init(RwLock::default)
+}
+
+/// Serves `device` under `name`: `rumpuser_open` and `_getfileinfo` of
+/// that name (instead of a host path) reach it from now on, as a block
+/// device. Names should not be host paths (e.g. `mach-device:wd0`).
+pub fn register_device(name: &CStr, device: Arc<dyn BlockDevice>) {
+    devices().write().by_name.insert(name.to_owned(), device);
+}
+
+/// Forgets the name `name`; devices already opened stay open.
+pub fn unregister_device(name: &CStr) {
+    devices().write().by_name.remove(name);
+}
+
+fn device(fd: RawFd) -> Option<Arc<dyn BlockDevice>> {
+    if fd < DEVICE_FD_BASE {
+        return None;
+    }
+    devices().read().open.get(&fd).cloned()
+}
+
+fn open_device(path: &CStr) -> Option<RawFd> {
+    static NEXT: AtomicI32 = AtomicI32::new(DEVICE_FD_BASE);
+    let mut d = devices().write();
+    let dev = Arc::clone(d.by_name.get(path)?);
+    let fd = NEXT.fetch_add(1, Ordering::Relaxed);
+    d.open.insert(fd, dev);
+    Some(fd)
+}
+
 fn cvt(rc: libc::c_int) -> HyResult<libc::c_int> {
     if rc < 0 {
         Err(NetbsdErrno::last_os_error())
@@ -57,6 +123,9 @@ fn cvt(rc: libc::c_int) -> HyResult<libc::c_int> {
 
 /// Opens `path` with `RUMPUSER_OPEN_*` flags.
 pub fn open(path: &CStr, flags: i32) -> HyResult<RawFd> {
+    if let Some(fd) = open_device(path) {
+        return Ok(fd);
+    }
     let mut host = match flags & open_flags::ACCMODE {
         open_flags::RDONLY => libc::O_RDONLY,
         open_flags::WRONLY => libc::O_WRONLY,
@@ -90,6 +159,9 @@ pub fn open(path: &CStr, flags: i32) -> HyResult<RawFd> {
 
 /// Closes a descriptor from [`open`], flushing written data first.
 pub fn close(fd: RawFd) -> HyResult<()> {
+    if let Some(dev) = devices().write().open.remove(&fd) {
+        return dev.flush();
+    }
     // SAFETY: fsync/close on a descriptor number; a wrong number is reported
     // by the host as EBADF.
     unsafe {
@@ -101,6 +173,9 @@ pub fn close(fd: RawFd) -> HyResult<()> {
 /// Size and type of `path`. For block and character devices the size is
 /// the media size (found by seeking to the end of the opened device).
 pub fn file_info(path: &CStr) -> HyResult<(u64, FileType)> {
+    if let Some(dev) = devices().read().by_name.get(path) {
+        return Ok((dev.size(), FileType::Blk));
+    }
     // SAFETY: an all-zero `stat` is a valid value to be overwritten.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is NUL-terminated; `st` is a valid out-pointer.
@@ -132,6 +207,9 @@ fn device_size(path: &CStr) -> HyResult<u64> {
 
 /// Size of the open file or device `fd` (its end offset).
 pub fn fd_size(fd: RawFd) -> HyResult<u64> {
+    if let Some(dev) = device(fd) {
+        return Ok(dev.size());
+    }
     // SAFETY: lseek on a descriptor number; a bad one is EBADF.
     let end = unsafe { libc::lseek(fd, 0, libc::SEEK_END) };
     if end < 0 {
@@ -162,6 +240,13 @@ pub const IOV_NOSEEK: i64 = -1;
 /// Reads into `bufs` at `off` (or at the current position when `off` is
 /// [`IOV_NOSEEK`]); stops early at end of file. Returns the bytes read.
 pub fn read_vectored_at(fd: RawFd, bufs: &mut [IoSliceMut<'_>], off: i64) -> HyResult<usize> {
+    if let Some(dev) = device(fd) {
+        return on_device(
+            off,
+            bufs.iter_mut().map(|b| &mut **b),
+            |at, b: &mut [u8]| dev.read_at(at, b),
+        );
+    }
     let mut done = 0usize;
     for buf in bufs.iter_mut() {
         let mut filled = 0;
@@ -204,6 +289,11 @@ pub fn read_vectored_at(fd: RawFd, bufs: &mut [IoSliceMut<'_>], off: i64) -> HyR
 /// Writes `bufs` at `off` (or at the current position). Returns the bytes
 /// written.
 pub fn write_vectored_at(fd: RawFd, bufs: &[IoSlice<'_>], off: i64) -> HyResult<usize> {
+    if let Some(dev) = device(fd) {
+        return on_device(off, bufs.iter().map(|b| &**b), |at, b: &[u8]| {
+            dev.write_at(at, b)
+        });
+    }
     let mut done = 0usize;
     for buf in bufs {
         let mut sent = 0;
@@ -240,6 +330,37 @@ pub fn write_vectored_at(fd: RawFd, bufs: &[IoSlice<'_>], off: i64) -> HyResult<
     Ok(done)
 }
 
+/// Vectored I/O on a [`BlockDevice`], one buffer after the other from
+/// `off` (a device has no file position), stopping at a short transfer.
+fn on_device<B>(
+    off: i64,
+    bufs: impl Iterator<Item = B>,
+    mut io: impl FnMut(u64, B) -> HyResult<usize>,
+) -> HyResult<usize>
+where
+    B: AsRef<[u8]>,
+{
+    let Ok(mut at) = u64::try_from(off) else {
+        return Err(NetbsdErrno(nb::EINVAL));
+    };
+    let mut done = 0;
+    for b in bufs {
+        let len = b.as_ref().len();
+        match io(at, b) {
+            Ok(n) => {
+                done += n;
+                at += n as u64;
+                if n < len {
+                    break;
+                }
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
+
 /// `RUMPUSER_SYNCFD_*`.
 pub mod sync_flags {
     /// Reads must be coherent.
@@ -261,6 +382,13 @@ pub fn sync(fd: RawFd, flags: i32) -> HyResult<()> {
     if flags & sync_flags::BOTH == 0 || flags & !0x0f != 0 {
         return Err(NetbsdErrno(nb::EINVAL));
     }
+    if let Some(dev) = device(fd) {
+        return if flags & sync_flags::WRITE != 0 {
+            dev.flush()
+        } else {
+            Ok(())
+        };
+    }
     if flags & sync_flags::WRITE != 0 {
         // SAFETY: fsync on a descriptor number; a bad one is EBADF.
         cvt(unsafe { libc::fsync(fd) })?;
@@ -270,6 +398,9 @@ pub fn sync(fd: RawFd, flags: i32) -> HyResult<()> {
 
 /// Flushes file data (not necessarily metadata) of `fd`.
 pub fn datasync(fd: RawFd) -> HyResult<()> {
+    if let Some(dev) = device(fd) {
+        return dev.flush();
+    }
     // SAFETY: fdatasync on a descriptor number; a bad one is EBADF.
     cvt(unsafe { libc::fdatasync(fd) }).map(drop)
 }
@@ -307,5 +438,85 @@ mod tests {
             Err(NetbsdErrno(nb::EINVAL))
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    /// A RAM disk counting flushes.
+    struct Ram(parking_lot::Mutex<Vec<u8>>, AtomicI32);
+
+    impl BlockDevice for Ram {
+        fn size(&self) -> u64 {
+            self.0.lock().len() as u64
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> HyResult<usize> {
+            let d = self.0.lock();
+            let at = (offset as usize).min(d.len());
+            let n = buf.len().min(d.len() - at);
+            buf[..n].copy_from_slice(&d[at..at + n]);
+            Ok(n)
+        }
+        fn write_at(&self, offset: u64, data: &[u8]) -> HyResult<usize> {
+            let mut d = self.0.lock();
+            let at = offset as usize;
+            if at + data.len() > d.len() {
+                return Err(NetbsdErrno(nb::ENOSPC));
+            }
+            d[at..at + data.len()].copy_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&self) -> HyResult<()> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn registered_devices_open_and_do_io_as_files_do() {
+        let ram = Arc::new(Ram(
+            parking_lot::Mutex::new(vec![0; 4096]),
+            AtomicI32::new(0),
+        ));
+        let name = c"test-device:ram0";
+        register_device(name, Arc::clone(&ram) as Arc<dyn BlockDevice>);
+        assert_eq!(file_info(name), Ok((4096, FileType::Blk)));
+        let fd = open(name, open_flags::RDWR | open_flags::BIO).unwrap();
+        assert!(fd >= DEVICE_FD_BASE);
+        let (a, b) = ([1u8; 100], [2u8; 28]);
+        let w = write_vectored_at(fd, &[IoSlice::new(&a), IoSlice::new(&b)], 1000).unwrap();
+        assert_eq!(w, 128);
+        let mut back = [0u8; 128];
+        assert_eq!(
+            read_vectored_at(fd, &mut [IoSliceMut::new(&mut back)], 1000),
+            Ok(128)
+        );
+        assert_eq!((&back[..100], &back[100..]), (&a[..], &b[..]));
+        // Short at the end; errors are the device's; no file position.
+        let mut tail = [0u8; 64];
+        assert_eq!(
+            read_vectored_at(fd, &mut [IoSliceMut::new(&mut tail)], 4064),
+            Ok(32)
+        );
+        assert_eq!(
+            write_vectored_at(fd, &[IoSlice::new(&a)], 4090),
+            Err(NetbsdErrno(nb::ENOSPC))
+        );
+        assert_eq!(
+            read_vectored_at(fd, &mut [IoSliceMut::new(&mut tail)], IOV_NOSEEK),
+            Err(NetbsdErrno(nb::EINVAL))
+        );
+        assert_eq!(fd_size(fd), Ok(4096));
+        sync(fd, sync_flags::WRITE).unwrap();
+        datasync(fd).unwrap();
+        // The name goes; the open device stays until closed (flushed).
+        unregister_device(name);
+        assert!(file_info(name).is_err());
+        assert_eq!(fd_size(fd), Ok(4096));
+        close(fd).unwrap();
+        assert_eq!(ram.1.load(Ordering::Relaxed), 3);
+        assert!(fd_size(fd).is_err());
     }
 }

@@ -119,6 +119,7 @@ fn run(o: &Options) -> Result<(), String> {
         readonly: o.readonly,
         sync: o.sync,
         accept_kernel_defect: o.accept_kernel_defect,
+        device_master: None,
     })
     .map_err(|e| e.to_string())?;
     let vol = Arc::new(vol);

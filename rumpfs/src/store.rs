@@ -1,10 +1,18 @@
 //! Store names, as libstore spells them (`file:PATH`, `part:N:STORE`,
-//! `device:NAME`, or a bare path), and the host byte range they name.
+//! `device:NAME`, or a bare path), and the byte range they name: of a host
+//! file or block device, or of a Mach disk device (`device:NAME`) opened
+//! through a device master, whose blocks travel as device RPCs.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use diskdev::remote::MachDisk;
+use mach::PortName;
+use mach::ipc::Ipc;
 
 use crate::partition;
 
@@ -57,11 +65,54 @@ fn nonempty<'a>(name: &str, s: &'a str) -> Result<&'a str, String> {
     }
 }
 
-/// The host bytes a store names: a file or block device, and the window
-/// of it that holds the file system.
+/// Where `device:NAME` stores are opened: a device master (the system's,
+/// or a disk translator's such as rumpdisk's) and this task's transport.
+#[derive(Clone)]
+pub struct DeviceMaster {
+    /// The task's transport.
+    pub ipc: Arc<dyn Ipc>,
+    /// A send right to the device master.
+    pub port: PortName,
+}
+
+impl std::fmt::Debug for DeviceMaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceMaster")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What holds the bytes.
+#[derive(Debug)]
+enum Backing {
+    File(File),
+    Device(Arc<MachDisk>),
+}
+
+impl Backing {
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        match self {
+            Self::File(f) => f.read_exact_at(buf, off),
+            Self::Device(d) => d.read_exact_at(off, buf),
+        }
+    }
+
+    fn write_all_at(&self, data: &[u8], off: u64) -> io::Result<()> {
+        match self {
+            Self::File(f) => f.write_all_at(data, off),
+            Self::Device(d) => d.write_all_at(off, data),
+        }
+    }
+}
+
+/// The bytes a store names: a host file or block device, or a Mach disk
+/// device, and the window of it that holds the file system.
 #[derive(Debug)]
 pub struct Window {
-    /// The host file.
+    /// The host path the rump kernel opens: the host file, or the name the
+    /// Mach device is registered under (`mach-device:NAME`, see
+    /// [`hypercall::file::register_device`]).
     pub path: PathBuf,
     /// First byte of the file system.
     pub begin: u64,
@@ -69,30 +120,70 @@ pub struct Window {
     pub len: u64,
     /// Whether the window covers the whole host file.
     pub whole: bool,
-    file: File,
+    backing: Backing,
 }
 
 impl Window {
-    /// Opens the host side of `store` for reading, and for writing unless
-    /// `readonly`: a host file that cannot be written is refused then,
-    /// with the advice to serve it read-only.
-    pub fn open(store: &Store, readonly: bool) -> io::Result<Self> {
-        let (path, part) = match store {
-            Store::File(p) => (p, None),
-            Store::Part(n, inner) => match &**inner {
-                Store::File(p) => (p, Some(*n)),
-                other => return Self::open(other, readonly),
-            },
+    /// Opens `store` for reading, and for writing unless `readonly`: a host
+    /// file that cannot be written is refused then, with the advice to
+    /// serve it read-only. `device:NAME` is opened through `master`.
+    pub fn open(store: &Store, readonly: bool, master: Option<&DeviceMaster>) -> io::Result<Self> {
+        let (inner, part) = match store {
+            Store::Part(n, inner) => (&**inner, Some(*n)),
+            other => (other, None),
+        };
+        let (path, backing, len) = match inner {
+            Store::File(p) => {
+                let (file, len) = Self::open_file(p, readonly)?;
+                (p.clone(), Backing::File(file), len)
+            }
             Store::Device(name) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!(
-                        "device:{name} is a Mach disk device, reached through the Hurd's device \
-                         master; on Linux serve an image or block device (file:PATH)"
-                    ),
-                ));
+                let disk = Arc::new(Self::open_device(name, readonly, master)?);
+                let path = format!("mach-device:{name}");
+                let key = CString::new(path.clone()).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "NUL in a device name")
+                })?;
+                hypercall::file::register_device(&key, Arc::clone(&disk) as _);
+                let len = hypercall::file::BlockDevice::size(&*disk);
+                (PathBuf::from(path), Backing::Device(disk), len)
+            }
+            Store::Part(..) => unreachable!("Store::parse makes no nested partitions"),
+        };
+        let (begin, wlen) = match part {
+            None => (0, len),
+            Some(n) => {
+                let p = partition::find(len, n, &mut |off, buf| backing.read_exact_at(buf, off))
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                (p.start, p.len)
             }
         };
+        Ok(Window {
+            path,
+            begin,
+            len: wlen,
+            whole: part.is_none(),
+            backing,
+        })
+    }
+
+    fn open_device(
+        name: &str,
+        readonly: bool,
+        master: Option<&DeviceMaster>,
+    ) -> io::Result<MachDisk> {
+        let Some(master) = master else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "device:{name} is a Mach disk device, reached through a device master (the \
+                     Hurd's, or rumpdisk's); on Linux serve an image or block device (file:PATH)"
+                ),
+            ));
+        };
+        MachDisk::open(Arc::clone(&master.ipc), master.port, name, readonly)
+    }
+
+    fn open_file(path: &PathBuf, readonly: bool) -> io::Result<(File, u64)> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(!readonly)
@@ -117,21 +208,7 @@ impl Window {
                 format!("{}: neither a file nor a block device", path.display()),
             ));
         };
-        let (begin, wlen) = match part {
-            None => (0, len),
-            Some(n) => {
-                let p = partition::find(len, n, &mut |off, buf| file.read_exact_at(buf, off))
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-                (p.start, p.len)
-            }
-        };
-        Ok(Window {
-            path: path.clone(),
-            begin,
-            len: wlen,
-            whole: part.is_none(),
-            file,
-        })
+        Ok((file, len))
     }
 
     /// Marks FAT32's free-cluster count unknown (0xFFFFFFFF, which the
@@ -148,12 +225,12 @@ impl Window {
         if at + 512 > self.len {
             return Ok(());
         }
-        self.file.read_exact_at(&mut sector, self.begin + at)?;
+        self.backing.read_exact_at(&mut sector, self.begin + at)?;
         let le = |o: usize| u32::from_le_bytes(sector[o..o + 4].try_into().expect("4 bytes"));
         if le(0) != fsinfo::LEAD || le(484) != fsinfo::STRUC {
             return Ok(());
         }
-        self.file.write_all_at(
+        self.backing.write_all_at(
             &u32::MAX.to_le_bytes(),
             self.begin + at + fsinfo::FREE_COUNT as u64,
         )
@@ -163,7 +240,7 @@ impl Window {
     pub fn head(&self, n: usize) -> io::Result<Vec<u8>> {
         let n = n.min(usize::try_from(self.len).unwrap_or(usize::MAX));
         let mut buf = vec![0u8; n];
-        self.file.read_exact_at(&mut buf, self.begin)?;
+        self.backing.read_exact_at(&mut buf, self.begin)?;
         Ok(buf)
     }
 }
@@ -197,19 +274,23 @@ mod tests {
     fn hosts_are_checked_when_opened() {
         let dir = std::env::temp_dir().join(format!("rumpfs-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let e = Window::open(&Store::File(dir.join("missing")), true).unwrap_err();
+        let e = Window::open(&Store::File(dir.join("missing")), true, None).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert!(e.to_string().contains("missing"), "{e}");
-        let e = Window::open(&Store::File(dir.clone()), true).unwrap_err();
+        let e = Window::open(&Store::File(dir.clone()), true, None).unwrap_err();
         assert!(e.to_string().contains("neither a file"), "{e}");
-        let e = Window::open(&Store::Device("wd0".into()), false).unwrap_err();
+        let e = Window::open(&Store::Device("wd0".into()), false, None).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
         let img = dir.join("img");
         std::fs::write(&img, vec![0u8; 4096]).unwrap();
-        let e =
-            Window::open(&Store::Part(1, Box::new(Store::File(img.clone()))), true).unwrap_err();
+        let e = Window::open(
+            &Store::Part(1, Box::new(Store::File(img.clone()))),
+            true,
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("no MBR signature"), "{e}");
-        let w = Window::open(&Store::File(img), true).unwrap();
+        let w = Window::open(&Store::File(img), true, None).unwrap();
         assert_eq!((w.begin, w.len, w.whole), (0, 4096, true));
         assert_eq!(w.head(100_000).unwrap().len(), 4096);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -73,6 +73,8 @@ pub struct Options {
     /// compaction is known to corrupt directories
     /// ([`rump::DIR_COMPACTION_SAFE`]).
     pub accept_kernel_defect: bool,
+    /// Where `device:NAME` stores are opened.
+    pub device_master: Option<crate::store::DeviceMaster>,
 }
 
 /// Why a kernel may not serve `fstype` read-write, if it may not.
@@ -344,7 +346,7 @@ impl Volume {
     /// Boots the kernel, registers the store's window as a block device,
     /// detects or checks the type, and mounts it.
     pub fn mount(opts: &Options) -> io::Result<Self> {
-        let window = Window::open(&opts.store, opts.readonly)?;
+        let window = Window::open(&opts.store, opts.readonly, opts.device_master.as_ref())?;
         let head = window.head(detect::PROBE_LEN)?;
         let found = detect::detect(&head);
         let fstype = match (opts.fstype, found.clone()) {

@@ -8,6 +8,8 @@
 //! - [`device::Disks`]: the `machdev` driver — device names, 512-byte
 //!   records, `DEV_GET_SIZE`/`DEV_GET_RECORDS`, `BLKRRPART`,
 //!   `DEV_FLUSH_CACHE`, and GNU Mach's error codes.
+//! - [`remote::MachDisk`]: the other side — a Mach disk device another
+//!   server (rumpdisk) serves, as a block device a rump kernel sits on.
 //! - Linux front ends: `nbd` (an NBD server over the same disks) and `ctl`
 //!   (a scripted Mach client for checks).
 
@@ -20,3 +22,4 @@ pub mod image;
 pub mod nbd;
 #[cfg(rump_kernel)]
 pub mod netbsd;
+pub mod remote;

@@ -80,9 +80,14 @@ impl Hurd {
             readonly: false,
             sync: false,
             accept_kernel_defect,
+            device_master: None,
         })
         .expect("mount");
-        let kernel = Kernel::new();
+        Self::serve_volume(vol, Kernel::new())
+    }
+
+    /// Serves a mounted volume from a new task of `kernel`.
+    pub fn serve_volume(vol: Volume, kernel: Arc<Kernel>) -> Self {
         let server_task = Arc::new(kernel.new_task());
         let ipc: Arc<dyn Ipc> = server_task.clone();
         let server = NetfsServer::new(
