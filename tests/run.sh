@@ -42,6 +42,7 @@ fuzz() {
     rm -f "$log"
 }
 fuzz device_dispatch "the device server's request decoder and dispatcher"
+fuzz netfs_dispatch "the file server's io/fs/fsys decoders and dispatcher"
 fuzz net_filter "the packet-filter compiler and interpreter"
 
 step "main job (README): rumpdisk/demo.sh"

@@ -33,18 +33,28 @@ on the Hurd).
   -?, --help                 Give this help list
   -V, --version              Print program version
 
+On the Hurd rumpfs is a translator (settrans -c /mnt /hurd/rumpfs STORE)
+answering io/fs/fsys RPCs as libnetfs's translators do: lookups (with
+FS_RETRY_REAUTH for `..' at the root and FS_RETRY_MAGICAL for absolute
+symbolic links), read/write/seek/stat, open modes, directories, links,
+attributes, statfs, sync; fsys_goaway, SIGTERM and the startup server's
+startup_dosync unmount it cleanly. device:NAME stores are opened through
+the device master (--device-master-port, else the system's: root only).
+What is not served (io_map, file_exec, locks, translators on nodes, ...)
+answers EOPNOTSUPP; see docs/rumpfs.md.
+
 Served through FUSE: lookup, getattr/setattr (mode, owner, size, times),
 readdir and readdirplus, create/mknod/mkdir/symlink/link, unlink/rmdir,
 rename (RENAME_NOREPLACE; RENAME_EXCHANGE answers EINVAL), read/write
 (1 MiB), fsync/fsyncdir, statfs. Permissions are checked by the Linux
 kernel (default_permissions); xattrs and locks are not served (ENOSYS).
-The Hurd front end (io/fs/fsys over Mach) is not yet served.
 
 Logging: RUST_LOG=debug.
 ";
 
 #[derive(Debug)]
 struct Options {
+    boot: machdev::BootOptions,
     store: Store,
     fstype: Option<FsType>,
     readonly: bool,
@@ -55,8 +65,10 @@ struct Options {
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
+    let (boot, args) = machdev::BootOptions::parse(args)?;
     let mut store = None;
     let mut o = Options {
+        boot,
         store: Store::File(PathBuf::new()),
         fstype: None,
         readonly: false,
@@ -65,7 +77,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         fuse: None,
         threads: None,
     };
-    let mut args = machdev::OptionArgs::new(args.to_vec());
+    let mut args = machdev::OptionArgs::new(args);
     while let Some(key) = args.next_key() {
         let key = key.to_owned();
         if args.common(HELP, "rumpfs", env!("CARGO_PKG_VERSION"), &mut o.threads)? {
@@ -101,10 +113,11 @@ fn run(o: &Options) -> Result<(), String> {
 
     use rumpfs::volume::{self, Volume};
 
+    o.boot.none_outside_mach()?;
     let Some(mountpoint) = &o.fuse else {
         return Err(
-            "on Linux rumpfs serves through FUSE: give --fuse MOUNTPOINT (the Hurd's io/fs \
-             front end is not yet served)"
+            "on Linux rumpfs serves through FUSE: give --fuse MOUNTPOINT (the Hurd's \
+             io/fs front end is served on the Hurd, as a translator)"
                 .into(),
         );
     };
@@ -147,7 +160,60 @@ fn run(o: &Options) -> Result<(), String> {
     }
 }
 
-#[cfg(all(rump_kernel, target_os = "linux"))]
+/// The Hurd: a translator on the node it is set on, serving io/fs/fsys.
+#[cfg(all(rump_kernel, target_os = "hurd"))]
+fn run(o: &Options) -> Result<(), String> {
+    use std::sync::Arc;
+
+    use machdev::sys::hurd;
+    use rumpfs::hurd::HurdFs;
+    use rumpfs::store::DeviceMaster;
+    use rumpfs::volume::{self, Volume};
+
+    if o.fuse.is_some() {
+        return Err(
+            "--fuse is Linux's; on the Hurd rumpfs is a translator: settrans -c /mnt \
+             /hurd/rumpfs STORE"
+                .into(),
+        );
+    }
+    let device_master = if o.store.is_device() {
+        let port = hurd::device_master(&o.boot)
+            .map_err(|e| format!("no device master for {:?} (root only): {e}", o.store))?;
+        Some(DeviceMaster {
+            ipc: hurd::ipc(),
+            port,
+        })
+    } else {
+        None
+    };
+    let signals = signal_set();
+    // SAFETY: a valid, initialised set.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &raw const signals, std::ptr::null_mut()) };
+    let vol = Volume::mount(&volume::Options {
+        store: o.store.clone(),
+        fstype: o.fstype,
+        readonly: o.readonly,
+        sync: o.sync,
+        accept_kernel_defect: o.accept_kernel_defect,
+        device_master,
+    })
+    .map_err(|e| e.to_string())?;
+    let vol = Arc::new(vol);
+    let on_signal = Arc::clone(&vol);
+    std::thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: the set is valid; `sig` is written by sigwait.
+        unsafe { libc::sigwait(&raw const signals, &raw mut sig) };
+        log::info!("signal {sig}: unmounting");
+        let code = i32::from(on_signal.unmount().is_err());
+        std::process::exit(code);
+    });
+    let pool = machdev::PoolConfig::with_max_threads(o.threads);
+    hurd::serve_netfs("rumpfs", Arc::new(HurdFs::new(vol)), pool).map(|never| match never {})
+}
+
+#[cfg(all(rump_kernel, any(target_os = "linux", target_os = "hurd")))]
 fn signal_set() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set before sigaddset reads it.
     unsafe {
@@ -160,9 +226,10 @@ fn signal_set() -> libc::sigset_t {
     }
 }
 
-#[cfg(not(all(rump_kernel, target_os = "linux")))]
+#[cfg(not(all(rump_kernel, any(target_os = "linux", target_os = "hurd"))))]
 fn run(o: &Options) -> Result<(), String> {
     let _ = (
+        &o.boot,
         &o.store,
         o.fstype,
         o.readonly,
@@ -170,15 +237,11 @@ fn run(o: &Options) -> Result<(), String> {
         o.accept_kernel_defect,
         &o.fuse,
     );
-    if rump::LINKED {
-        Err("the Hurd's io/fs front end is not yet served; on Linux use --fuse".into())
-    } else {
-        Err(
-            "this rumpfs was built without a rump kernel (set RUMP_PREFIX to a NetBSD rump \
-             kernel install tree and rebuild): NetBSD's file systems are the rump kernel's"
-                .into(),
-        )
-    }
+    Err(
+        "this rumpfs was built without a rump kernel (set RUMP_PREFIX to a NetBSD rump \
+         kernel install tree and rebuild): NetBSD's file systems are the rump kernel's"
+            .into(),
+    )
 }
 
 fn main() -> ExitCode {

@@ -28,6 +28,16 @@ pub enum Store {
 }
 
 impl Store {
+    /// Whether the store is (a partition of) a Mach disk device.
+    #[must_use]
+    pub fn is_device(&self) -> bool {
+        match self {
+            Self::Device(_) => true,
+            Self::Part(_, inner) => inner.is_device(),
+            Self::File(_) => false,
+        }
+    }
+
     /// Parses a store name.
     pub fn parse(name: &str) -> Result<Self, String> {
         if let Some(rest) = name.strip_prefix("part:") {

@@ -20,7 +20,7 @@ use mach::port::{notify, type_name as tn};
 use mach::{KernReturn, PortName};
 use mig_bindings::fs::{self, FS_RETRY_MAGICAL, FS_RETRY_NORMAL, FS_RETRY_REAUTH};
 use mig_bindings::io::{self, Stat};
-use mig_bindings::{fsys, rpc};
+use mig_bindings::{fsys, rpc, startup};
 
 use crate::pool::{self, Pool, PoolConfig, Serve};
 use crate::reply::Responder;
@@ -257,6 +257,8 @@ enum Object<F: Netfs> {
     Protid(Arc<Protid<F>>),
     Notify(PortName),
     Control,
+    /// Where the startup server sends `startup_dosync`.
+    SyncNotify,
 }
 
 impl<F: Netfs> Clone for Object<F> {
@@ -265,6 +267,7 @@ impl<F: Netfs> Clone for Object<F> {
             Self::Protid(p) => Self::Protid(Arc::clone(p)),
             Self::Notify(p) => Self::Notify(*p),
             Self::Control => Self::Control,
+            Self::SyncNotify => Self::SyncNotify,
         }
     }
 }
@@ -336,13 +339,23 @@ impl<F: Netfs> NetfsServer<F> {
         self.control
     }
 
+    /// A port for the startup server's `startup_dosync` at system
+    /// shutdown (hand it a send right with `startup_request_notification`):
+    /// the file system is unmounted then, as `fsys_goaway` does.
+    pub fn add_sync_port(&self) -> Result<PortName, KernReturn> {
+        let port = self.pool.new_port()?;
+        self.objects.write().insert(port, Object::SyncNotify);
+        Ok(port)
+    }
+
     /// The file system.
     #[must_use]
     pub fn fs(&self) -> &Arc<F> {
         &self.fs
     }
 
-    /// Calls `f` after `fsys_goaway` (e.g. to end the process).
+    /// Calls `f` after `fsys_goaway` or `startup_dosync` unmounted the file
+    /// system (e.g. to end the process).
     pub fn on_goaway(&self, f: impl FnOnce() + Send + 'static) {
         *self.on_goaway.lock() = Some(Box::new(f));
     }
@@ -458,6 +471,13 @@ impl<F: Netfs> NetfsServer<F> {
         let responder = Responder::new(Arc::clone(self.ipc()), rpc::reply_to(&h));
         match object {
             Some(Object::Control) => self.on_control(bytes, responder),
+            Some(Object::SyncNotify) => match startup::decode_dosync(bytes) {
+                Ok(()) => self.go_away(0, responder),
+                Err(e) => {
+                    rpc::destroy_request_resources(&**self.ipc(), bytes);
+                    responder.error(e);
+                }
+            },
             Some(Object::Protid(p)) => self.on_protid(&p, &h, bytes, responder),
             _ => {
                 rpc::destroy_request_resources(&**self.ipc(), bytes);
@@ -487,20 +507,7 @@ impl<F: Netfs> NetfsServer<F> {
                     Err(e) => rpc::error_reply(to, e),
                 });
             }
-            fsys::Request::Goaway { flags } => {
-                let r = self.fs.goaway(flags).map_err(err);
-                let ok = r.is_ok();
-                responder.reply_with(|to| match r {
-                    Ok(()) => rpc::simple_reply(to),
-                    Err(e) => rpc::error_reply(to, e),
-                });
-                if ok {
-                    self.stop();
-                    if let Some(f) = self.on_goaway.lock().take() {
-                        f();
-                    }
-                }
-            }
+            fsys::Request::Goaway { flags } => self.go_away(flags, responder),
             fsys::Request::Startup { control, .. } => {
                 let _ = self.ipc().port_deallocate(control);
                 responder.error(err(errno::EOPNOTSUPP));
@@ -513,6 +520,22 @@ impl<F: Netfs> NetfsServer<F> {
             _ => {
                 rpc::destroy_request_resources(&**self.ipc(), bytes);
                 responder.error(err(errno::EOPNOTSUPP));
+            }
+        }
+    }
+
+    /// Unmounts, answers, and (if it went) stops serving.
+    fn go_away(&self, flags: i32, responder: Responder) {
+        let r = self.fs.goaway(flags).map_err(err);
+        let ok = r.is_ok();
+        responder.reply_with(|to| match r {
+            Ok(()) => rpc::simple_reply(to),
+            Err(e) => rpc::error_reply(to, e),
+        });
+        if ok {
+            self.stop();
+            if let Some(f) = self.on_goaway.lock().take() {
+                f();
             }
         }
     }

@@ -19,6 +19,7 @@ unsafe extern "C" {
     fn task_set_special_port(task: u32, which: c_int, port: u32) -> c_int;
     fn task_resume(task: u32) -> c_int;
     fn file_name_lookup(name: *const c_char, flags: c_int, mode: u32) -> u32;
+    fn get_privileged_ports(host_priv: *mut u32, device_master: *mut u32) -> c_int;
 }
 
 /// The calling task's bootstrap port (`NULL` if it has none).
@@ -98,11 +99,7 @@ impl BootHost for StartupRegistration {
         _auth: PortName,
         sync_port: PortName,
     ) -> Result<(), KernReturn> {
-        // SAFETY: a NUL-terminated path; glibc's Hurd file name lookup.
-        let startup = PortName(unsafe { file_name_lookup(c"/servers/startup".as_ptr(), 0, 0) });
-        if !startup.is_valid() {
-            return Err(KernReturn::INVALID_NAME);
-        }
+        let startup = startup_server()?;
         let ipc = HurdIpc;
         let task = ipc.task_self();
         let m = rpc(&ipc, |r| {
@@ -116,12 +113,81 @@ impl BootHost for StartupRegistration {
             )
         })?;
         decode_simple_reply(m.as_bytes(), startup::ID_ESSENTIAL_TASK)?;
-        let m = rpc(&ipc, |r| {
-            startup::request_notification_request(startup, r, sync_port, tn::MAKE_SEND, &self.name)
-        })?;
-        decode_simple_reply(m.as_bytes(), startup::ID_REQUEST_NOTIFICATION)?;
+        let notified = notify_at_shutdown(startup, &self.name, sync_port);
         let _ = ipc.port_deallocate(startup);
-        Ok(())
+        notified
+    }
+}
+
+/// The startup server (`/servers/startup`).
+fn startup_server() -> Result<PortName, KernReturn> {
+    // SAFETY: a NUL-terminated path; glibc's Hurd file name lookup.
+    let startup = PortName(unsafe { file_name_lookup(c"/servers/startup".as_ptr(), 0, 0) });
+    if startup.is_valid() {
+        Ok(startup)
+    } else {
+        Err(KernReturn::INVALID_NAME)
+    }
+}
+
+/// Asks `startup` to send `startup_dosync` to `sync_port` at shutdown.
+fn notify_at_shutdown(
+    startup: PortName,
+    name: &str,
+    sync_port: PortName,
+) -> Result<(), KernReturn> {
+    let m = rpc(&HurdIpc, |r| {
+        startup::request_notification_request(startup, r, sync_port, tn::MAKE_SEND, name)
+    })?;
+    decode_simple_reply(m.as_bytes(), startup::ID_REQUEST_NOTIFICATION)
+}
+
+/// The device master a translator opens its stores through:
+/// `--device-master-port`, else the one the proc server gives root
+/// (glibc's `get_privileged_ports`).
+pub fn device_master(boot: &BootOptions) -> Result<PortName, KernReturn> {
+    if let Some(m) = boot.device_master {
+        return Ok(m);
+    }
+    let (mut host, mut master) = (0u32, 0u32);
+    // SAFETY: two valid out-pointers.
+    let rc = unsafe { get_privileged_ports(&raw mut host, &raw mut master) };
+    if rc != 0 {
+        return Err(KernReturn::INVALID_NAME);
+    }
+    let _ = HurdIpc.port_deallocate(PortName(host));
+    Ok(PortName(master))
+}
+
+/// Serves `fs` as the translator `name` on the node it was started on
+/// (`settrans -c /mnt /hurd/rumpfs ...`: `fsys_startup` through the
+/// bootstrap port), for ever; the startup server's `startup_dosync`
+/// unmounts it at shutdown, and `fsys_goaway` ends the process once it
+/// unmounted.
+pub fn serve_netfs<F: crate::netfs::Netfs>(
+    name: &str,
+    fs: Arc<F>,
+    pool: crate::PoolConfig,
+) -> Result<std::convert::Infallible, String> {
+    let server =
+        crate::netfs::NetfsServer::new(ipc(), fs, pool).map_err(|e| format!("file server: {e}"))?;
+    server.on_goaway(|| std::process::exit(0));
+    let sync_port = server
+        .add_sync_port()
+        .map_err(|e| format!("sync port: {e}"))?;
+    server.start();
+    let _realnode = start_translator(server.control_port(), 0)
+        .map_err(|e| format!("fsys_startup (start rumpfs with settrans): {e}"))?;
+    match startup_server().and_then(|s| {
+        let r = notify_at_shutdown(s, name, sync_port);
+        let _ = HurdIpc.port_deallocate(s);
+        r
+    }) {
+        Ok(()) => {}
+        Err(e) => log::warn!("no shutdown notification from the startup server: {e}"),
+    }
+    loop {
+        std::thread::park();
     }
 }
 
