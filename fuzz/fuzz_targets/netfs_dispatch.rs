@@ -92,14 +92,15 @@ impl Netfs for RamFs {
     fn root(&self) -> Node {
         ROOT
     }
-    fn lookup(&self, dir: Node, name: &[u8]) -> Result<Node, Errno> {
+    fn lookup(&self, dir: Node, name: &[u8]) -> Result<(Node, Stat), Errno> {
         let n = self.with(dir, |d| match &d.body {
             Body::Dir(_) if name == b".." => Ok(d.parent),
             Body::Dir(e) => e.get(name).copied().ok_or(errno::ENOENT),
             _ => Err(errno::ENOTDIR),
         })?;
+        let st = self.stat(n)?;
         self.refs.fetch_add(1, Ordering::Relaxed);
-        Ok(n)
+        Ok((n, st))
     }
     fn retain(&self, _: Node) {
         self.refs.fetch_add(1, Ordering::Relaxed);
@@ -122,10 +123,11 @@ impl Netfs for RamFs {
             _ => Err(errno::EINVAL),
         })
     }
-    fn create(&self, _: &Cred, dir: Node, name: &[u8], mode: u32) -> Result<Node, Errno> {
+    fn create(&self, _: &Cred, dir: Node, name: &[u8], mode: u32) -> Result<(Node, Stat), Errno> {
         let n = self.add(dir, name, Body::File(Vec::new()), mode)?;
+        let st = self.stat(n)?;
         self.refs.fetch_add(1, Ordering::Relaxed);
-        Ok(n)
+        Ok((n, st))
     }
     fn open(&self, _: Node, _: i32) -> Result<(), Errno> {
         Ok(())

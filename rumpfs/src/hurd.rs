@@ -56,6 +56,15 @@ impl HurdFs {
         &self.vol
     }
 
+    /// The volume, the calling thread bound to a kernel LWP of its own
+    /// first (server workers and, on the loopback transport, the clients'
+    /// threads a hand-off runs the server on): a kernel call on a thread
+    /// without one makes and frees an LWP each time.
+    fn vol(&self) -> &Volume {
+        self.vol.bind();
+        &self.vol
+    }
+
     fn fstype(&self) -> u32 {
         match self.vol.fstype() {
             FsType::Ffs => FSTYPE_UFS,
@@ -87,7 +96,7 @@ impl HurdFs {
     }
 
     fn set(&self, node: Node, fd: Option<&Fd>, set: &SetAttr) -> Result<(), Errno> {
-        map(self.vol.set_attr(node, fd, set)).map(drop)
+        map(self.vol().set_attr(node, fd, set)).map(drop)
     }
 }
 
@@ -108,35 +117,48 @@ impl Netfs for HurdFs {
     type Open = Fd;
 
     fn root(&self) -> Node {
-        self.vol.root()
+        self.vol().root()
     }
 
-    fn lookup(&self, dir: Node, name: &[u8]) -> Result<Node, Errno> {
+    fn lookup(&self, dir: Node, name: &[u8]) -> Result<(Node, Stat), Errno> {
         if name == b".." {
-            return map(self.vol.lookup_parent(dir));
+            let parent = map(self.vol().lookup_parent(dir))?;
+            return match self.stat(parent) {
+                Ok(st) => Ok((parent, st)),
+                Err(e) => {
+                    self.vol().forget(parent, 1);
+                    Err(e)
+                }
+            };
         }
-        map(self.vol.lookup(dir, name)).map(|st| st.ino)
+        map(self.vol().lookup(dir, name)).map(|st| (st.ino, self.hurd_stat(&st)))
     }
 
     fn retain(&self, node: Node) {
-        self.vol.retain(node);
+        self.vol().retain(node);
     }
 
     fn release(&self, node: Node) {
-        self.vol.forget(node, 1);
+        self.vol().forget(node, 1);
     }
 
     fn stat(&self, node: Node) -> Result<Stat, Errno> {
-        map(self.vol.stat(node)).map(|st| self.hurd_stat(&st))
+        map(self.vol().stat(node)).map(|st| self.hurd_stat(&st))
     }
 
     fn readlink(&self, node: Node) -> Result<Vec<u8>, Errno> {
-        map(self.vol.readlink(node))
+        map(self.vol().readlink(node))
     }
 
-    fn create(&self, cred: &Cred, dir: Node, name: &[u8], mode: u32) -> Result<Node, Errno> {
+    fn create(
+        &self,
+        cred: &Cred,
+        dir: Node,
+        name: &[u8],
+        mode: u32,
+    ) -> Result<(Node, Stat), Errno> {
         let (uid, gid) = owner(cred);
-        let (st, fd) = map(self.vol.create(
+        let (st, fd) = map(self.vol().create(
             dir,
             name,
             mode & 0o7777,
@@ -144,8 +166,8 @@ impl Netfs for HurdFs {
             uid,
             gid,
         ))?;
-        self.vol.close(fd);
-        Ok(st.ino)
+        self.vol().close(fd);
+        Ok((st.ino, self.hurd_stat(&st)))
     }
 
     fn open(&self, node: Node, modes: i32) -> Result<Fd, Errno> {
@@ -154,16 +176,16 @@ impl Netfs for HurdFs {
             m if m == oflag::O_READ | oflag::O_WRITE => oflags::RDWR,
             _ => oflags::RDONLY,
         };
-        map(self.vol.open(node, flags))
+        map(self.vol().open(node, flags))
     }
 
     fn close(&self, _node: Node, open: Fd) {
-        self.vol.close(open);
+        self.vol().close(open);
     }
 
     fn read(&self, node: Node, open: &Fd, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
         let mut buf = vec![0u8; len];
-        let n = map(self.vol.read(node, open, &mut buf, offset))?;
+        let n = map(self.vol().read(node, open, &mut buf, offset))?;
         buf.truncate(n);
         Ok(buf)
     }
@@ -172,7 +194,7 @@ impl Netfs for HurdFs {
         if data.is_empty() {
             return Ok(0);
         }
-        map(self.vol.write(node, open, data, offset))
+        map(self.vol().write(node, open, data, offset))
     }
 
     fn set_size(&self, node: Node, open: Option<&Fd>, size: u64) -> Result<(), Errno> {
@@ -185,8 +207,8 @@ impl Netfs for HurdFs {
 
     fn sync(&self, node: Node, open: Option<&Fd>, data_only: bool) -> Result<(), Errno> {
         match open {
-            Some(fd) => map(self.vol.fsync(node, fd, data_only)),
-            None => map(self.vol.fsync_dir(node)),
+            Some(fd) => map(self.vol().fsync(node, fd, data_only)),
+            None => map(self.vol().fsync_dir(node)),
         }
     }
 
@@ -217,11 +239,11 @@ impl Netfs for HurdFs {
     }
 
     fn read_dir(&self, dir: Node) -> Result<Vec<(Node, u8, Vec<u8>)>, Errno> {
-        let entries = map(self.vol.read_dir(dir))?;
+        let entries = map(self.vol().read_dir(dir))?;
         Ok(entries
             .into_iter()
             .map(|e| {
-                let id = self.vol.entry_id(dir, &e.name, e.ino);
+                let id = self.vol().entry_id(dir, &e.name, e.ino);
                 (id, e.kind, e.name)
             })
             .collect())
@@ -229,14 +251,14 @@ impl Netfs for HurdFs {
 
     fn mkdir(&self, cred: &Cred, dir: Node, name: &[u8], mode: u32) -> Result<(), Errno> {
         let (uid, gid) = owner(cred);
-        let st = map(self.vol.mkdir(dir, name, mode, uid, gid))?;
+        let st = map(self.vol().mkdir(dir, name, mode, uid, gid))?;
         // The table remembered it with a reference no client holds.
-        self.vol.forget(st.ino, 1);
+        self.vol().forget(st.ino, 1);
         Ok(())
     }
 
     fn remove(&self, dir: Node, name: &[u8], is_dir: bool) -> Result<(), Errno> {
-        map(self.vol.remove(dir, name, is_dir))
+        map(self.vol().remove(dir, name, is_dir))
     }
 
     fn rename(
@@ -247,17 +269,17 @@ impl Netfs for HurdFs {
         new: &[u8],
         excl: bool,
     ) -> Result<(), Errno> {
-        map(self.vol.rename(dir, old, newdir, new, excl))
+        map(self.vol().rename(dir, old, newdir, new, excl))
     }
 
     fn link(&self, dir: Node, node: Node, name: &[u8]) -> Result<(), Errno> {
-        let st = map(self.vol.link(node, dir, name))?;
-        self.vol.forget(st.ino, 1);
+        let st = map(self.vol().link(node, dir, name))?;
+        self.vol().forget(st.ino, 1);
         Ok(())
     }
 
     fn statfs(&self) -> Result<Statfs, Errno> {
-        let s = map(self.vol.statfs())?;
+        let s = map(self.vol().statfs())?;
         Ok(Statfs {
             fstype: self.fstype(),
             bsize: s.bsize,
@@ -267,20 +289,20 @@ impl Netfs for HurdFs {
             files: s.files,
             ffree: s.ffree,
             fsid: s.fsid,
-            namelen: self.vol.name_max().min(255) as u64,
+            namelen: self.vol().name_max().min(255) as u64,
             favail: s.favail,
             frsize: s.frsize,
-            flag: u64::from(self.vol.readonly()),
+            flag: u64::from(self.vol().readonly()),
         })
     }
 
     fn syncfs(&self) -> Result<(), Errno> {
-        self.vol.sync();
+        self.vol().sync();
         Ok(())
     }
 
     fn goaway(&self, _flags: i32) -> Result<(), Errno> {
-        map(self.vol.unmount())
+        map(self.vol().unmount())
     }
 }
 

@@ -153,8 +153,8 @@ pub trait Netfs: Send + Sync + 'static {
     /// The root directory (the server holds it for its whole life).
     fn root(&self) -> Node;
     /// Entry `name` of directory `dir` (`..` included; never `.` or an
-    /// empty name), with one reference.
-    fn lookup(&self, dir: Node, name: &[u8]) -> Result<Node, Errno>;
+    /// empty name), with one reference, and its status.
+    fn lookup(&self, dir: Node, name: &[u8]) -> Result<(Node, Stat), Errno>;
     /// One more reference to `node`.
     fn retain(&self, node: Node);
     /// Gives one reference back.
@@ -164,8 +164,10 @@ pub trait Netfs: Send + Sync + 'static {
     /// The target of symbolic link `node`.
     fn readlink(&self, node: Node) -> Result<Vec<u8>, Errno>;
     /// Creates regular file `name` in `dir` (failing with `EEXIST` if it
-    /// is there), owned by `cred`'s first ids, with one reference.
-    fn create(&self, cred: &Cred, dir: Node, name: &[u8], mode: u32) -> Result<Node, Errno>;
+    /// is there), owned by `cred`'s first ids, with one reference, and its
+    /// status.
+    fn create(&self, cred: &Cred, dir: Node, name: &[u8], mode: u32)
+    -> Result<(Node, Stat), Errno>;
     /// Opens `node` for `modes` (`O_READ`/`O_WRITE` of [`oflag`]).
     fn open(&self, node: Node, modes: i32) -> Result<Self::Open, Errno>;
     /// Closes an open.
@@ -230,9 +232,33 @@ struct Peropen<F: Netfs> {
     node: Node,
     modes: AtomicI32,
     offset: Mutex<u64>,
-    open: Option<F::Open>,
+    /// The file system's open, made at once for writing (so that a
+    /// read-only file system refuses the open), else at the first read.
+    open: std::sync::OnceLock<F::Open>,
     /// The `..` of the root this open was reached from (a send right).
     root_parent: PortName,
+}
+
+impl<F: Netfs> Peropen<F> {
+    /// The file system's open for I/O in `mode` (`O_READ` or `O_WRITE`),
+    /// made now if it was not yet.
+    fn open_for(&self, modes: i32, mode: i32) -> Result<&F::Open, KernReturn> {
+        if modes & mode == 0 {
+            return Err(err(errno::EBADF));
+        }
+        if let Some(o) = self.open.get() {
+            return Ok(o);
+        }
+        let o = self
+            .fs
+            .open(self.node, modes & (oflag::O_READ | oflag::O_WRITE))
+            .map_err(err)?;
+        if let Err(extra) = self.open.set(o) {
+            // Another thread opened it meanwhile.
+            self.fs.close(self.node, extra);
+        }
+        Ok(self.open.get().expect("set above"))
+    }
 }
 
 impl<F: Netfs> Drop for Peropen<F> {
@@ -412,10 +438,12 @@ impl<F: Netfs> NetfsServer<F> {
         root_parent: PortName,
     ) -> Result<Arc<Peropen<F>>, Errno> {
         let modes = flags & oflag::KEPT;
-        let rw = modes & (oflag::O_READ | oflag::O_WRITE);
-        let open = if rw != 0 {
-            match self.fs.open(node, rw) {
-                Ok(o) => Some(o),
+        let open = std::sync::OnceLock::new();
+        if modes & oflag::O_WRITE != 0 {
+            match self.fs.open(node, modes & (oflag::O_READ | oflag::O_WRITE)) {
+                Ok(o) => {
+                    let _ = open.set(o);
+                }
                 Err(e) => {
                     self.fs.release(node);
                     if root_parent.is_valid() {
@@ -424,9 +452,7 @@ impl<F: Netfs> NetfsServer<F> {
                     return Err(e);
                 }
             }
-        } else {
-            None
-        };
+        }
         Ok(Arc::new(Peropen {
             fs: Arc::clone(&self.fs),
             ipc: Arc::clone(self.ipc()),
@@ -740,10 +766,7 @@ impl<F: Netfs> NetfsServer<F> {
         data: &[u8],
         offset: i64,
     ) -> Result<usize, KernReturn> {
-        let open = match (&po.open, modes & oflag::O_WRITE) {
-            (Some(o), m) if m != 0 => o,
-            _ => return Err(err(errno::EBADF)),
-        };
+        let open = po.open_for(modes, oflag::O_WRITE)?;
         if offset < -1 {
             return Err(err(errno::EINVAL));
         }
@@ -773,10 +796,7 @@ impl<F: Netfs> NetfsServer<F> {
         offset: i64,
         amount: u64,
     ) -> Result<Replied, KernReturn> {
-        let open = match (&po.open, modes & oflag::O_READ) {
-            (Some(o), m) if m != 0 => o,
-            _ => return Err(err(errno::EBADF)),
-        };
+        let open = po.open_for(modes, oflag::O_READ)?;
         if offset < -1 {
             return Err(err(errno::EINVAL));
         }
@@ -901,7 +921,7 @@ impl<F: Netfs> NetfsServer<F> {
                 };
                 dir_op(true).map_err(err)?;
                 match fs.lookup(node, name) {
-                    Ok(existing) => {
+                    Ok((existing, _)) => {
                         fs.release(existing);
                         if excl {
                             return Err(err(errno::EEXIST));
@@ -948,10 +968,10 @@ impl<F: Netfs> NetfsServer<F> {
                     return Err(err(errno::EBADF));
                 }
                 let size = u64::try_from(size).map_err(|_| err(errno::EINVAL))?;
-                simple(fs.set_size(node, p.po.open.as_ref(), size))
+                simple(fs.set_size(node, p.po.open.get(), size))
             }
             fs::Request::Sync { omit_metadata, .. } => {
-                simple(fs.sync(node, p.po.open.as_ref(), omit_metadata))
+                simple(fs.sync(node, p.po.open.get(), omit_metadata))
             }
             fs::Request::Syncfs { .. } => simple(fs.syncfs()),
             fs::Request::Statfs => {
@@ -966,14 +986,14 @@ impl<F: Netfs> NetfsServer<F> {
     fn lookup(&self, p: &Arc<Protid<F>>, name: &[u8], flags: i32, mode: u32) -> Reply {
         let fs = &*self.fs;
         let mut path: Vec<u8> = name.iter().copied().skip_while(|&c| c == b'/').collect();
+        let start = fs.stat(p.po.node).map_err(err)?;
+        fs.retain(p.po.node);
         if path.is_empty() {
-            fs.retain(p.po.node);
-            return self.open_node(p, p.po.node, flags, false, false);
+            return self.open_node(p, (p.po.node, start), flags, false, false);
         }
         let excl = flags & oflag::O_EXCL != 0;
         let mut create = flags & oflag::O_CREAT != 0;
-        let mut dir = p.po.node;
-        fs.retain(dir);
+        let mut dir = (p.po.node, start);
         let mut symlinks = 0;
         loop {
             let (comp, rest, mustbedir) = split(&path);
@@ -981,11 +1001,11 @@ impl<F: Netfs> NetfsServer<F> {
             if mustbedir {
                 create = false;
             }
-            let step = self.step(p, dir, &comp, lastcomp && create, excl, mode);
+            let step = self.step(p, &dir, &comp, lastcomp && create, excl, mode);
             let (np, newnode) = match step {
                 Ok(Step::Node(np, newnode)) => (np, newnode),
                 Ok(Step::Up) => {
-                    fs.release(dir);
+                    fs.release(dir.0);
                     let retry = if lastcomp && mustbedir {
                         "/".into()
                     } else {
@@ -999,33 +1019,25 @@ impl<F: Netfs> NetfsServer<F> {
                     });
                 }
                 Err(e) => {
-                    fs.release(dir);
-                    return Err(err(e));
-                }
-            };
-            let st = match fs.stat(np) {
-                Ok(st) => st,
-                Err(e) => {
-                    fs.release(np);
-                    fs.release(dir);
+                    fs.release(dir.0);
                     return Err(err(e));
                 }
             };
             let follow = !lastcomp
                 || mustbedir
                 || flags & (oflag::O_NOLINK | oflag::O_NOTRANS | oflag::O_NOFOLLOW) == 0;
-            if st.mode & S_IFMT == S_IFLNK && follow {
+            if np.1.mode & S_IFMT == S_IFLNK && follow {
                 symlinks += 1;
-                let target = fs.readlink(np);
-                fs.release(np);
+                let target = fs.readlink(np.0);
+                fs.release(np.0);
+                let target = match target {
+                    Ok(_) if symlinks > MAX_SYMLINKS => Err(errno::ELOOP),
+                    t => t,
+                };
                 let mut target = match target {
-                    Ok(t) if symlinks <= MAX_SYMLINKS => t,
-                    Ok(_) => Err(errno::ELOOP).map_err(|e| {
-                        fs.release(dir);
-                        err(e)
-                    })?,
+                    Ok(t) => t,
                     Err(e) => {
-                        fs.release(dir);
+                        fs.release(dir.0);
                         return Err(err(e));
                     }
                 };
@@ -1037,7 +1049,7 @@ impl<F: Netfs> NetfsServer<F> {
                     target.push(b'/');
                 }
                 if target.first() == Some(&b'/') {
-                    fs.release(dir);
+                    fs.release(dir.0);
                     return Ok(Replied::Lookup {
                         retry: FS_RETRY_MAGICAL,
                         name: String::from_utf8_lossy(&target).into_owned(),
@@ -1052,7 +1064,7 @@ impl<F: Netfs> NetfsServer<F> {
                 path = target;
                 continue;
             }
-            fs.release(dir);
+            fs.release(dir.0);
             if lastcomp {
                 return self.open_node(p, np, flags, newnode, mustbedir);
             }
@@ -1061,42 +1073,42 @@ impl<F: Netfs> NetfsServer<F> {
         }
     }
 
-    /// One component of a lookup from `dir`.
+    /// One component of a lookup from `dir` (a node and its status).
     fn step(
         &self,
         p: &Protid<F>,
-        dir: Node,
+        dir: &(Node, Stat),
         comp: &[u8],
         create: bool,
         excl: bool,
         mode: u32,
     ) -> Result<Step, Errno> {
         let fs = &*self.fs;
-        let dst = fs.stat(dir)?;
-        if !is_dir(&dst) {
+        let (dnode, dst) = dir;
+        if !is_dir(dst) {
             return Err(errno::ENOTDIR);
         }
-        p.cred.check(&dst, 1)?;
-        if comp == b"." || (comp == b".." && dir == fs.root()) {
+        p.cred.check(dst, 1)?;
+        if comp == b"." || (comp == b".." && *dnode == fs.root()) {
             if comp == b".." && p.po.root_parent.is_valid() {
                 return Ok(Step::Up);
             }
-            fs.retain(dir);
-            return Ok(Step::Node(dir, false));
+            fs.retain(*dnode);
+            return Ok(Step::Node((*dnode, *dst), false));
         }
         check_name(comp)?;
         loop {
-            match fs.lookup(dir, comp) {
-                Ok(np) if create && excl => {
+            match fs.lookup(*dnode, comp) {
+                Ok((np, _)) if create && excl => {
                     fs.release(np);
                     return Err(errno::EEXIST);
                 }
-                Ok(np) => return Ok(Step::Node(np, false)),
+                Ok(found) => return Ok(Step::Node(found, false)),
                 Err(errno::ENOENT) if create => {
-                    p.cred.check(&dst, 2)?;
+                    p.cred.check(dst, 2)?;
                     let mode = (mode & 0o6777) | 0o100_000;
-                    match fs.create(&p.cred, dir, comp, mode) {
-                        Ok(np) => return Ok(Step::Node(np, true)),
+                    match fs.create(&p.cred, *dnode, comp, mode) {
+                        Ok(made) => return Ok(Step::Node(made, true)),
                         // Someone made it meanwhile: look again.
                         Err(errno::EEXIST) if !excl => {}
                         Err(e) => return Err(e),
@@ -1107,34 +1119,28 @@ impl<F: Netfs> NetfsServer<F> {
         }
     }
 
-    /// The end of a lookup: a new protid for `np` (whose reference it
-    /// takes) opened with `flags`.
+    /// The end of a lookup: a new protid for node `np` (whose reference it
+    /// takes; with its status) opened with `flags`.
     fn open_node(
         &self,
         p: &Arc<Protid<F>>,
-        np: Node,
+        (np, st): (Node, Stat),
         flags: i32,
         newnode: bool,
         mustbedir: bool,
     ) -> Reply {
         let fs = &*self.fs;
-        let checked = fs.stat(np).and_then(|st| {
-            if (mustbedir || flags & oflag::O_DIRECTORY != 0) && !is_dir(&st) {
-                return Err(errno::ENOTDIR);
-            }
-            if newnode {
-                Ok(st)
-            } else {
-                check_open(&p.cred, &st, flags).map(|()| st)
-            }
-        });
-        let st = match checked {
-            Ok(st) => st,
-            Err(e) => {
-                fs.release(np);
-                return Err(err(e));
-            }
+        let checked = if (mustbedir || flags & oflag::O_DIRECTORY != 0) && !is_dir(&st) {
+            Err(errno::ENOTDIR)
+        } else if newnode {
+            Ok(())
+        } else {
+            check_open(&p.cred, &st, flags)
         };
+        if let Err(e) = checked {
+            fs.release(np);
+            return Err(err(e));
+        }
         let root_parent = p.po.root_parent;
         if root_parent.is_valid()
             && self
@@ -1151,7 +1157,7 @@ impl<F: Netfs> NetfsServer<F> {
             && st.size != 0
             && !is_dir(&st)
         {
-            fs.set_size(np, po.open.as_ref(), 0).map_err(err)?;
+            fs.set_size(np, po.open.get(), 0).map_err(err)?;
         }
         let port = self.new_protid(po, Arc::clone(&p.cred))?;
         Ok(Replied::Lookup {
@@ -1164,8 +1170,9 @@ impl<F: Netfs> NetfsServer<F> {
 }
 
 enum Step {
-    /// The node (one reference) and whether it was just made.
-    Node(Node, bool),
+    /// The node (one reference) with its status, and whether it was just
+    /// made.
+    Node((Node, Stat), bool),
     /// `..` at the root: the client goes on at the root's parent.
     Up,
 }
