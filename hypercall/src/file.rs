@@ -415,7 +415,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         // A file system without direct I/O (tmpfs before Linux 6.6) refuses
         // the open; that is the error callers see, never a cached open.
-        let path = std::ffi::CString::new(dir.join("f").to_str().unwrap()).unwrap();
+        let path = CString::new(dir.join("f").to_str().unwrap()).unwrap();
         let fd = open(
             &path,
             open_flags::RDWR | open_flags::CREATE | open_flags::DIRECT,

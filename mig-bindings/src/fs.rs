@@ -227,6 +227,32 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
                 Request::Syncfs { wait }
             }
         }
+        ID_LOOKUP..=ID_RENAME => decode_dir(h.id, &shape, r)?,
+        ID_UTIMENS => {
+            shape(80, false)?;
+            let atime = timespec(r)?;
+            Request::Utimens {
+                atime,
+                mtime: timespec(r)?,
+            }
+        }
+        id if (ID_CHOWN - 1..=ID_LAST).contains(&id) => return Ok(Request::Other { id }),
+        _ => return Err(KernReturn::MIG_BAD_ID),
+    };
+    if !r.at_end() {
+        return Err(bad());
+    }
+    Ok(req)
+}
+
+/// The directory routines of [`decode_request`] (`dir_lookup` ..
+/// `dir_rename`).
+fn decode_dir<'a>(
+    id: i32,
+    shape: &dyn Fn(usize, bool) -> Result<(), KernReturn>,
+    r: &mut msg::Reader<'a>,
+) -> Result<Request<'a>, KernReturn> {
+    Ok(match id {
         ID_LOOKUP => {
             shape(1096, false)?;
             let name = string(r)?;
@@ -258,7 +284,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
         ID_RMDIR | ID_UNLINK => {
             shape(1064, false)?;
             let name = string(r)?;
-            if h.id == ID_RMDIR {
+            if id == ID_RMDIR {
                 Request::Rmdir(name)
             } else {
                 Request::Unlink(name)
@@ -286,21 +312,8 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
                 excl: int32(r)? != 0,
             }
         }
-        ID_UTIMENS => {
-            shape(80, false)?;
-            let atime = timespec(r)?;
-            Request::Utimens {
-                atime,
-                mtime: timespec(r)?,
-            }
-        }
-        id if (ID_CHOWN - 1..=ID_LAST).contains(&id) => return Ok(Request::Other { id }),
-        _ => return Err(KernReturn::MIG_BAD_ID),
-    };
-    if !r.at_end() {
-        return Err(bad());
-    }
-    Ok(req)
+        _ => unreachable!("called for dir_lookup .. dir_rename"),
+    })
 }
 
 /// `dir_lookup` reply: the retry kind and name, and the port with its

@@ -21,12 +21,11 @@ const FSTYPE_EXT2FS: u32 = 0x17;
 /// A NetBSD errno as the Hurd numbers it: both follow 4.4BSD up to
 /// `EFTYPE` (79); the few later ones have no Hurd twin and become `EIO`.
 fn errno_of(e: &Error) -> Errno {
-    match e.errno().map(|n| n.0) {
-        Some(n @ 1..=79) => n,
-        Some(_) | None => {
-            log::debug!("no Hurd errno for {e}: EIO");
-            errno::EIO
-        }
+    if let Some(n @ 1..=79) = e.errno().map(|n| n.0) {
+        n
+    } else {
+        log::debug!("no Hurd errno for {e}: EIO");
+        errno::EIO
     }
 }
 

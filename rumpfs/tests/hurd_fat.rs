@@ -33,6 +33,106 @@ mod served {
             .repeat(1 + (thread * 7 + n) % 300)
     }
 
+    /// One client: rename within and across directories, unlink, rmdir.
+    fn renames_and_removals(hurd: &Hurd, root: PortName) {
+        hurd.mkdir(root, "a", 0o755).unwrap();
+        hurd.mkdir(root, "b", 0o755).unwrap();
+        let dir_a = hurd.open(root, "a", oflag::O_READ).unwrap();
+        let dir_b = hurd.open(root, "b", oflag::O_READ).unwrap();
+        let file = hurd
+            .open(dir_a, "file.txt", oflag::O_CREAT | O_RDWR)
+            .unwrap();
+        hurd.write(file, b"moved around", 0).unwrap();
+        hurd.rename(dir_a, "file.txt", dir_a, "renamed.txt", false)
+            .unwrap();
+        hurd.rename(dir_a, "renamed.txt", dir_b, "there.txt", false)
+            .unwrap();
+        // The open file follows its node.
+        assert_eq!(hurd.read(file, 0, 100).unwrap(), b"moved around");
+        let moved = hurd.open(dir_b, "there.txt", oflag::O_READ).unwrap();
+        assert_eq!(hurd.read(moved, 0, 100).unwrap(), b"moved around");
+        assert_eq!(hurd.open(dir_a, "file.txt", 0), Err(e(errno::ENOENT)));
+        let other = hurd
+            .open(dir_b, "other", oflag::O_CREAT | oflag::O_WRITE)
+            .unwrap();
+        assert_eq!(
+            hurd.rename(dir_b, "there.txt", dir_b, "other", true),
+            Err(e(errno::EEXIST))
+        );
+        hurd.rename(dir_b, "there.txt", dir_b, "other", false)
+            .unwrap();
+        assert_eq!(hurd.readdir(dir_b, -1).unwrap(), [".", "..", "other"]);
+        assert_eq!(hurd.rmdir(root, "b"), Err(e(errno::ENOTEMPTY)));
+        assert_eq!(hurd.unlink(dir_b, "nothing"), Err(e(errno::ENOENT)));
+        hurd.unlink(dir_b, "other").unwrap();
+        hurd.rmdir(root, "b").unwrap();
+        assert_eq!(hurd.open(root, "b", 0), Err(e(errno::ENOENT)));
+        // A directory port of another server is not ours to rename into.
+        let foreign = hurd
+            .client
+            .port_allocate(mach::port::Right::Receive)
+            .unwrap();
+        let to_foreign = |r| {
+            let newdir = (foreign, mach::port::type_name::MAKE_SEND);
+            mig_bindings::fs::rename_request(dir_a, r, "x", newdir, "y", false)
+        };
+        assert_eq!(
+            hurd.simple(to_foreign, mig_bindings::fs::ID_RENAME),
+            Err(e(errno::EXDEV))
+        );
+        for port in [dir_a, dir_b, file, moved, other] {
+            hurd.release(port);
+        }
+    }
+
+    /// Sixteen clients at once in two shared directories; every file read
+    /// back whole under its final name.
+    fn sixteen_clients(hurd: &Arc<Hurd>, root: PortName) {
+        hurd.mkdir(root, "s0", 0o755).unwrap();
+        hurd.mkdir(root, "s1", 0o755).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let hurd = Arc::clone(hurd);
+                std::thread::spawn(move || {
+                    let shared = hurd
+                        .open(root, &format!("s{}", t % 2), oflag::O_READ)
+                        .unwrap();
+                    for n in 0..12 {
+                        let name = format!("t{t}-{n}.tmp");
+                        let file = hurd
+                            .open(shared, &name, oflag::O_CREAT | oflag::O_EXCL | O_RDWR)
+                            .unwrap();
+                        let data = content(t, n);
+                        assert_eq!(hurd.write(file, &data, -1).unwrap(), data.len() as i64);
+                        assert_eq!(hurd.read(file, 0, 1 << 20).unwrap(), data);
+                        hurd.release(file);
+                        hurd.rename(shared, &name, shared, &format!("t{t}-{n}.dat"), false)
+                            .unwrap();
+                    }
+                    hurd.release(shared);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for s in 0..2 {
+            let dir = hurd.open(root, &format!("s{s}"), oflag::O_READ).unwrap();
+            assert_eq!(hurd.readdir(dir, 7).unwrap().len(), 2 + 8 * 12);
+            for t in (s..16).step_by(2) {
+                for n in 0..12 {
+                    let file = hurd
+                        .open(dir, &format!("t{t}-{n}.dat"), oflag::O_READ)
+                        .unwrap();
+                    let back = hurd.read(file, 0, 1 << 20).unwrap();
+                    assert_eq!(back, content(t, n), "t{t}-{n}");
+                    hurd.release(file);
+                }
+            }
+            hurd.release(dir);
+        }
+    }
+
     #[test]
     fn renames_removals_and_sixteen_clients_on_fat() {
         if let Some(why) = missing(&["mkfs.fat", "fsck.fat"]) {
@@ -47,101 +147,15 @@ mod served {
             "mkfs.fat",
             &["-F", "32", "-C", img.to_str().unwrap(), "65536"],
         );
-        let h = Arc::new(Hurd::serve(&img, false));
-        let root = h.root_as(&[0], &[0], oflag::O_READ).unwrap();
-
-        // One client: rename within and across directories, unlink, rmdir.
-        h.mkdir(root, "a", 0o755).unwrap();
-        h.mkdir(root, "b", 0o755).unwrap();
-        let a = h.open(root, "a", oflag::O_READ).unwrap();
-        let b = h.open(root, "b", oflag::O_READ).unwrap();
-        let f = h.open(a, "file.txt", oflag::O_CREAT | O_RDWR).unwrap();
-        h.write(f, b"moved around", 0).unwrap();
-        h.rename(a, "file.txt", a, "renamed.txt", false).unwrap();
-        h.rename(a, "renamed.txt", b, "there.txt", false).unwrap();
-        // The open file follows its node.
-        assert_eq!(h.read(f, 0, 100).unwrap(), b"moved around");
-        let g = h.open(b, "there.txt", oflag::O_READ).unwrap();
-        assert_eq!(h.read(g, 0, 100).unwrap(), b"moved around");
-        assert_eq!(h.open(a, "file.txt", 0), Err(e(errno::ENOENT)));
-        let other = h.open(b, "other", oflag::O_CREAT | oflag::O_WRITE).unwrap();
-        assert_eq!(
-            h.rename(b, "there.txt", b, "other", true),
-            Err(e(errno::EEXIST))
-        );
-        h.rename(b, "there.txt", b, "other", false).unwrap();
-        assert_eq!(h.readdir(b, -1).unwrap(), [".", "..", "other"]);
-        assert_eq!(h.rmdir(root, "b"), Err(e(errno::ENOTEMPTY)));
-        assert_eq!(h.unlink(b, "nothing"), Err(e(errno::ENOENT)));
-        h.unlink(b, "other").unwrap();
-        h.rmdir(root, "b").unwrap();
-        assert_eq!(h.open(root, "b", 0), Err(e(errno::ENOENT)));
-        // A directory port of another server is not ours to rename into.
-        let foreign = h.client.port_allocate(mach::port::Right::Receive).unwrap();
-        assert_eq!(
-            h.simple(
-                |r| mig_bindings::fs::rename_request(
-                    a,
-                    r,
-                    "x",
-                    (foreign, mach::port::type_name::MAKE_SEND),
-                    "y",
-                    false
-                ),
-                mig_bindings::fs::ID_RENAME
-            ),
-            Err(e(errno::EXDEV))
-        );
-        for p in [a, f, g, other] {
-            h.release(p);
-        }
-
-        // Sixteen clients at once, two shared directories.
-        h.mkdir(root, "s0", 0o755).unwrap();
-        h.mkdir(root, "s1", 0o755).unwrap();
-        let threads: Vec<_> = (0..16)
-            .map(|t| {
-                let h = Arc::clone(&h);
-                std::thread::spawn(move || {
-                    let shared = h.open(root, &format!("s{}", t % 2), oflag::O_READ).unwrap();
-                    for n in 0..12 {
-                        let name = format!("t{t}-{n}.tmp");
-                        let f = h
-                            .open(shared, &name, oflag::O_CREAT | oflag::O_EXCL | O_RDWR)
-                            .unwrap();
-                        let data = content(t, n);
-                        assert_eq!(h.write(f, &data, -1).unwrap(), data.len() as i64);
-                        assert_eq!(h.read(f, 0, 1 << 20).unwrap(), data);
-                        h.release(f);
-                        h.rename(shared, &name, shared, &format!("t{t}-{n}.dat"), false)
-                            .unwrap();
-                    }
-                    h.release(shared);
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        for s in 0..2 {
-            let d = h.open(root, &format!("s{s}"), oflag::O_READ).unwrap();
-            let mut names = h.readdir(d, 7).unwrap();
-            names.sort();
-            assert_eq!(names.len(), 2 + 8 * 12);
-            for t in (s..16).step_by(2) {
-                for n in 0..12 {
-                    let f = h.open(d, &format!("t{t}-{n}.dat"), oflag::O_READ).unwrap();
-                    assert_eq!(h.read(f, 0, 1 << 20).unwrap(), content(t, n), "t{t}-{n}");
-                    h.release(f);
-                }
-            }
-            h.release(d);
-        }
-        h.release(root);
-        h.goaway().unwrap();
+        let hurd = Arc::new(Hurd::serve(&img, false));
+        let root = hurd.root_as(&[0], &[0], oflag::O_READ).unwrap();
+        renames_and_removals(&hurd, root);
+        sixteen_clients(&hurd, root);
+        hurd.release(root);
+        hurd.goaway().unwrap();
         // Nothing is served after fsys_goaway.
-        let gone = mig_bindings::rpc::rpc(&h.client, |r| {
-            mig_bindings::fsys::getroot_request(h.control, r, (PortName::NULL, 0), 0)
+        let gone = mig_bindings::rpc::rpc(&hurd.client, |r| {
+            mig_bindings::fsys::getroot_request(hurd.control, r, (PortName::NULL, 0), 0)
         });
         assert!(gone.is_err(), "{gone:?}");
         run("fsck.fat", &["-n", img.to_str().unwrap()]);

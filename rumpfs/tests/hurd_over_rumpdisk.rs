@@ -91,10 +91,10 @@ mod served {
             Arc::new(Image::open(&disk_path, false, Cache::Writeback).unwrap());
         let disks = Disks::new(BTreeMap::from([("hd0".to_owned(), image)]));
         let rumpdisk = LocalServer::start(vec![Arc::new(disks)], PoolConfig::default()).unwrap();
-        let (task, port) = rumpdisk.client().unwrap();
+        let (task, master_port) = rumpdisk.client().unwrap();
         let master = DeviceMaster {
             ipc: Arc::new(task),
-            port,
+            port: master_port,
         };
 
         // Names that are not there.
@@ -128,12 +128,12 @@ mod served {
 
         // What rumpfs wrote went through hd0 into the partition.
         let raw = fs::read(&disk_path).unwrap();
-        let part = &raw[(START * 512) as usize..((START + sectors) * 512) as usize];
+        let partition = &raw[(START * 512) as usize..((START + sectors) * 512) as usize];
         let fat = dir.join("part.img");
-        fs::write(&fat, part).unwrap();
+        fs::write(&fat, partition).unwrap();
         run("fsck.fat", &["-n", fat.to_str().unwrap()]);
         assert!(
-            part.chunks(512).any(|s| s == &data[..512]),
+            partition.chunks(512).any(|s| s == &data[..512]),
             "the file's first sector is in the partition"
         );
         fs::remove_dir_all(&dir).unwrap();

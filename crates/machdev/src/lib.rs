@@ -1,4 +1,10 @@
-//! The device-server framework every translator uses.
+//! The server framework every translator uses.
+//!
+//! [`pool`] is what every server shares: a port set, a port of its own
+//! for every open with a no-senders notification, and a worker pool that
+//! grows while all threads are busy. On it: the device server below, and
+//! [`netfs`], a file server's Hurd front end (libnetfs's part: protids,
+//! `dir_lookup`'s walk, the io/fs/fsys RPCs) for any file system.
 //!
 //! A driver implements [`Driver`] (names it claims, `open`) and [`Device`]
 //! (read, write, status, close). [`DeviceServer`] serves them over the Mach

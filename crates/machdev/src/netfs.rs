@@ -513,7 +513,7 @@ impl<F: Netfs> NetfsServer<F> {
     }
 
     fn on_control(&self, bytes: &[u8], responder: Responder) {
-        let id = Header::read(bytes).map(|h| h.id).unwrap_or(0);
+        let id = Header::read(bytes).map_or(0, |h| h.id);
         if id == fsys::ID_GETROOT {
             let reply = self.getroot(bytes);
             return self.send(responder, reply);
@@ -609,7 +609,7 @@ impl<F: Netfs> NetfsServer<F> {
                     rpc::destroy_request_resources(&**self.ipc(), bytes);
                     responder.error(err(errno::EOPNOTSUPP));
                 }
-                Ok(req) => self.on_io(p, req, responder),
+                Ok(req) => self.on_io(p, &req, responder),
                 Err(e) => {
                     rpc::destroy_request_resources(&**self.ipc(), bytes);
                     responder.error(e);
@@ -624,7 +624,7 @@ impl<F: Netfs> NetfsServer<F> {
             }
             Ok(req) => {
                 let carried = req.port();
-                let reply = self.on_fs(p, req);
+                let reply = self.on_fs(p, &req);
                 if let Some(port) = carried {
                     let _ = self.ipc().port_deallocate(port);
                 }
@@ -641,10 +641,10 @@ impl<F: Netfs> NetfsServer<F> {
         }
     }
 
-    fn on_io(&self, p: &Arc<Protid<F>>, req: io::Request<'_>, responder: Responder) {
+    fn on_io(&self, p: &Arc<Protid<F>>, req: &io::Request<'_>, responder: Responder) {
         let po = &p.po;
         let modes = po.modes.load(Ordering::Acquire);
-        let reply: Reply = match req {
+        let reply: Reply = match *req {
             io::Request::Write { data, offset } => {
                 // SAFETY: out-of-line data came with this request.
                 let data = unsafe { io::take_data(&**self.ipc(), data) };
@@ -724,8 +724,9 @@ impl<F: Netfs> NetfsServer<F> {
             }
             r => {
                 let new_protid = match r {
-                    Replied::Port(port) | Replied::Root(port) => Some(port),
-                    Replied::Lookup {
+                    Replied::Port(port)
+                    | Replied::Root(port)
+                    | Replied::Lookup {
                         port,
                         disp: tn::MAKE_SEND,
                         ..
@@ -841,126 +842,24 @@ impl<F: Netfs> NetfsServer<F> {
         }
     }
 
-    fn on_fs(&self, p: &Arc<Protid<F>>, req: fs::Request<'_>) -> Reply {
-        let (node, cred) = (p.po.node, &*p.cred);
+    fn on_fs(&self, p: &Arc<Protid<F>>, req: &fs::Request<'_>) -> Reply {
+        let node = p.po.node;
         let fs = &*self.fs;
         let simple = |r: Result<(), Errno>| r.map(|()| Replied::Empty).map_err(err);
-        let dir_op = |want_dir: bool| -> Result<Stat, Errno> {
-            let st = fs.stat(node)?;
-            if want_dir && !is_dir(&st) {
-                return Err(errno::ENOTDIR);
-            }
-            cred.check(&st, 3)?;
-            Ok(st)
-        };
-        match req {
+        match *req {
             fs::Request::Lookup { name, flags, mode } => self.lookup(p, name, flags, mode),
             fs::Request::Readdir {
                 entry,
                 nentries,
                 bufsiz,
-            } => {
-                let st = fs.stat(node).map_err(err)?;
-                if !is_dir(&st) {
-                    return Err(err(errno::ENOTDIR));
-                }
-                cred.check(&st, 4).map_err(err)?;
-                let entries = fs.read_dir(node).map_err(err)?;
-                let mut out = Vec::new();
-                let mut n = 0i32;
-                let skip = usize::try_from(entry).unwrap_or(usize::MAX);
-                for (ino, kind, name) in entries.iter().skip(skip) {
-                    if nentries >= 0 && n >= nentries {
-                        break;
-                    }
-                    if bufsiz != 0 && out.len() + fs::dirent_len(name.len()) > bufsiz as usize {
-                        break;
-                    }
-                    fs::put_dirent(&mut out, *ino, *kind, name);
-                    n += 1;
-                }
-                Ok(Replied::Data {
-                    bytes: out,
-                    readdir: Some(n),
-                })
-            }
-            fs::Request::Mkdir { name, mode } => {
-                check_name(name).map_err(err)?;
-                dir_op(true).map_err(err)?;
-                simple(fs.mkdir(cred, node, name, mode & 0o7777))
-            }
-            fs::Request::Rmdir(name) | fs::Request::Unlink(name) => {
-                let is_dir = matches!(req, fs::Request::Rmdir(_));
-                check_name(name).map_err(err)?;
-                dir_op(true).map_err(err)?;
-                simple(fs.remove(node, name, is_dir))
-            }
-            fs::Request::Rename {
-                old,
-                newdir,
-                new,
-                excl,
-            } => {
-                check_name(old).map_err(err)?;
-                check_name(new).map_err(err)?;
-                let Some(target) = self.node_of(newdir) else {
-                    return Err(err(errno::EXDEV));
-                };
-                dir_op(true).map_err(err)?;
-                let tst = fs.stat(target).map_err(err)?;
-                if !is_dir(&tst) {
-                    return Err(err(errno::ENOTDIR));
-                }
-                cred.check(&tst, 3).map_err(err)?;
-                simple(fs.rename(node, old, target, new, excl))
-            }
-            fs::Request::Link { file, name, excl } => {
-                check_name(name).map_err(err)?;
-                let Some(target) = self.node_of(file) else {
-                    return Err(err(errno::EXDEV));
-                };
-                dir_op(true).map_err(err)?;
-                match fs.lookup(node, name) {
-                    Ok((existing, _)) => {
-                        fs.release(existing);
-                        if excl {
-                            return Err(err(errno::EEXIST));
-                        }
-                        fs.remove(node, name, false).map_err(err)?;
-                    }
-                    Err(errno::ENOENT) => {}
-                    Err(e) => return Err(err(e)),
-                }
-                simple(fs.link(node, target, name))
-            }
-            fs::Request::Chmod(mode) => {
-                let st = fs.stat(node).map_err(err)?;
-                if !cred.owns(&st) {
-                    return Err(err(errno::EPERM));
-                }
-                simple(fs.chmod(node, mode & 0o7777))
-            }
-            fs::Request::Chown { uid, gid } => {
-                let st = fs.stat(node).map_err(err)?;
-                // The owner may change the group to one of theirs; only root
-                // gives files away.
-                let allowed = cred.is_root()
-                    || (cred.owns(&st)
-                        && (uid == u32::MAX || uid == st.uid)
-                        && (gid == u32::MAX || cred.gids.contains(&gid)));
-                if !allowed {
-                    return Err(err(errno::EPERM));
-                }
-                simple(fs.chown(node, uid, gid))
-            }
-            fs::Request::Utimens { atime, mtime } => {
-                let st = fs.stat(node).map_err(err)?;
-                let now_only = |t: (i64, i64)| t.1 == UTIME_NOW || t.1 == UTIME_OMIT;
-                let ok = cred.owns(&st) || (now_only(atime) && now_only(mtime) && cred.may(&st, 2));
-                if !ok {
-                    return Err(err(errno::EPERM));
-                }
-                simple(fs.utimens(node, atime, mtime))
+            } => self.readdir(p, entry, nentries, bufsiz),
+            fs::Request::Mkdir { .. }
+            | fs::Request::Rmdir(_)
+            | fs::Request::Unlink(_)
+            | fs::Request::Rename { .. }
+            | fs::Request::Link { .. } => simple(self.on_dir_change(p, req)),
+            fs::Request::Chmod(_) | fs::Request::Chown { .. } | fs::Request::Utimens { .. } => {
+                simple(self.on_attr(p, req))
             }
             fs::Request::SetSize(size) => {
                 let modes = p.po.modes.load(Ordering::Acquire);
@@ -979,6 +878,134 @@ impl<F: Netfs> NetfsServer<F> {
                 Ok(Replied::Statfs(Box::new(s.encode())))
             }
             fs::Request::Other { .. } => Err(err(errno::EOPNOTSUPP)),
+        }
+    }
+
+    fn readdir(&self, p: &Protid<F>, entry: i32, nentries: i32, bufsiz: u64) -> Reply {
+        let (node, cred) = (p.po.node, &*p.cred);
+        let fs = &*self.fs;
+        let st = fs.stat(node).map_err(err)?;
+        if !is_dir(&st) {
+            return Err(err(errno::ENOTDIR));
+        }
+        cred.check(&st, 4).map_err(err)?;
+        let entries = fs.read_dir(node).map_err(err)?;
+        let mut out = Vec::new();
+        let mut n = 0i32;
+        let skip = usize::try_from(entry).unwrap_or(usize::MAX);
+        for (ino, kind, name) in entries.iter().skip(skip) {
+            if nentries >= 0 && n >= nentries {
+                break;
+            }
+            if bufsiz != 0 && out.len() + fs::dirent_len(name.len()) > bufsiz as usize {
+                break;
+            }
+            fs::put_dirent(&mut out, *ino, *kind, name);
+            n += 1;
+        }
+        Ok(Replied::Data {
+            bytes: out,
+            readdir: Some(n),
+        })
+    }
+
+    /// `dir_mkdir`, `dir_rmdir`, `dir_unlink`, `dir_rename`, `dir_link` on
+    /// the directory of `p`: write and execute permission on it (and on
+    /// the target directory) first.
+    fn on_dir_change(&self, p: &Protid<F>, req: &fs::Request<'_>) -> Result<(), Errno> {
+        let (node, cred) = (p.po.node, &*p.cred);
+        let fs = &*self.fs;
+        let writable_dir = |n: Node| -> Result<(), Errno> {
+            let st = fs.stat(n)?;
+            if !is_dir(&st) {
+                return Err(errno::ENOTDIR);
+            }
+            cred.check(&st, 3)
+        };
+        match *req {
+            fs::Request::Mkdir { name, mode } => {
+                check_name(name)?;
+                writable_dir(node)?;
+                fs.mkdir(cred, node, name, mode & 0o7777)
+            }
+            fs::Request::Rmdir(name) | fs::Request::Unlink(name) => {
+                let is_dir = matches!(*req, fs::Request::Rmdir(_));
+                check_name(name)?;
+                writable_dir(node)?;
+                fs.remove(node, name, is_dir)
+            }
+            fs::Request::Rename {
+                old,
+                newdir,
+                new,
+                excl,
+            } => {
+                check_name(old)?;
+                check_name(new)?;
+                let Some(target) = self.node_of(newdir) else {
+                    return Err(errno::EXDEV);
+                };
+                writable_dir(node)?;
+                writable_dir(target)?;
+                fs.rename(node, old, target, new, excl)
+            }
+            fs::Request::Link { file, name, excl } => {
+                check_name(name)?;
+                let Some(target) = self.node_of(file) else {
+                    return Err(errno::EXDEV);
+                };
+                writable_dir(node)?;
+                match fs.lookup(node, name) {
+                    Ok((existing, _)) => {
+                        fs.release(existing);
+                        if excl {
+                            return Err(errno::EEXIST);
+                        }
+                        fs.remove(node, name, false)?;
+                    }
+                    Err(errno::ENOENT) => {}
+                    Err(e) => return Err(e),
+                }
+                fs.link(node, target, name)
+            }
+            _ => unreachable!("on_fs sends only directory changes"),
+        }
+    }
+
+    /// `file_chmod`, `file_chown`, `file_utimens`: the owner's (or root's),
+    /// and setting both times to now for whoever may write.
+    fn on_attr(&self, p: &Protid<F>, req: &fs::Request<'_>) -> Result<(), Errno> {
+        let (node, cred) = (p.po.node, &*p.cred);
+        let fs = &*self.fs;
+        let st = fs.stat(node)?;
+        match *req {
+            fs::Request::Chmod(mode) => {
+                if !cred.owns(&st) {
+                    return Err(errno::EPERM);
+                }
+                fs.chmod(node, mode & 0o7777)
+            }
+            fs::Request::Chown { uid, gid } => {
+                // The owner may change the group to one of theirs; only root
+                // gives files away.
+                let allowed = cred.is_root()
+                    || (cred.owns(&st)
+                        && (uid == u32::MAX || uid == st.uid)
+                        && (gid == u32::MAX || cred.gids.contains(&gid)));
+                if !allowed {
+                    return Err(errno::EPERM);
+                }
+                fs.chown(node, uid, gid)
+            }
+            fs::Request::Utimens { atime, mtime } => {
+                let now_only = |t: (i64, i64)| t.1 == UTIME_NOW || t.1 == UTIME_OMIT;
+                let ok = cred.owns(&st) || (now_only(atime) && now_only(mtime) && cred.may(&st, 2));
+                if !ok {
+                    return Err(errno::EPERM);
+                }
+                fs.utimens(node, atime, mtime)
+            }
+            _ => unreachable!("on_fs sends only attribute changes"),
         }
     }
 
@@ -1108,7 +1135,7 @@ impl<F: Netfs> NetfsServer<F> {
                     p.cred.check(dst, 2)?;
                     let mode = (mode & 0o6777) | 0o100_000;
                     match fs.create(&p.cred, *dnode, comp, mode) {
-                        Ok(made) => return Ok(Step::Node(made, true)),
+                        Ok(created) => return Ok(Step::Node(created, true)),
                         // Someone made it meanwhile: look again.
                         Err(errno::EEXIST) if !excl => {}
                         Err(e) => return Err(e),
@@ -1212,9 +1239,10 @@ fn check_open(cred: &Cred, st: &Stat, flags: i32) -> Result<(), Errno> {
     if flags & oflag::O_WRITE != 0 && is_dir(st) {
         return Err(errno::EISDIR);
     }
-    let want = (if flags & oflag::O_READ != 0 { 4 } else { 0 })
-        | (if flags & oflag::O_WRITE != 0 { 2 } else { 0 })
-        | (if flags & oflag::O_EXEC != 0 { 1 } else { 0 });
+    let want = [(oflag::O_READ, 4), (oflag::O_WRITE, 2), (oflag::O_EXEC, 1)]
+        .iter()
+        .filter(|(flag, _)| flags & flag != 0)
+        .fold(0, |w, (_, bit)| w | bit);
     cred.check(st, want)
 }
 
