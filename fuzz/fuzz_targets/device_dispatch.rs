@@ -10,12 +10,14 @@
 
 #![no_main]
 
+mod patch;
+
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use mach::ipc::{Ipc, option};
 use mach::loopback::{Kernel, Task};
-use mach::msg::{self, HEADER_SIZE, Header, MsgBuf, TypeDesc};
+use mach::msg::{self, HEADER_SIZE, Header, MsgBuf};
 use mach::port::{Right, type_name as tn};
 use mach::{KernReturn, PortName};
 use machdev::{Device, DeviceServer, Driver, Mode, PoolConfig};
@@ -102,59 +104,6 @@ fn world() -> &'static Mutex<World> {
     })
 }
 
-/// Maps port slots and out-of-line addresses of a complex body onto real
-/// rights and memory.
-fn patch_body(w: &World, bytes: &mut [u8]) {
-    let mut pos = HEADER_SIZE;
-    while pos + 8 <= bytes.len() {
-        let Ok(mut d) = TypeDesc::read(&bytes[pos..]) else { return };
-        let data = pos + 8;
-        if tn::is_port(d.name) && d.inline {
-            if d.size != 64 {
-                return;
-            }
-            // Rights are made from the harness's own receive right or
-            // copied; moving its only master or device right away would end
-            // the run.
-            let moves = matches!(d.name, tn::MOVE_SEND | tn::MOVE_SEND_ONCE | tn::MOVE_RECEIVE);
-            if moves {
-                d.name = if d.name == tn::MOVE_SEND { tn::MAKE_SEND } else { tn::MAKE_SEND_ONCE };
-                bytes[pos..pos + 8].copy_from_slice(&d.encode());
-            }
-            for i in 0..d.number as usize {
-                let at = data + i * 8;
-                if at + 8 > bytes.len() {
-                    return;
-                }
-                let name = match bytes[at] % 4 {
-                    0 => PortName::NULL,
-                    _ if moves || matches!(d.name, tn::MAKE_SEND | tn::MAKE_SEND_ONCE) => w.own,
-                    1 => w.own,
-                    2 => w.device,
-                    _ => w.master,
-                };
-                bytes[at..at + 8].copy_from_slice(&u64::from(name.0).to_ne_bytes());
-            }
-            pos = data + msg::pad(d.number as usize * 8);
-        } else if d.inline {
-            let Some(n) = d.data_len() else { return };
-            pos = data.saturating_add(msg::pad(n));
-        } else {
-            if data + 8 > bytes.len() {
-                return;
-            }
-            d.deallocate = false;
-            if d.data_len().is_none_or(|n| n > w.ool.len()) {
-                // As many elements as fit in the buffer.
-                d.number = if d.size == 0 { 0 } else { (w.ool.len() * 8 / usize::from(d.size)) as u32 };
-            }
-            bytes[pos..pos + 8].copy_from_slice(&d.encode());
-            bytes[data..data + 8].copy_from_slice(&(w.ool.as_ptr() as u64).to_ne_bytes());
-            pos = data + 8;
-        }
-    }
-}
-
 fuzz_target!(|input: &[u8]| {
     if input.len() < 4 || input.len() > 4096 {
         return;
@@ -179,7 +128,7 @@ fuzz_target!(|input: &[u8]| {
     h.write(m.as_bytes_mut());
     m.as_bytes_mut()[HEADER_SIZE..HEADER_SIZE + body.len()].copy_from_slice(body);
     if complex {
-        patch_body(w, m.as_bytes_mut());
+        patch::patch_body(m.as_bytes_mut(), w.own, [w.own, w.device, w.master], &w.ool);
     }
     // SAFETY: a complete message whose out-of-line data points at `w.ool`.
     let sent = unsafe { w.client.mach_msg(m.as_mut_ptr(), option::SEND_MSG | option::SEND_TIMEOUT, len as u32, 0, PortName::NULL, 0, PortName::NULL) };

@@ -8,9 +8,11 @@
 //! Input layout: byte 0 picks the destination (root, a file, the control
 //! port), byte 1 the reply disposition and the complex bit, bytes 2..4 the
 //! message id, the rest is the body (port slots and out-of-line addresses
-//! mapped onto real rights and memory, as in `device_dispatch`).
+//! mapped onto real rights and memory by `patch.rs`).
 
 #![no_main]
+
+mod patch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use mach::ipc::{Ipc, option};
 use mach::loopback::{Kernel, Task};
-use mach::msg::{self, HEADER_SIZE, Header, MsgBuf, TypeDesc};
+use mach::msg::{self, HEADER_SIZE, Header, MsgBuf};
 use mach::port::{Right, type_name as tn};
 use mach::{KernReturn, PortName};
 use machdev::PoolConfig;
@@ -293,57 +295,6 @@ fn world() -> &'static Mutex<World> {
     })
 }
 
-/// Maps port slots and out-of-line addresses of a complex body onto real
-/// rights (copies of the harness's, never its only ones) and memory.
-fn patch_body(w: &World, bytes: &mut [u8]) {
-    let mut pos = HEADER_SIZE;
-    while pos + 8 <= bytes.len() {
-        let Ok(mut d) = TypeDesc::read(&bytes[pos..]) else { return };
-        let data = pos + 8;
-        if tn::is_port(d.name) && d.inline {
-            if d.size != 64 {
-                return;
-            }
-            let made = matches!(d.name, tn::MOVE_SEND | tn::MOVE_SEND_ONCE | tn::MOVE_RECEIVE | tn::MAKE_SEND | tn::MAKE_SEND_ONCE);
-            if made {
-                d.name = if matches!(d.name, tn::MOVE_SEND_ONCE | tn::MAKE_SEND_ONCE) { tn::MAKE_SEND_ONCE } else { tn::MAKE_SEND };
-            } else {
-                d.name = tn::COPY_SEND;
-            }
-            bytes[pos..pos + 8].copy_from_slice(&d.encode());
-            for i in 0..d.number as usize {
-                let at = data + i * 8;
-                if at + 8 > bytes.len() {
-                    return;
-                }
-                let name = match bytes[at] % 4 {
-                    0 => PortName::NULL,
-                    _ if made => w.own,
-                    1 => w.root,
-                    2 => w.file,
-                    _ => w.control,
-                };
-                bytes[at..at + 8].copy_from_slice(&u64::from(name.0).to_ne_bytes());
-            }
-            pos = data + msg::pad(d.number as usize * 8);
-        } else if d.inline {
-            let Some(n) = d.data_len() else { return };
-            pos = data.saturating_add(msg::pad(n));
-        } else {
-            if data + 8 > bytes.len() {
-                return;
-            }
-            d.deallocate = false;
-            if d.data_len().is_none_or(|n| n > w.ool.len()) {
-                d.number = if d.size == 0 { 0 } else { (w.ool.len() * 8 / usize::from(d.size)) as u32 };
-            }
-            bytes[pos..pos + 8].copy_from_slice(&d.encode());
-            bytes[data..data + 8].copy_from_slice(&(w.ool.as_ptr() as u64).to_ne_bytes());
-            pos = data + 8;
-        }
-    }
-}
-
 fuzz_target!(|input: &[u8]| {
     if input.len() < 4 || input.len() > 4096 {
         return;
@@ -369,7 +320,7 @@ fuzz_target!(|input: &[u8]| {
     h.write(m.as_bytes_mut());
     m.as_bytes_mut()[HEADER_SIZE..HEADER_SIZE + body.len()].copy_from_slice(body);
     if complex {
-        patch_body(w, m.as_bytes_mut());
+        patch::patch_body(m.as_bytes_mut(), w.own, [w.root, w.file, w.control], &w.ool);
     }
     // SAFETY: a complete message whose out-of-line data points at `w.ool`.
     let sent = unsafe { w.client.mach_msg(m.as_mut_ptr(), option::SEND_MSG | option::SEND_TIMEOUT, len as u32, 0, PortName::NULL, 0, PortName::NULL) };

@@ -478,7 +478,16 @@ pub fn rename_request(
 pub fn decode_lookup_reply(
     bytes: &[u8],
 ) -> Result<(i32, alloc::string::String, PortName), KernReturn> {
-    let mut r = reply_body(bytes, ID_LOOKUP, Some(1112), true)?;
+    decode_retry_reply(bytes, ID_LOOKUP)
+}
+
+/// Decodes a reply of a lookup's shape (`dir_lookup`, `fsys_getroot`):
+/// retry kind, retry name, port.
+pub(crate) fn decode_retry_reply(
+    bytes: &[u8],
+    request_id: i32,
+) -> Result<(i32, alloc::string::String, PortName), KernReturn> {
+    let mut r = reply_body(bytes, request_id, Some(1112), true)?;
     let retry = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
     let name = string(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
     let name = alloc::string::String::from_utf8_lossy(name).into_owned();

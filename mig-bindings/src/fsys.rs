@@ -246,19 +246,7 @@ pub fn getroot_request_as(
 
 /// Decodes an `fsys_getroot` reply: retry kind, retry name, and the node.
 pub fn decode_getroot_reply(bytes: &[u8]) -> Result<(i32, String, PortName), KernReturn> {
-    let mut r = reply_body(bytes, ID_GETROOT, Some(1112), true)?;
-    let retry = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    let d = r.desc().map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    if d.encode() != STRING.encode() {
-        return Err(KernReturn::MIG_TYPE_ERROR);
-    }
-    let raw = r.data(1024).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-    let name = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let file = r
-        .port(tn::MOVE_SEND)
-        .map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    Ok((retry, name, file))
+    crate::fs::decode_retry_reply(bytes, ID_GETROOT)
 }
 
 /// `fsys_startup` reply: the real node.

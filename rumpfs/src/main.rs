@@ -109,10 +109,6 @@ fn parse(args: &[String]) -> Result<Options, String> {
 
 #[cfg(all(rump_kernel, target_os = "linux"))]
 fn run(o: &Options) -> Result<(), String> {
-    use std::sync::Arc;
-
-    use rumpfs::volume::{self, Volume};
-
     o.boot.none_outside_mach()?;
     let Some(mountpoint) = &o.fuse else {
         return Err(
@@ -121,21 +117,7 @@ fn run(o: &Options) -> Result<(), String> {
                 .into(),
         );
     };
-    // SIGTERM, SIGINT and SIGHUP are taken by one thread (every thread
-    // started from here on inherits the mask), which unmounts.
-    let signals = signal_set();
-    // SAFETY: a valid, initialised set.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &raw const signals, std::ptr::null_mut()) };
-    let vol = Volume::mount(&volume::Options {
-        store: o.store.clone(),
-        fstype: o.fstype,
-        readonly: o.readonly,
-        sync: o.sync,
-        accept_kernel_defect: o.accept_kernel_defect,
-        device_master: None,
-    })
-    .map_err(|e| e.to_string())?;
-    let vol = Arc::new(vol);
+    let (vol, signals) = block_signals_and_mount(o, None)?;
     eprintln!(
         "rumpfs: serving {} on {}{}",
         vol.fstype(),
@@ -168,7 +150,6 @@ fn run(o: &Options) -> Result<(), String> {
     use machdev::sys::hurd;
     use rumpfs::hurd::HurdFs;
     use rumpfs::store::DeviceMaster;
-    use rumpfs::volume::{self, Volume};
 
     if o.fuse.is_some() {
         return Err(
@@ -187,6 +168,30 @@ fn run(o: &Options) -> Result<(), String> {
     } else {
         None
     };
+    let (vol, signals) = block_signals_and_mount(o, device_master)?;
+    let on_signal = Arc::clone(&vol);
+    std::thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: the set is valid; `sig` is written by sigwait.
+        unsafe { libc::sigwait(&raw const signals, &raw mut sig) };
+        log::info!("signal {sig}: unmounting");
+        let code = i32::from(on_signal.unmount().is_err());
+        std::process::exit(code);
+    });
+    let pool = machdev::PoolConfig::with_max_threads(o.threads);
+    hurd::serve_netfs("rumpfs", Arc::new(HurdFs::new(vol)), pool).map(|never| match never {})
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP (every thread started from here on
+/// inherits the mask: one thread takes them, and unmounts) and mounts the
+/// volume; returns it and the signals to wait for.
+#[cfg(all(rump_kernel, any(target_os = "linux", target_os = "hurd")))]
+fn block_signals_and_mount(
+    o: &Options,
+    device_master: Option<rumpfs::store::DeviceMaster>,
+) -> Result<(std::sync::Arc<rumpfs::volume::Volume>, libc::sigset_t), String> {
+    use rumpfs::volume::{self, Volume};
+
     let signals = signal_set();
     // SAFETY: a valid, initialised set.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &raw const signals, std::ptr::null_mut()) };
@@ -199,18 +204,7 @@ fn run(o: &Options) -> Result<(), String> {
         device_master,
     })
     .map_err(|e| e.to_string())?;
-    let vol = Arc::new(vol);
-    let on_signal = Arc::clone(&vol);
-    std::thread::spawn(move || {
-        let mut sig = 0;
-        // SAFETY: the set is valid; `sig` is written by sigwait.
-        unsafe { libc::sigwait(&raw const signals, &raw mut sig) };
-        log::info!("signal {sig}: unmounting");
-        let code = i32::from(on_signal.unmount().is_err());
-        std::process::exit(code);
-    });
-    let pool = machdev::PoolConfig::with_max_threads(o.threads);
-    hurd::serve_netfs("rumpfs", Arc::new(HurdFs::new(vol)), pool).map(|never| match never {})
+    Ok((std::sync::Arc::new(vol), signals))
 }
 
 #[cfg(all(rump_kernel, any(target_os = "linux", target_os = "hurd")))]
