@@ -119,6 +119,9 @@ impl Netfs for RamFs {
             Ok(Stat { ino: node, mode: n.mode, uid: n.uid, size, nlink: 1, ..Stat::default() })
         })
     }
+    fn fstat(&self, node: Node, (): &()) -> Result<Stat, Errno> {
+        self.stat(node)
+    }
     fn readlink(&self, node: Node) -> Result<Vec<u8>, Errno> {
         self.with(node, |n| match &n.body {
             Body::Link(t) => Ok(t.clone()),

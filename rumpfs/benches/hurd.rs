@@ -1,6 +1,7 @@
 //! rumpfs's Hurd front end on the loopback transport, against the same
 //! work done without RPCs, in the same run: `dir_lookup` of a 3-component
-//! path + `io_stat` of the result (+ releasing the protid) per second, vs
+//! path + `io_stat` of the result (+ releasing the protid) per second, as
+//! glibc's `stat` does it (no open modes), vs
 //! the volume's own lookup + stat calls; `io_stat` alone; and a 256 MiB
 //! file read with 1 MiB `io_read`s (warm caches) vs `pread` of the image
 //! file in 1 MiB pieces. Prints the rates and ratios (RPC path / direct).
@@ -45,8 +46,9 @@ mod run {
             rpc::call(&self.client, self.reply, build).unwrap()
         }
 
-        fn open(&self, name: &str) -> PortName {
-            let m = self.call(|r| hfs::lookup_request(self.root, r, name, oflag::O_READ, 0));
+        /// A lookup with `flags` (0: as glibc's `stat` asks).
+        fn open(&self, name: &str, flags: i32) -> PortName {
+            let m = self.call(|r| hfs::lookup_request(self.root, r, name, flags, 0));
             hfs::decode_lookup_reply(m.as_bytes()).unwrap().2
         }
 
@@ -125,7 +127,7 @@ mod run {
 
     fn lookups(b: &Bed) {
         let rpcs = rate(LOOKUPS, || {
-            let f = b.open("a/b/c");
+            let f = b.open("a/b/c", 0);
             b.stat(f);
             let _ = b.client.port_deallocate(f);
         });
@@ -146,7 +148,7 @@ mod run {
             "dir_lookup(a/b/c) + io_stat: {rpcs:.0}/s over RPCs, {direct:.0}/s direct; ratio {:.2}",
             rpcs / direct
         );
-        let c = b.open("a/b/c");
+        let c = b.open("a/b/c", 0);
         let rpcs = rate(LOOKUPS, || b.stat(c));
         let _ = b.client.port_deallocate(c);
         let node = vol.lookup(vol.root(), b"a").unwrap().ino;
@@ -163,7 +165,7 @@ mod run {
     /// MiB/s of reading `big` in 1 MiB `io_read`s and of `pread`s of the
     /// image; the second of two runs each (the first warms the caches).
     fn reads(b: &Bed, img: &Path, big: &[u8]) {
-        let f = b.open("big");
+        let f = b.open("big", oflag::O_READ);
         let mut rpc_mibs = 0.0;
         for _ in 0..2 {
             rpc_mibs = f64::from(FILE_MIB)

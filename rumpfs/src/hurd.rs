@@ -145,6 +145,10 @@ impl Netfs for HurdFs {
         map(self.vol().stat(node)).map(|st| self.hurd_stat(&st))
     }
 
+    fn fstat(&self, node: Node, open: &Fd) -> Result<Stat, Errno> {
+        map(self.vol().fstat(node, open)).map(|st| self.hurd_stat(&st))
+    }
+
     fn readlink(&self, node: Node) -> Result<Vec<u8>, Errno> {
         map(self.vol().readlink(node))
     }

@@ -64,7 +64,13 @@ mod served {
         assert_eq!(hurd.readdir(dir_b, -1).unwrap(), [".", "..", "other"]);
         assert_eq!(hurd.rmdir(root, "b"), Err(e(errno::ENOTEMPTY)));
         assert_eq!(hurd.unlink(dir_b, "nothing"), Err(e(errno::ENOENT)));
+        // An open file outlives its name.
+        let kept = hurd.open(dir_b, "other", O_RDWR | oflag::O_TRUNC).unwrap();
+        hurd.write(kept, b"still here", 0).unwrap();
         hurd.unlink(dir_b, "other").unwrap();
+        assert_eq!(hurd.read(kept, 0, 100).unwrap(), b"still here");
+        assert_eq!(hurd.stat(kept).unwrap().size, 10);
+        hurd.release(kept);
         hurd.rmdir(root, "b").unwrap();
         assert_eq!(hurd.open(root, "b", 0), Err(e(errno::ENOENT)));
         // A directory port of another server is not ours to rename into.

@@ -161,6 +161,9 @@ pub trait Netfs: Send + Sync + 'static {
     fn release(&self, node: Node);
     /// The status of `node`.
     fn stat(&self, node: Node) -> Result<Stat, Errno>;
+    /// The status of `node` through an open of it (which an unlinked file
+    /// still has).
+    fn fstat(&self, node: Node, open: &Self::Open) -> Result<Stat, Errno>;
     /// The target of symbolic link `node`.
     fn readlink(&self, node: Node) -> Result<Vec<u8>, Errno>;
     /// Creates regular file `name` in `dir` (failing with `EEXIST` if it
@@ -232,32 +235,21 @@ struct Peropen<F: Netfs> {
     node: Node,
     modes: AtomicI32,
     offset: Mutex<u64>,
-    /// The file system's open, made at once for writing (so that a
-    /// read-only file system refuses the open), else at the first read.
-    open: std::sync::OnceLock<F::Open>,
+    /// The file system's open when the open reads or writes (made at the
+    /// lookup: an unlinked file stays readable, and a read-only file
+    /// system refuses a write open at once).
+    open: Option<F::Open>,
     /// The `..` of the root this open was reached from (a send right).
     root_parent: PortName,
 }
 
 impl<F: Netfs> Peropen<F> {
-    /// The file system's open for I/O in `mode` (`O_READ` or `O_WRITE`),
-    /// made now if it was not yet.
+    /// The file system's open for I/O in `mode` (`O_READ` or `O_WRITE`).
     fn open_for(&self, modes: i32, mode: i32) -> Result<&F::Open, KernReturn> {
-        if modes & mode == 0 {
-            return Err(err(errno::EBADF));
+        match &self.open {
+            Some(o) if modes & mode != 0 => Ok(o),
+            _ => Err(err(errno::EBADF)),
         }
-        if let Some(o) = self.open.get() {
-            return Ok(o);
-        }
-        let o = self
-            .fs
-            .open(self.node, modes & (oflag::O_READ | oflag::O_WRITE))
-            .map_err(err)?;
-        if let Err(extra) = self.open.set(o) {
-            // Another thread opened it meanwhile.
-            self.fs.close(self.node, extra);
-        }
-        Ok(self.open.get().expect("set above"))
     }
 }
 
@@ -438,12 +430,12 @@ impl<F: Netfs> NetfsServer<F> {
         root_parent: PortName,
     ) -> Result<Arc<Peropen<F>>, Errno> {
         let modes = flags & oflag::KEPT;
-        let open = std::sync::OnceLock::new();
-        if modes & oflag::O_WRITE != 0 {
-            match self.fs.open(node, modes & (oflag::O_READ | oflag::O_WRITE)) {
-                Ok(o) => {
-                    let _ = open.set(o);
-                }
+        let rw = modes & (oflag::O_READ | oflag::O_WRITE);
+        let open = if rw == 0 {
+            None
+        } else {
+            match self.fs.open(node, rw) {
+                Ok(o) => Some(o),
                 Err(e) => {
                     self.fs.release(node);
                     if root_parent.is_valid() {
@@ -452,7 +444,7 @@ impl<F: Netfs> NetfsServer<F> {
                     return Err(e);
                 }
             }
-        }
+        };
         Ok(Arc::new(Peropen {
             fs: Arc::clone(&self.fs),
             ipc: Arc::clone(self.ipc()),
@@ -679,11 +671,12 @@ impl<F: Netfs> NetfsServer<F> {
                     .fetch_and(!(bits & oflag::HONORED), Ordering::AcqRel);
                 Ok(Replied::Empty)
             }
-            io::Request::Stat => self
-                .fs
-                .stat(po.node)
-                .map(|st| Replied::Stat(Box::new(st.encode())))
-                .map_err(err),
+            io::Request::Stat => match &po.open {
+                Some(open) => self.fs.fstat(po.node, open),
+                None => self.fs.stat(po.node),
+            }
+            .map(|st| Replied::Stat(Box::new(st.encode())))
+            .map_err(err),
             io::Request::Duplicate => self
                 .new_protid(Arc::clone(po), Arc::clone(&p.cred))
                 .map(Replied::Port),
@@ -867,10 +860,10 @@ impl<F: Netfs> NetfsServer<F> {
                     return Err(err(errno::EBADF));
                 }
                 let size = u64::try_from(size).map_err(|_| err(errno::EINVAL))?;
-                simple(fs.set_size(node, p.po.open.get(), size))
+                simple(fs.set_size(node, p.po.open.as_ref(), size))
             }
             fs::Request::Sync { omit_metadata, .. } => {
-                simple(fs.sync(node, p.po.open.get(), omit_metadata))
+                simple(fs.sync(node, p.po.open.as_ref(), omit_metadata))
             }
             fs::Request::Syncfs { .. } => simple(fs.syncfs()),
             fs::Request::Statfs => {
@@ -1184,7 +1177,7 @@ impl<F: Netfs> NetfsServer<F> {
             && st.size != 0
             && !is_dir(&st)
         {
-            fs.set_size(np, po.open.get(), 0).map_err(err)?;
+            fs.set_size(np, po.open.as_ref(), 0).map_err(err)?;
         }
         let port = self.new_protid(po, Arc::clone(&p.cred))?;
         Ok(Replied::Lookup {
