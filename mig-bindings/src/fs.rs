@@ -35,6 +35,10 @@ pub const ID_UNLINK: i32 = 20022;
 pub const ID_LINK: i32 = 20023;
 /// `dir_rename`.
 pub const ID_RENAME: i32 = 20024;
+/// `dir_mkfile`.
+pub const ID_MKFILE: i32 = 20025;
+/// `file_set_translator`.
+pub const ID_SET_TRANSLATOR: i32 = 20027;
 /// `file_utimens`.
 pub const ID_UTIMENS: i32 = 20035;
 /// Last routine of the subsystem (`file_record_lock`).
@@ -141,6 +145,26 @@ pub enum Request<'a> {
         /// Modification time.
         mtime: (i64, i64),
     },
+    /// `dir_mkfile(flags, mode)`: a new file with no name yet.
+    Mkfile {
+        /// Open flags, as `dir_lookup`'s (`O_CREAT`/`O_TRUNC` implied).
+        flags: i32,
+        /// Mode.
+        mode: u32,
+    },
+    /// `file_set_translator(passive_flags, active_flags, oldtrans_flags,
+    /// passive, active)`: `active` is a send right now ours (or null);
+    /// out-of-line `passive` data is ours to deallocate.
+    SetTranslator {
+        /// `FS_TRANS_*` for the passive translator.
+        passive_flags: i32,
+        /// `FS_TRANS_*` for the active translator.
+        active_flags: i32,
+        /// The passive translator's NUL-separated command line.
+        passive: Data<'a>,
+        /// The active translator's control port.
+        active: PortName,
+    },
     /// Another routine of the subsystem (its rights and memory must be
     /// released with `destroy_request_resources`).
     Other {
@@ -156,6 +180,7 @@ impl Request<'_> {
         match *self {
             Self::Link { file, .. } => Some(file),
             Self::Rename { newdir, .. } => Some(newdir),
+            Self::SetTranslator { active, .. } if active.is_valid() => Some(active),
             _ => None,
         }
     }
@@ -228,6 +253,38 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
             }
         }
         ID_LOOKUP..=ID_RENAME => decode_dir(h.id, &shape, r)?,
+        ID_MKFILE => {
+            shape(64, false)?;
+            let flags = int32(r)?;
+            Request::Mkfile {
+                flags,
+                mode: int32(r)? as u32,
+            }
+        }
+        ID_SET_TRANSLATOR => {
+            if size < 104 || !complex {
+                return Err(bad());
+            }
+            let passive_flags = int32(r)?;
+            let active_flags = int32(r)?;
+            let _oldtrans_flags = int32(r)?;
+            let (passive, took) = io::data(r)?;
+            if size != 104 + took {
+                return Err(bad());
+            }
+            let d = r.desc().map_err(|_| bad())?;
+            if d.name != tn::MOVE_SEND || !d.inline || d.number != 1 {
+                return Err(bad());
+            }
+            let raw = r.data(8).map_err(|_| bad())?;
+            let active = PortName(u64::from_ne_bytes(raw.try_into().expect("8 bytes")) as u32);
+            Request::SetTranslator {
+                passive_flags,
+                active_flags,
+                passive,
+                active,
+            }
+        }
         ID_UTIMENS => {
             shape(80, false)?;
             let atime = timespec(r)?;
@@ -358,6 +415,38 @@ pub fn statfs_reply(to: &ReplyTo, buf: &[u8; STATFSBUF_LEN]) -> MsgBuf {
     b.desc(TypeDesc::inline(tn::INTEGER_64, 64, 14)).raw(buf);
     b.finish()
 }
+
+/// `dir_mkfile` request.
+#[must_use]
+pub fn mkfile_request(dir: PortName, reply: PortName, flags: i32, mode: u32) -> MsgBuf {
+    ints_request(dir, reply, ID_MKFILE, &[flags, mode as i32])
+}
+
+/// `file_set_translator` request setting the passive translator
+/// `passive` (its NUL-separated command line) with `passive_flags`, no
+/// active translator.
+#[must_use]
+pub fn set_translator_request(
+    file: PortName,
+    reply: PortName,
+    passive_flags: i32,
+    passive: &[u8],
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(file, reply, ID_SET_TRANSLATOR));
+    for flags in [passive_flags, 0, 0] {
+        b.desc(INT32).raw(&flags.to_ne_bytes());
+    }
+    io::put_data_inline(&mut b, passive);
+    b.port(PortName::NULL, tn::COPY_SEND);
+    b.finish()
+}
+
+/// `FS_TRANS_SET`: set (or clear) the translator.
+pub const FS_TRANS_SET: i32 = 0x4;
+/// `FS_TRANS_EXCL`: not if there is one already.
+pub const FS_TRANS_EXCL: i32 = 0x2;
+/// `FS_TRANS_FORCE`: no short-circuiting (`/hurd/symlink` as a program).
+pub const FS_TRANS_FORCE: i32 = 0x1;
 
 /// `dir_lookup` request.
 #[must_use]

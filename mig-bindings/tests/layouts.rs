@@ -228,6 +228,15 @@ fn fs_requests_and_replies() {
         (64, false, 20001)
     );
     assert_eq!(shape(&fs::set_size_request(d, r, 9)), (48, false, 20006));
+    assert_eq!(
+        shape(&fs::mkfile_request(d, r, 2, 0o644)),
+        (64, false, 20025)
+    );
+    let m = fs::set_translator_request(d, r, fs::FS_TRANS_SET, b"/hurd/symlink\0x\0");
+    // MIG: 104 bytes and the passive data, padded to 8.
+    assert_eq!(shape(&m), (104 + 16, true, 20027));
+    assert_eq!((word(&m, 80), word(&m, 84)), (CHAR_INLINE_LONG, 16));
+    assert_eq!(word(&m, 104), 0x2000_4013);
     let m = fs::utimens_request(d, r, (1, 2), (3, 4));
     assert_eq!(shape(&m), (80, false, 20035));
     assert_eq!((word(&m, 32), word(&m, 36)), (INT64, 2));

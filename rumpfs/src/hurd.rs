@@ -4,9 +4,13 @@
 
 use std::sync::Arc;
 
-use machdev::netfs::{self, Cred, Errno, Netfs, Node, errno, oflag};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use machdev::netfs::{self, Cred, Errno, Netfs, Node, Special, errno, oflag};
 use mig_bindings::fs::Statfs;
 use mig_bindings::io::Stat;
+use parking_lot::Mutex;
 use rump::vfs::{self, Timespec};
 use rump::{Fd, oflags};
 
@@ -36,17 +40,94 @@ fn map<T>(r: Result<T, Error>) -> Result<T, Errno> {
     })
 }
 
+/// Names of the files `dir_mkfile` makes before they are linked: hidden
+/// from lookups and listings.
+const UNNAMED: &[u8] = b".rumpfs-mkfile-";
+
+/// A file `dir_mkfile` made, under its hidden name until `dir_link` names
+/// it (or removed when its last reference goes).
+#[derive(Debug)]
+struct Unnamed {
+    dir: Node,
+    name: Vec<u8>,
+    refs: u64,
+    mode: u32,
+    owner: (u32, u32),
+    /// What a short-circuited translator made of it.
+    special: Option<Special>,
+}
+
+/// A device number as NetBSD's `makedev` makes it.
+fn netbsd_dev(major: u32, minor: u32) -> u64 {
+    u64::from(((major << 8) & 0x000f_ff00) | ((minor << 12) & 0xfff0_0000) | (minor & 0xff))
+}
+
+/// NetBSD's device number as glibc's `makedev` on GNU/Hurd makes it.
+fn hurd_dev(rdev: u64) -> u64 {
+    let major = (rdev & 0x000f_ff00) >> 8;
+    let minor = (rdev & 0xff) | ((rdev & 0xfff0_0000) >> 12);
+    ((major & 0xfff) << 8) | ((major & !0xfff) << 32) | (minor & 0xff) | ((minor & !0xff) << 12)
+}
+
 /// The Hurd front end of a mounted volume.
 #[derive(Debug)]
 pub struct HurdFs {
     vol: Arc<Volume>,
+    unnamed: Mutex<HashMap<Node, Unnamed>>,
+    next_unnamed: AtomicU64,
 }
 
 impl HurdFs {
     /// Serves `vol`.
     #[must_use]
     pub fn new(vol: Arc<Volume>) -> Self {
-        Self { vol }
+        Self {
+            vol,
+            unnamed: Mutex::new(HashMap::new()),
+            next_unnamed: AtomicU64::new(0),
+        }
+    }
+
+    /// Removes the hidden file of a `dir_mkfile` node.
+    fn remove_unnamed(&self, u: &Unnamed) {
+        if let Err(e) = self.vol().remove(u.dir, &u.name, false) {
+            log::warn!("removing an unlinked dir_mkfile file: {e}");
+        }
+    }
+
+    /// Names `u` (node `node`) `name` in `dir`: renamed there, or the
+    /// special file made there in its place.
+    fn name_unnamed(&self, node: Node, u: &Unnamed, dir: Node, name: &[u8]) -> Result<(), Errno> {
+        let vol = self.vol();
+        let (uid, gid) = u.owner;
+        let perms = u.mode & 0o7777;
+        let made = match &u.special {
+            None => return map(vol.rename(u.dir, &u.name, dir, name, true)),
+            Some(Special::Symlink(target)) => vol.symlink(dir, name, target, uid, gid),
+            Some(Special::CharDevice(major, minor)) => vol.mknod(
+                dir,
+                name,
+                0o020_000 | perms,
+                netbsd_dev(*major, *minor),
+                uid,
+                gid,
+            ),
+            Some(Special::BlockDevice(major, minor)) => vol.mknod(
+                dir,
+                name,
+                0o060_000 | perms,
+                netbsd_dev(*major, *minor),
+                uid,
+                gid,
+            ),
+            Some(Special::Fifo) => vol.mknod(dir, name, 0o010_000 | perms, 0, uid, gid),
+            Some(Special::Socket) => vol.mknod(dir, name, 0o140_000 | perms, 0, uid, gid),
+        };
+        let st = map(made)?;
+        vol.forget(st.ino, 1);
+        self.remove_unnamed(u);
+        log::debug!("dir_mkfile node {node} named as a special file");
+        Ok(())
     }
 
     /// The volume.
@@ -78,7 +159,7 @@ impl HurdFs {
             fsid: st.dev,
             ino: st.ino,
             generation: st.gen_,
-            rdev: st.rdev,
+            rdev: hurd_dev(st.rdev),
             mode: st.mode,
             nlink: u64::from(st.nlink),
             uid: st.uid,
@@ -120,6 +201,9 @@ impl Netfs for HurdFs {
     }
 
     fn lookup(&self, dir: Node, name: &[u8]) -> Result<(Node, Stat), Errno> {
+        if name.starts_with(UNNAMED) {
+            return Err(errno::ENOENT);
+        }
         if name == b".." {
             let parent = map(self.vol().lookup_parent(dir))?;
             return match self.stat(parent) {
@@ -134,10 +218,28 @@ impl Netfs for HurdFs {
     }
 
     fn retain(&self, node: Node) {
+        if let Some(u) = self.unnamed.lock().get_mut(&node) {
+            u.refs += 1;
+        }
         self.vol().retain(node);
     }
 
     fn release(&self, node: Node) {
+        let gone = {
+            let mut unnamed = self.unnamed.lock();
+            match unnamed.get_mut(&node) {
+                Some(u) if u.refs <= 1 => unnamed.remove(&node),
+                Some(u) => {
+                    u.refs -= 1;
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some(u) = gone {
+            // Never linked: it goes with its last reference.
+            self.remove_unnamed(&u);
+        }
         self.vol().forget(node, 1);
     }
 
@@ -245,6 +347,7 @@ impl Netfs for HurdFs {
         let entries = map(self.vol().read_dir(dir))?;
         Ok(entries
             .into_iter()
+            .filter(|e| !e.name.starts_with(UNNAMED))
             .map(|e| {
                 let id = self.vol().entry_id(dir, &e.name, e.ino);
                 (id, e.kind, e.name)
@@ -276,6 +379,15 @@ impl Netfs for HurdFs {
     }
 
     fn link(&self, dir: Node, node: Node, name: &[u8]) -> Result<(), Errno> {
+        if name.starts_with(UNNAMED) {
+            return Err(errno::EINVAL);
+        }
+        let unnamed = self.unnamed.lock().remove(&node);
+        if let Some(u) = unnamed {
+            return self.name_unnamed(node, &u, dir, name).inspect_err(|_| {
+                self.unnamed.lock().insert(node, u);
+            });
+        }
         let st = map(self.vol().link(node, dir, name))?;
         self.vol().forget(st.ino, 1);
         Ok(())
@@ -304,7 +416,48 @@ impl Netfs for HurdFs {
         Ok(())
     }
 
+    fn mkfile(&self, cred: &Cred, dir: Node, mode: u32) -> Result<(Node, Stat), Errno> {
+        let n = self.next_unnamed.fetch_add(1, Ordering::Relaxed);
+        let mut name = UNNAMED.to_vec();
+        name.extend_from_slice(format!("{}-{n}", std::process::id()).as_bytes());
+        let owner = owner(cred);
+        let (st, fd) = map(self.vol().create(
+            dir,
+            &name,
+            mode & 0o7777,
+            oflags::RDONLY | oflags::EXCL,
+            owner.0,
+            owner.1,
+        ))?;
+        self.vol().close(fd);
+        let unnamed = Unnamed {
+            dir,
+            name,
+            refs: 1,
+            mode,
+            owner,
+            special: None,
+        };
+        self.unnamed.lock().insert(st.ino, unnamed);
+        Ok((st.ino, self.hurd_stat(&st)))
+    }
+
+    fn make_special(&self, node: Node, special: &Special) -> Result<(), Errno> {
+        match self.unnamed.lock().get_mut(&node) {
+            Some(u) => {
+                u.special = Some(special.clone());
+                Ok(())
+            }
+            // Named files stay what they are.
+            None => Err(errno::EOPNOTSUPP),
+        }
+    }
+
     fn goaway(&self, _flags: i32) -> Result<(), Errno> {
+        let left: Vec<Unnamed> = self.unnamed.lock().drain().map(|(_, u)| u).collect();
+        for u in &left {
+            self.remove_unnamed(u);
+        }
         map(self.vol().unmount())
     }
 }

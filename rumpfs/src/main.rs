@@ -37,11 +37,13 @@ On the Hurd rumpfs is a translator (settrans -c /mnt /hurd/rumpfs STORE)
 answering io/fs/fsys RPCs as libnetfs's translators do: lookups (with
 FS_RETRY_REAUTH for `..' at the root and FS_RETRY_MAGICAL for absolute
 symbolic links), read/write/seek/stat, open modes, directories, links,
-attributes, statfs, sync; fsys_goaway, SIGTERM and the startup server's
-startup_dosync unmount it cleanly. device:NAME stores are opened through
+attributes, statfs, sync, and glibc's symlink/mknod (dir_mkfile and the
+short-circuited /hurd/symlink, chrdev, blkdev, fifo translators);
+fsys_goaway, SIGTERM and the startup server's startup_dosync unmount it
+cleanly. device:NAME stores are opened through
 the device master (--device-master-port, else the system's: root only).
-What is not served (io_map, file_exec, locks, translators on nodes, ...)
-answers EOPNOTSUPP; see docs/rumpfs.md.
+What is not served (io_map, file_exec, locks, starting translators on
+nodes, ...) answers EOPNOTSUPP; see docs/rumpfs.md.
 
 Served through FUSE: lookup, getattr/setattr (mode, owner, size, times),
 readdir and readdirplus, create/mknod/mkdir/symlink/link, unlink/rmdir,

@@ -712,6 +712,8 @@ impl Volume {
                         mode & 0o7777,
                     )?
                     .close()
+            } else if mode & rump::vfs::mode::S_IFMT == rump::vfs::mode::S_IFIFO {
+                self.rump.mkfifo_at(loc.at(), &loc.rel, mode & 0o7777)
             } else {
                 self.rump.mknod_at(loc.at(), &loc.rel, mode, rdev)
             }

@@ -322,6 +322,43 @@ mod served {
         );
     }
 
+    /// Symbolic links, device nodes and FIFOs made as glibc makes them
+    /// (last: the hidden files `dir_mkfile` makes are removed, in a
+    /// directory of their own).
+    fn glibc_style_specials(hurd: &Hurd, root: PortName, held: &mut Held) {
+        hurd.mkdir(root, "special", 0o755).unwrap();
+        let dir = hurd.open(root, "special", oflag::O_READ).unwrap();
+        hurd.make_special(dir, "sym", b"/hurd/symlink\0../hello.txt\0")
+            .unwrap();
+        hurd.make_special(dir, "null", b"/hurd/chrdev\x001\x003\0")
+            .unwrap();
+        hurd.make_special(dir, "pipe", b"/hurd/fifo\0").unwrap();
+        assert_eq!(
+            hurd.make_special(dir, "sym", b"/hurd/symlink\0x\0"),
+            Err(e(errno::EEXIST))
+        );
+        assert_eq!(
+            hurd.make_special(dir, "bad", b"/hurd/chrdev\x001\0"),
+            Err(e(errno::EINVAL))
+        );
+        assert_eq!(
+            hurd.make_special(dir, "other", b"/hurd/other-translator\0"),
+            Err(e(errno::EOPNOTSUPP))
+        );
+        let sym = hurd.open(dir, "sym", oflag::O_READ).unwrap();
+        assert_eq!(hurd.read(sym, 0, 100).unwrap(), b"hello, Hurd\n");
+        let null = hurd.open(dir, "null", 0).unwrap();
+        let st = hurd.stat(null).unwrap();
+        assert_eq!((st.mode & 0o170_000, st.rdev), (0o020_000, 0x103));
+        let pipe = hurd.open(dir, "pipe", 0).unwrap();
+        assert_eq!(hurd.stat(pipe).unwrap().mode & 0o170_000, 0o010_000);
+        // The listing shows what was named, nothing hidden.
+        let mut names = hurd.readdir(dir, -1).unwrap();
+        names.sort();
+        assert_eq!(names, [".", "..", "null", "pipe", "sym"]);
+        held.extend([dir, sym, null, pipe]);
+    }
+
     #[test]
     fn a_hurd_client_walks_creates_writes_and_reads_through_io_and_fs_rpcs() {
         if let Some(why) = missing(&["mke2fs", "e2fsck", "debugfs"]) {
@@ -340,6 +377,7 @@ mod served {
         directories_and_attributes(&hurd, root, file, &mut held);
         another_user(&hurd, root, &mut held);
         bad_requests(&hurd, root, file);
+        glibc_style_specials(&hurd, root, &mut held);
 
         // Every protid the client drops goes (no-senders).
         for port in held {
@@ -358,6 +396,9 @@ mod served {
         let cat = |path: &str| run("debugfs", &["-R", &format!("cat {path}"), img_s]);
         assert_eq!(cat("/new.bin"), "012");
         assert_eq!(cat("/made/hard"), "012");
+        // No hidden dir_mkfile file left behind.
+        let listing = run("debugfs", &["-R", "ls -l /special", img_s]);
+        assert!(!listing.contains("rumpfs-mkfile"), "{listing}");
         fs::remove_dir_all(&dir).unwrap();
         let _ = hurd.client.port_deallocate(hurd.control);
     }

@@ -86,7 +86,29 @@ mod served {
             hurd.simple(to_foreign, mig_bindings::fs::ID_RENAME),
             Err(e(errno::EXDEV))
         );
-        for port in [dir_a, dir_b, file, moved, other] {
+        // dir_mkfile: written before it has a name, then named.
+        let m = hurd.call(|r| mig_bindings::fs::mkfile_request(dir_a, r, O_RDWR, 0o644));
+        let anon =
+            mig_bindings::io::decode_port_reply(m.as_bytes(), mig_bindings::fs::ID_MKFILE).unwrap();
+        hurd.write(anon, b"born nameless", 0).unwrap();
+        assert_eq!(hurd.readdir(dir_a, -1).unwrap(), [".", ".."]);
+        hurd.simple(
+            |r| {
+                let file = (anon, mach::port::type_name::COPY_SEND);
+                mig_bindings::fs::link_request(dir_a, r, file, "named.txt", true)
+            },
+            mig_bindings::fs::ID_LINK,
+        )
+        .unwrap();
+        let named = hurd.open(dir_a, "named.txt", oflag::O_READ).unwrap();
+        assert_eq!(hurd.read(named, 0, 100).unwrap(), b"born nameless");
+        // FAT has no symbolic links.
+        assert!(
+            hurd.make_special(dir_a, "sym", b"/hurd/symlink\0x\0")
+                .is_err()
+        );
+        assert_eq!(hurd.readdir(dir_a, -1).unwrap(), [".", "..", "named.txt"]);
+        for port in [dir_a, dir_b, file, moved, other, anon, named] {
             hurd.release(port);
         }
     }

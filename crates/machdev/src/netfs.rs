@@ -220,12 +220,69 @@ pub trait Netfs: Send + Sync + 'static {
     ) -> Result<(), Errno>;
     /// Gives `node` the further name `name` in `dir`.
     fn link(&self, dir: Node, node: Node, name: &[u8]) -> Result<(), Errno>;
+    /// A new regular file in `dir` with no name yet (`dir_mkfile`: glibc
+    /// makes symbolic links and device nodes this way), owned by `cred`'s
+    /// first ids, with one reference; [`Netfs::link`] names it.
+    fn mkfile(&self, _cred: &Cred, _dir: Node, _mode: u32) -> Result<(Node, Stat), Errno> {
+        Err(errno::EOPNOTSUPP)
+    }
+    /// Makes `node`, a file from [`Netfs::mkfile`] not yet named, the
+    /// special file a short-circuited passive translator stands for
+    /// (`/hurd/symlink`, `/hurd/chrdev`, ...).
+    fn make_special(&self, _node: Node, _special: &Special) -> Result<(), Errno> {
+        Err(errno::EOPNOTSUPP)
+    }
     /// The file system's status.
     fn statfs(&self) -> Result<fs::Statfs, Errno>;
     /// Writes everything back.
     fn syncfs(&self) -> Result<(), Errno>;
     /// `fsys_goaway`: unmount cleanly (the server stops after answering).
     fn goaway(&self, flags: i32) -> Result<(), Errno>;
+}
+
+/// What a short-circuited passive translator makes of a node (libnetfs's
+/// `netfs_attempt_mksymlink`, `_mkdev`, and the mode of `/hurd/fifo` and
+/// `/hurd/ifsock`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Special {
+    /// `/hurd/symlink TARGET`.
+    Symlink(Vec<u8>),
+    /// `/hurd/chrdev MAJOR MINOR`.
+    CharDevice(u32, u32),
+    /// `/hurd/blkdev MAJOR MINOR`.
+    BlockDevice(u32, u32),
+    /// `/hurd/fifo`.
+    Fifo,
+    /// `/hurd/ifsock`.
+    Socket,
+}
+
+impl Special {
+    /// The special file a passive translator's command line (its
+    /// NUL-separated words, NUL-terminated) stands for, `None` for other
+    /// translators, `EINVAL` for a malformed one.
+    pub fn parse(passive: &[u8]) -> Result<Option<Self>, Errno> {
+        if passive.last() != Some(&0) {
+            return Err(errno::EINVAL);
+        }
+        let words: Vec<&[u8]> = passive[..passive.len() - 1].split(|&c| c == 0).collect();
+        let number = |w: Option<&&[u8]>| -> Result<u32, Errno> {
+            let w = std::str::from_utf8(w.ok_or(errno::EINVAL)?).map_err(|_| errno::EINVAL)?;
+            let parsed = match w.strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16),
+                None => w.parse(),
+            };
+            parsed.map_err(|_| errno::EINVAL)
+        };
+        Ok(Some(match words[0] {
+            b"/hurd/symlink" => Self::Symlink(words.get(1).ok_or(errno::EINVAL)?.to_vec()),
+            b"/hurd/chrdev" => Self::CharDevice(number(words.get(1))?, number(words.get(2))?),
+            b"/hurd/blkdev" => Self::BlockDevice(number(words.get(1))?, number(words.get(2))?),
+            b"/hurd/fifo" => Self::Fifo,
+            b"/hurd/ifsock" => Self::Socket,
+            _ => return Ok(None),
+        }))
+    }
 }
 
 /// One open of a node: what `io_duplicate` shares.
@@ -870,6 +927,17 @@ impl<F: Netfs> NetfsServer<F> {
                 let s = fs.statfs().map_err(err)?;
                 Ok(Replied::Statfs(Box::new(s.encode())))
             }
+            fs::Request::Mkfile { flags, mode } => self.mkfile(p, flags, mode),
+            fs::Request::SetTranslator {
+                passive_flags,
+                active_flags,
+                passive,
+                ..
+            } => {
+                // SAFETY: out-of-line data came with this request.
+                let passive = unsafe { io::take_data(&**self.ipc(), passive) };
+                simple(self.set_translator(p, passive_flags, active_flags, &passive))
+            }
             fs::Request::Other { .. } => Err(err(errno::EOPNOTSUPP)),
         }
     }
@@ -999,6 +1067,52 @@ impl<F: Netfs> NetfsServer<F> {
                 fs.utimens(node, atime, mtime)
             }
             _ => unreachable!("on_fs sends only attribute changes"),
+        }
+    }
+
+    /// `dir_mkfile`: a new file with no name, opened as `flags` asks (and
+    /// for writing).
+    fn mkfile(&self, p: &Arc<Protid<F>>, flags: i32, mode: u32) -> Reply {
+        let fs = &*self.fs;
+        let st = fs.stat(p.po.node).map_err(err)?;
+        if !is_dir(&st) {
+            return Err(err(errno::ENOTDIR));
+        }
+        p.cred.check(&st, 3).map_err(err)?;
+        let created = fs
+            .mkfile(&p.cred, p.po.node, (mode & 0o6777) | 0o100_000)
+            .map_err(err)?;
+        self.open_node(p, created, flags | oflag::O_WRITE, true, false)
+            .map(|r| match r {
+                Replied::Lookup { port, .. } => Replied::Port(port),
+                other => other,
+            })
+    }
+
+    /// `file_set_translator` as libnetfs answers it without translators
+    /// of its own: the short-circuited ones (`/hurd/symlink`, `chrdev`,
+    /// `blkdev`, `fifo`, `ifsock`) make a new file the special file they
+    /// stand for; anything else is `EOPNOTSUPP`.
+    fn set_translator(
+        &self,
+        p: &Protid<F>,
+        passive_flags: i32,
+        active_flags: i32,
+        passive: &[u8],
+    ) -> Result<(), Errno> {
+        if passive_flags & fs::FS_TRANS_SET == 0 && active_flags & fs::FS_TRANS_SET == 0 {
+            return Ok(());
+        }
+        if active_flags & fs::FS_TRANS_SET != 0 || passive_flags & fs::FS_TRANS_FORCE != 0 {
+            return Err(errno::EOPNOTSUPP);
+        }
+        let st = self.fs.stat(p.po.node)?;
+        if !p.cred.owns(&st) {
+            return Err(errno::EPERM);
+        }
+        match Special::parse(passive)? {
+            Some(special) => self.fs.make_special(p.po.node, &special),
+            None => Err(errno::EOPNOTSUPP),
         }
     }
 

@@ -142,6 +142,9 @@ unsafe extern "C" {
     /// `mknodat(2)`.
     #[link_name = "rump___sysimpl_mknodat"]
     pub fn rump_sys_mknodat(dir: c_int, path: *const c_char, mode: u32, dev: u64) -> c_int;
+    /// `mkfifoat(2)`.
+    #[link_name = "rump___sysimpl_mkfifoat"]
+    pub fn rump_sys_mkfifoat(dir: c_int, path: *const c_char, mode: u32) -> c_int;
     /// `unlinkat(2)`.
     #[link_name = "rump___sysimpl_unlinkat"]
     pub fn rump_sys_unlinkat(dir: c_int, path: *const c_char, flags: c_int) -> c_int;

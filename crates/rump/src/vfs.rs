@@ -345,6 +345,18 @@ mod calls {
             .map(drop)
         }
 
+        /// `mkfifoat(2)` (NetBSD's `mknod` makes no FIFOs).
+        ///
+        /// # Errors
+        /// The kernel's.
+        pub fn mkfifo_at(self, at: At<'_>, path: &[u8], mode: u32) -> Result<(), RumpError> {
+            on_path("mkfifo", path, |c| {
+                // SAFETY: NUL-terminated path.
+                unsafe { sys::rump_sys_mkfifoat(at.raw(), c, mode) }
+            })
+            .map(drop)
+        }
+
         /// `unlinkat` (a directory with `dir`).
         pub fn unlink_at(self, at: At<'_>, path: &[u8], dir: bool) -> Result<(), RumpError> {
             let flags = if dir { super::AT_REMOVEDIR } else { 0 };

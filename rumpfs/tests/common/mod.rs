@@ -13,7 +13,7 @@ use mach::msg::MsgBuf;
 use mach::port::{Right, type_name as tn};
 use mach::{KernReturn, PortName};
 use machdev::PoolConfig;
-use machdev::netfs::{NetfsServer, hurd_error};
+use machdev::netfs::{NetfsServer, hurd_error, oflag};
 use mig_bindings::io::{self, Stat};
 use mig_bindings::{fs, fsys, rpc};
 use rumpfs::hurd::HurdFs;
@@ -74,6 +74,8 @@ pub struct Hurd {
 impl Hurd {
     /// Mounts `image` and serves it.
     pub fn serve(image: &Path, accept_kernel_defect: bool) -> Self {
+        // RUST_LOG=debug shows the server's view of failing calls.
+        let _ = env_logger::builder().is_test(true).try_init();
         let vol = Volume::mount(&volume::Options {
             store: Store::File(image.to_path_buf()),
             fstype: None,
@@ -245,6 +247,33 @@ impl Hurd {
             |r| fs::rename_request(dir, r, old, (newdir, tn::COPY_SEND), new, excl),
             fs::ID_RENAME,
         )
+    }
+
+    /// glibc's `symlink`/`mknod` on the Hurd: `dir_mkfile`, a
+    /// short-circuited passive translator, `dir_link` (exclusive).
+    pub fn make_special(
+        &self,
+        dir: PortName,
+        name: &str,
+        passive: &[u8],
+    ) -> Result<(), KernReturn> {
+        let m = self.call(|r| fs::mkfile_request(dir, r, oflag::O_WRITE, 0o644));
+        let node = io::decode_port_reply(m.as_bytes(), fs::ID_MKFILE)?;
+        let set = self.simple(
+            |r| {
+                let flags = fs::FS_TRANS_SET | fs::FS_TRANS_EXCL;
+                fs::set_translator_request(node, r, flags, passive)
+            },
+            fs::ID_SET_TRANSLATOR,
+        );
+        let linked = set.and_then(|()| {
+            self.simple(
+                |r| fs::link_request(dir, r, (node, tn::COPY_SEND), name, true),
+                fs::ID_LINK,
+            )
+        });
+        self.release(node);
+        linked
     }
 
     pub fn goaway(&self) -> Result<(), KernReturn> {
