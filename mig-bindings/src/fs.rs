@@ -15,6 +15,8 @@ pub const ID_CHOWN: i32 = 20001;
 pub const ID_CHMOD: i32 = 20003;
 /// `file_set_size`.
 pub const ID_SET_SIZE: i32 = 20006;
+/// `file_check_access`.
+pub const ID_CHECK_ACCESS: i32 = 20009;
 /// `file_statfs`.
 pub const ID_STATFS: i32 = 20012;
 /// `file_sync`.
@@ -75,6 +77,9 @@ pub enum Request<'a> {
     SetSize(i64),
     /// `file_statfs()`.
     Statfs,
+    /// `file_check_access()`: which of `O_READ`, `O_WRITE`, `O_EXEC` the
+    /// user may.
+    CheckAccess,
     /// `file_sync(wait, omit_metadata)`.
     Sync {
         /// Wait for it.
@@ -235,9 +240,13 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
             shape(48, false)?;
             Request::SetSize(int64(r)?)
         }
-        ID_STATFS => {
+        ID_STATFS | ID_CHECK_ACCESS => {
             shape(msg::HEADER_SIZE, false)?;
-            Request::Statfs
+            if h.id == ID_STATFS {
+                Request::Statfs
+            } else {
+                Request::CheckAccess
+            }
         }
         ID_SYNC | ID_SYNCFS => {
             shape(64, false)?;

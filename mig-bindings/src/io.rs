@@ -28,8 +28,12 @@ pub const ID_SET_SOME_OPENMODES: i32 = 21006;
 pub const ID_CLEAR_SOME_OPENMODES: i32 = 21007;
 /// `io_stat`.
 pub const ID_STAT: i32 = 21013;
+/// `io_restrict_auth`.
+pub const ID_RESTRICT_AUTH: i32 = 21015;
 /// `io_duplicate`.
 pub const ID_DUPLICATE: i32 = 21016;
+/// `io_server_version`.
+pub const ID_SERVER_VERSION: i32 = 21017;
 /// Last routine of the subsystem (`io_select_timeout`).
 pub const ID_LAST: i32 = 21031;
 
@@ -152,6 +156,16 @@ pub enum Request<'a> {
     Stat,
     /// `io_duplicate()`.
     Duplicate,
+    /// `io_restrict_auth(uids, gids)` (out-of-line arrays are ours to
+    /// deallocate).
+    RestrictAuth {
+        /// User ids.
+        uids: Ids<'a>,
+        /// Group ids.
+        gids: Ids<'a>,
+    },
+    /// `io_server_version()`.
+    ServerVersion,
     /// Another routine of the subsystem (its rights and memory must be
     /// released with `destroy_request_resources`).
     Other {
@@ -251,14 +265,33 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
                 _ => Request::ClearSomeOpenmodes(bits),
             }
         }
-        ID_READABLE | ID_GET_OPENMODES | ID_STAT | ID_DUPLICATE => {
+        ID_READABLE | ID_GET_OPENMODES | ID_STAT | ID_DUPLICATE | ID_SERVER_VERSION => {
             simple(msg::HEADER_SIZE)?;
             match h.id {
                 ID_READABLE => Request::Readable,
                 ID_GET_OPENMODES => Request::GetOpenmodes,
                 ID_STAT => Request::Stat,
+                ID_SERVER_VERSION => Request::ServerVersion,
                 _ => Request::Duplicate,
             }
+        }
+        ID_RESTRICT_AUTH => {
+            // MIG: 48 bytes with empty arrays, each padded to 8.
+            if size < 48 {
+                return Err(bad());
+            }
+            let uids = ids(&mut r)?;
+            let gids = ids(&mut r)?;
+            let took = |i: &Ids<'_>| match i {
+                Ids::Inline(b) => msg::pad(b.len()),
+                Ids::OutOfLine { .. } => 8,
+            };
+            let ool =
+                matches!(uids, Ids::OutOfLine { .. }) || matches!(gids, Ids::OutOfLine { .. });
+            if size != 48 + took(&uids) + took(&gids) || (ool && !complex) {
+                return Err(bad());
+            }
+            Request::RestrictAuth { uids, gids }
         }
         id if (ID_WRITE..=ID_LAST).contains(&id) => return Ok(Request::Other { id }),
         _ => return Err(KernReturn::MIG_BAD_ID),
@@ -304,6 +337,36 @@ pub fn read_reply_ool(to: &ReplyTo, addr: u64, len: usize) -> MsgBuf {
     let mut b = Builder::new(reply_header(to));
     ret_code(&mut b, KernReturn::SUCCESS);
     put_data_ool(&mut b, addr, len, true);
+    b.finish()
+}
+
+/// `io_server_version` reply.
+#[must_use]
+pub fn server_version_reply(to: &ReplyTo, name: &str, version: [i32; 3]) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    crate::fsys::put_string(&mut b, name);
+    for v in version {
+        b.desc(INT32).raw(&v.to_ne_bytes());
+    }
+    b.finish()
+}
+
+/// `io_restrict_auth` request with the ids inline.
+#[must_use]
+pub fn restrict_auth_request(
+    file: PortName,
+    reply: PortName,
+    uids: &[u32],
+    gids: &[u32],
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(file, reply, ID_RESTRICT_AUTH));
+    for list in [uids, gids] {
+        let mut d = TypeDesc::inline(tn::INTEGER_32, 32, list.len() as u32);
+        d.longform = true;
+        let raw: Vec<u8> = list.iter().flat_map(|id| id.to_ne_bytes()).collect();
+        b.desc(d).raw(&raw);
+    }
     b.finish()
 }
 
@@ -393,6 +456,22 @@ pub fn decode_read_reply(bytes: &[u8]) -> Result<Data<'_>, KernReturn> {
         return Err(KernReturn::MIG_TYPE_ERROR);
     }
     Ok(d)
+}
+
+/// Decodes an `io_server_version` reply: name, major, minor, edit.
+pub fn decode_server_version_reply(
+    bytes: &[u8],
+) -> Result<(alloc::string::String, [i32; 3]), KernReturn> {
+    let mut r = reply_body(bytes, ID_SERVER_VERSION, Some(1128), false)?;
+    check(&mut r, crate::fsys::STRING).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let raw = r.data(1024).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+    let name = alloc::string::String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut v = [0; 3];
+    for n in &mut v {
+        *n = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    }
+    Ok((name, v))
 }
 
 /// Decodes an `io_stat` reply.

@@ -178,6 +178,15 @@ fn io_requests_and_replies() {
     let m = io::stat_reply(&reply_to(21013), &[0; io::STATBUF_LEN]);
     assert_eq!(shape(&m), (232, false, 21113));
     assert_eq!((word(&m, 48), word(&m, 52)), (INT64, 22));
+    let m = io::restrict_auth_request(d, r, &[1000], &[]);
+    assert_eq!(shape(&m), (48 + 8, false, 21015));
+    assert_eq!((word(&m, 32), word(&m, 36)), (0x6000_2002, 1));
+    let m = io::server_version_reply(&reply_to(21017), "rumpfs", [0, 1, 0]);
+    assert_eq!(shape(&m), (1128, false, 21117));
+    assert_eq!(
+        io::decode_server_version_reply(m.as_bytes()),
+        Ok(("rumpfs".into(), [0, 1, 0]))
+    );
     let m = io::port_reply(&reply_to(21016), PortName(9), tn::MAKE_SEND);
     assert_eq!(shape(&m), (64, true, 21116));
     // io_statbuf_t: glibc's struct stat field offsets.

@@ -411,6 +411,14 @@ impl Netfs for HurdFs {
         })
     }
 
+    fn server_version(&self) -> (&str, [i32; 3]) {
+        let mut v = env!("CARGO_PKG_VERSION")
+            .split('.')
+            .map(|n| n.parse().unwrap_or(0));
+        let mut next = || v.next().unwrap_or(0);
+        ("rumpfs", [next(), next(), next()])
+    }
+
     fn syncfs(&self) -> Result<(), Errno> {
         self.vol().sync();
         Ok(())

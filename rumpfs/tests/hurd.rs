@@ -281,11 +281,47 @@ mod served {
             .unwrap();
         let st = hurd.stat(mine).unwrap();
         assert_eq!((st.uid, st.gid), (1000, 1000));
-        held.extend([user, hello, made, mine]);
+        // io_restrict_auth: root's protid narrowed to the user; a user's
+        // narrowed to ids it does not have keeps none.
+        let m = hurd.call(|r| io::restrict_auth_request(root, r, &[1000], &[1000]));
+        let narrowed = io::decode_port_reply(m.as_bytes(), io::ID_RESTRICT_AUTH).unwrap();
+        assert_eq!(
+            hurd.open(narrowed, "private/secret", oflag::O_READ),
+            Err(e(errno::EACCES))
+        );
+        let m = hurd.call(|r| io::restrict_auth_request(hello, r, &[0], &[0]));
+        let nobody = io::decode_port_reply(m.as_bytes(), io::ID_RESTRICT_AUTH).unwrap();
+        // file_check_access: what each may do.
+        let access = |p| {
+            let m = hurd.call(|r| io::bare_request(p, r, hfs::ID_CHECK_ACCESS));
+            io::decode_int32_reply(m.as_bytes(), hfs::ID_CHECK_ACCESS).unwrap()
+        };
+        assert_eq!(access(hello), oflag::O_READ);
+        assert_eq!(access(nobody), oflag::O_READ);
+        let root_hello = hurd.open(root, "hello.txt", 0).unwrap();
+        assert_eq!(access(root_hello), oflag::O_READ | oflag::O_WRITE);
+        let private = hurd.open(root, "private", 0).unwrap();
+        let m = hurd.call(|r| io::restrict_auth_request(private, r, &[1000], &[1000]));
+        let private_user = io::decode_port_reply(m.as_bytes(), io::ID_RESTRICT_AUTH).unwrap();
+        assert_eq!(access(private_user), 0);
+        held.extend([
+            user,
+            hello,
+            made,
+            mine,
+            narrowed,
+            nobody,
+            root_hello,
+            private,
+            private_user,
+        ]);
     }
 
     /// MIG's errors, `EOPNOTSUPP` for what is not served, long names.
     fn bad_requests(hurd: &Hurd, root: PortName, file: PortName) {
+        let m = hurd.call(|r| io::bare_request(root, r, io::ID_SERVER_VERSION));
+        let (name, version) = io::decode_server_version_reply(m.as_bytes()).unwrap();
+        assert_eq!((name.as_str(), version), ("rumpfs", [0, 1, 0]));
         let long = "n".repeat(256);
         assert_eq!(
             hurd.open(root, &long, oflag::O_CREAT | oflag::O_WRITE),

@@ -118,6 +118,26 @@ impl Cred {
         (st.mode >> shift) & want == want
     }
 
+    /// What `io_restrict_auth` leaves: root takes the ids given; others
+    /// keep those of theirs that were given (libiohelp's
+    /// `iohelp_restrict_iouser`).
+    #[must_use]
+    pub fn restricted(&self, uids: Vec<u32>, gids: Vec<u32>) -> Self {
+        if self.is_root() {
+            return Self { uids, gids };
+        }
+        let keep = |mine: &[u32], given: &[u32]| -> Vec<u32> {
+            mine.iter()
+                .copied()
+                .filter(|id| given.contains(id))
+                .collect()
+        };
+        Self {
+            uids: keep(&self.uids, &uids),
+            gids: keep(&self.gids, &gids),
+        }
+    }
+
     /// Whether the user owns `st` (or is root).
     #[must_use]
     pub fn owns(&self, st: &Stat) -> bool {
@@ -234,6 +254,11 @@ pub trait Netfs: Send + Sync + 'static {
     }
     /// The file system's status.
     fn statfs(&self) -> Result<fs::Statfs, Errno>;
+    /// What `io_server_version` answers: the server's name and its
+    /// major, minor and edit numbers.
+    fn server_version(&self) -> (&str, [i32; 3]) {
+        ("machdev-netfs", [0, 1, 0])
+    }
     /// Writes everything back.
     fn syncfs(&self) -> Result<(), Errno>;
     /// `fsys_goaway`: unmount cleanly (the server stops after answering).
@@ -375,6 +400,8 @@ enum Replied {
         port: PortName,
         disp: u8,
     },
+    /// `io_server_version`'s answer.
+    Version(String, [i32; 3]),
     /// Read data, or (`readdir` with the count) directory entries.
     Data {
         bytes: Vec<u8>,
@@ -737,6 +764,18 @@ impl<F: Netfs> NetfsServer<F> {
             io::Request::Duplicate => self
                 .new_protid(Arc::clone(po), Arc::clone(&p.cred))
                 .map(Replied::Port),
+            io::Request::RestrictAuth { uids, gids } => {
+                let ipc = &**self.ipc();
+                // SAFETY: out-of-line id arrays came with this request.
+                let (uids, gids) = unsafe { (uids.take(ipc), gids.take(ipc)) };
+                let cred = p.cred.restricted(uids, gids);
+                self.new_protid(Arc::clone(po), Arc::new(cred))
+                    .map(Replied::Port)
+            }
+            io::Request::ServerVersion => {
+                let (name, v) = self.fs.server_version();
+                Ok(Replied::Version(name.to_owned(), v))
+            }
             io::Request::Other { .. } => Err(err(errno::EOPNOTSUPP)),
         };
         self.send(responder, reply);
@@ -789,6 +828,7 @@ impl<F: Netfs> NetfsServer<F> {
                     Replied::Int64(v) => io::int64_reply(to, v),
                     Replied::Stat(st) => io::stat_reply(to, &st),
                     Replied::Statfs(st) => fs::statfs_reply(to, &st),
+                    Replied::Version(name, v) => io::server_version_reply(to, &name, v),
                     Replied::Port(port) => io::port_reply(to, port, tn::MAKE_SEND),
                     Replied::Root(port) => fsys::getroot_reply(to, port, tn::MAKE_SEND),
                     Replied::Lookup {
@@ -928,6 +968,14 @@ impl<F: Netfs> NetfsServer<F> {
                 Ok(Replied::Statfs(Box::new(s.encode())))
             }
             fs::Request::Mkfile { flags, mode } => self.mkfile(p, flags, mode),
+            fs::Request::CheckAccess => {
+                let st = fs.stat(node).map_err(err)?;
+                let allowed = [(4, oflag::O_READ), (2, oflag::O_WRITE), (1, oflag::O_EXEC)]
+                    .iter()
+                    .filter(|(want, _)| p.cred.may(&st, *want))
+                    .fold(0, |a, (_, flag)| a | flag);
+                Ok(Replied::Int32(allowed))
+            }
             fs::Request::SetTranslator {
                 passive_flags,
                 active_flags,
