@@ -10,15 +10,15 @@
 
 #![no_main]
 
-mod patch;
+mod harness;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use mach::ipc::{Ipc, option};
 use mach::loopback::{Kernel, Task};
-use mach::msg::{self, HEADER_SIZE, Header, MsgBuf};
-use mach::port::{Right, type_name as tn};
+use mach::msg::MsgBuf;
+use mach::port::Right;
 use mach::{KernReturn, PortName};
 use machdev::{Device, DeviceServer, Driver, Mode, PoolConfig};
 
@@ -111,43 +111,16 @@ fuzz_target!(|input: &[u8]| {
     let mut guard = world().lock().unwrap();
     let w = &mut *guard;
     let dest = if input[0] & 1 == 0 { w.device } else { w.master };
-    let reply_disp = [0, tn::MAKE_SEND_ONCE, tn::MAKE_SEND, tn::COPY_SEND][usize::from(input[1] % 4)];
-    let complex = input[1] & 0x80 != 0;
     let id = 2790 + i32::from(u16::from_le_bytes([input[2], input[3]]) % 40);
-    let body = &input[4..];
-    let len = (HEADER_SIZE + body.len()).next_multiple_of(4);
-    let mut m = MsgBuf::zeroed(len);
-    let h = Header {
-        bits: msg::bits(tn::COPY_SEND, reply_disp) | if complex { msg::BITS_COMPLEX } else { 0 },
-        size: len as u32,
-        remote: dest,
-        local: if reply_disp == 0 { PortName::NULL } else { w.reply },
-        seqno: 0,
-        id,
-    };
-    h.write(m.as_bytes_mut());
-    m.as_bytes_mut()[HEADER_SIZE..HEADER_SIZE + body.len()].copy_from_slice(body);
-    if complex {
-        patch::patch_body(m.as_bytes_mut(), w.own, [w.own, w.device, w.master], &w.ool);
-    }
-    // SAFETY: a complete message whose out-of-line data points at `w.ool`.
-    let sent = unsafe { w.client.mach_msg(m.as_mut_ptr(), option::SEND_MSG | option::SEND_TIMEOUT, len as u32, 0, PortName::NULL, 0, PortName::NULL) };
+    let targets = harness::Targets { own: w.own, reply: w.reply, copies: [w.own, w.device, w.master], ool: &w.ool };
+    let sent = harness::send(&w.client, input, dest, id, &targets);
     if sent == KernReturn::SUCCESS {
         w.server.serve_one(Some(1000)).expect("the server received what was sent");
     }
     // Notifications the request caused (no-senders of opens it released).
     while w.server.serve_one(Some(0)).is_ok() {}
     // Drain replies and anything else that arrived for the client.
-    for port in [w.reply, w.own] {
-        loop {
-            // SAFETY: a valid buffer.
-            let got = unsafe { w.client.mach_msg(w.rcv.as_mut_ptr(), option::RCV_MSG | option::RCV_TIMEOUT, 0, 8192, port, 0, PortName::NULL) };
-            if got != KernReturn::SUCCESS {
-                break;
-            }
-            mig_bindings::device::destroy_request_resources(&w.client, w.rcv.as_bytes());
-        }
-    }
+    harness::drain(&w.client, &[w.reply, w.own], &mut w.rcv);
     while w.server.serve_one(Some(0)).is_ok() {}
     if sent == KernReturn::SEND_INVALID_DEST && dest == w.device {
         // A fuzzed device_close ended the open: make a new one.

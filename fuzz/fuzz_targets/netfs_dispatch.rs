@@ -8,11 +8,11 @@
 //! Input layout: byte 0 picks the destination (root, a file, the control
 //! port), byte 1 the reply disposition and the complex bit, bytes 2..4 the
 //! message id, the rest is the body (port slots and out-of-line addresses
-//! mapped onto real rights and memory by `patch.rs`).
+//! mapped onto real rights and memory by `harness.rs`).
 
 #![no_main]
 
-mod patch;
+mod harness;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use mach::ipc::{Ipc, option};
 use mach::loopback::{Kernel, Task};
-use mach::msg::{self, HEADER_SIZE, Header, MsgBuf};
+use mach::msg::MsgBuf;
 use mach::port::{Right, type_name as tn};
-use mach::{KernReturn, PortName};
+use mach::PortName;
 use machdev::PoolConfig;
 use machdev::netfs::{Cred, Errno, Netfs, NetfsServer, Node, errno};
 use mig_bindings::fs::Statfs;
@@ -138,11 +138,13 @@ impl Netfs for RamFs {
         Ok(())
     }
     fn close(&self, _: Node, (): ()) {}
-    fn read(&self, node: Node, (): &(), offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
+    fn read(&self, node: Node, (): &(), offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         self.with(node, |n| match &n.body {
             Body::File(d) => {
                 let at = (offset as usize).min(d.len());
-                Ok(d[at..(at + len.min(1 << 16)).min(d.len())].to_vec())
+                let len = buf.len().min(d.len() - at);
+                buf[..len].copy_from_slice(&d[at..at + len]);
+                Ok(len)
             }
             _ => Err(errno::EISDIR),
         })
@@ -305,43 +307,15 @@ fuzz_target!(|input: &[u8]| {
     let mut guard = world().lock().unwrap();
     let w = &mut *guard;
     let dest = [w.root, w.file, w.control, w.root][usize::from(input[0] % 4)];
-    let reply_disp = [0, tn::MAKE_SEND_ONCE, tn::MAKE_SEND, tn::COPY_SEND][usize::from(input[1] % 4)];
-    let complex = input[1] & 0x80 != 0;
     let pick = u16::from_le_bytes([input[2], input[3]]);
     let id = [19_995, 20_995, 21_995][usize::from(pick % 3)] + i32::from(pick / 3 % 50);
-    let body = &input[4..];
-    let len = (HEADER_SIZE + body.len()).next_multiple_of(4);
-    let mut m = MsgBuf::zeroed(len);
-    let h = Header {
-        bits: msg::bits(tn::COPY_SEND, reply_disp) | if complex { msg::BITS_COMPLEX } else { 0 },
-        size: len as u32,
-        remote: dest,
-        local: if reply_disp == 0 { PortName::NULL } else { w.reply },
-        seqno: 0,
-        id,
-    };
-    h.write(m.as_bytes_mut());
-    m.as_bytes_mut()[HEADER_SIZE..HEADER_SIZE + body.len()].copy_from_slice(body);
-    if complex {
-        patch::patch_body(m.as_bytes_mut(), w.own, [w.root, w.file, w.control], &w.ool);
-    }
-    // SAFETY: a complete message whose out-of-line data points at `w.ool`.
-    let sent = unsafe { w.client.mach_msg(m.as_mut_ptr(), option::SEND_MSG | option::SEND_TIMEOUT, len as u32, 0, PortName::NULL, 0, PortName::NULL) };
-    let _ = sent;
+    let targets = harness::Targets { own: w.own, reply: w.reply, copies: [w.root, w.file, w.control], ool: &w.ool };
+    harness::send(&w.client, input, dest, id, &targets);
     // The request, and the no-senders of protids it made and the drain below
     // releases.
     for _ in 0..2 {
         serve_pending(&w.server);
-        for port in [w.reply, w.own] {
-            loop {
-                // SAFETY: a valid buffer.
-                let got = unsafe { w.client.mach_msg(w.rcv.as_mut_ptr(), option::RCV_MSG | option::RCV_TIMEOUT, 0, 8192, port, 0, PortName::NULL) };
-                if got != KernReturn::SUCCESS {
-                    break;
-                }
-                mig_bindings::rpc::destroy_request_resources(&w.client, w.rcv.as_bytes());
-            }
-        }
+        harness::drain(&w.client, &[w.reply, w.own], &mut w.rcv);
     }
     serve_pending(&w.server);
     // Nothing may be left behind: regions, names, protids, node references.

@@ -159,7 +159,9 @@ pub fn open(path: &CStr, flags: i32) -> HyResult<RawFd> {
 
 /// Closes a descriptor from [`open`], flushing written data first.
 pub fn close(fd: RawFd) -> HyResult<()> {
-    if let Some(dev) = devices().write().open.remove(&fd) {
+    if fd >= DEVICE_FD_BASE
+        && let Some(dev) = devices().write().open.remove(&fd)
+    {
         return dev.flush();
     }
     // SAFETY: fsync/close on a descriptor number; a wrong number is reported

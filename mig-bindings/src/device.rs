@@ -689,6 +689,23 @@ impl<'a, I: Ipc + ?Sized> Client<'a, I> {
         }
     }
 
+    /// A client on `ipc` receiving its replies on `reply` (a receive right
+    /// of this task, or null for one of its own); [`Client::into_reply`]
+    /// gives it back for the next client.
+    pub fn with_reply(ipc: &'a I, reply: PortName) -> Self {
+        Self {
+            ipc,
+            reply: core::cell::Cell::new(reply),
+        }
+    }
+
+    /// The reply port, now the caller's (null if there is none: never
+    /// made, or destroyed after a failed call).
+    #[must_use]
+    pub fn into_reply(self) -> PortName {
+        self.reply.replace(PortName::NULL)
+    }
+
     fn rpc(&self, build: impl FnOnce(PortName) -> MsgBuf) -> Result<MsgBuf, KernReturn> {
         let mut reply = self.reply.get();
         if !reply.is_valid() {

@@ -5,7 +5,7 @@ use mach::KernReturn;
 use mach::msg::{self, Builder, Header, MsgBuf, TypeDesc};
 use mach::port::{PortName, type_name as tn};
 
-use crate::fsys::{STRING, put_string};
+use crate::fsys::{put_string, read_string as string};
 use crate::io::{self, Data, INT64, int64};
 use crate::rpc::{INT32, ReplyTo, bad, check, int32, reply_body, reply_header, ret_code};
 
@@ -189,14 +189,6 @@ impl Request<'_> {
             _ => None,
         }
     }
-}
-
-fn string<'a>(r: &mut msg::Reader<'a>) -> Result<&'a [u8], KernReturn> {
-    check(r, STRING)?;
-    let raw = r.data(1024).map_err(|_| bad())?;
-    // MIG's stub ends the string at its last byte.
-    let raw = &raw[..1023];
-    Ok(&raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())])
 }
 
 fn timespec(r: &mut msg::Reader<'_>) -> Result<(i64, i64), KernReturn> {

@@ -191,18 +191,11 @@ pub fn getpriv_reply(to: &ReplyTo, rights: [(PortName, u8); 3]) -> MsgBuf {
     b.finish()
 }
 
-/// `FS_RETRY_NORMAL`: the lookup is done, `file` is the node.
-pub const FS_RETRY_NORMAL: i32 = 1;
-
-/// `fsys_getroot` reply: `file` with disposition `disp`, no retry.
+/// `fsys_getroot` reply: `file` with disposition `disp`, no retry (the
+/// shape of a `dir_lookup` reply).
 #[must_use]
 pub fn getroot_reply(to: &ReplyTo, file: PortName, disp: u8) -> MsgBuf {
-    let mut b = Builder::new(reply_header(to));
-    ret_code(&mut b, KernReturn::SUCCESS);
-    b.desc(INT32).raw(&FS_RETRY_NORMAL.to_ne_bytes());
-    put_string(&mut b, "");
-    b.port(file, disp);
-    b.finish()
+    crate::fs::lookup_reply(to, crate::fs::FS_RETRY_NORMAL, "", file, disp)
 }
 
 /// `fsys_getroot` request with no credentials (tests and simple clients).
@@ -324,6 +317,15 @@ pub fn decode_startup_reply(bytes: &[u8]) -> Result<PortName, KernReturn> {
 
 /// The `STRING_C` descriptor of a Hurd `string_t` (1024 bytes inline).
 pub const STRING: TypeDesc = TypeDesc::inline(tn::STRING_C, 8, 1024);
+
+/// Reads a `string_t`: the bytes before its NUL (MIG's server stubs end
+/// it at its last byte).
+pub fn read_string<'a>(r: &mut msg::Reader<'a>) -> Result<&'a [u8], KernReturn> {
+    crate::rpc::check(r, STRING)?;
+    let raw = r.data(1024).map_err(|_| bad())?;
+    let raw = &raw[..1023];
+    Ok(&raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())])
+}
 
 /// Appends a `string_t` (cut to 1023 bytes, NUL-padded).
 pub fn put_string(b: &mut Builder, s: &str) {

@@ -83,23 +83,19 @@ impl Ids<'_> {
     /// An out-of-line array must be a region the kernel mapped into this
     /// task for the message, owned by the caller.
     pub unsafe fn take(self, ipc: &dyn mach::ipc::Ipc) -> Vec<u32> {
-        let words = |b: &[u8]| {
-            b.chunks_exact(4)
-                .map(|c| u32::from_ne_bytes(c.try_into().expect("4 bytes")))
-                .collect::<Vec<_>>()
+        let data = match self {
+            Self::Inline(b) => Data::Inline(b),
+            Self::OutOfLine { addr, count } => Data::OutOfLine {
+                addr,
+                len: 4 * count,
+            },
         };
-        match self {
-            Self::Inline(b) => words(b),
-            Self::OutOfLine { count: 0, .. } => Vec::new(),
-            Self::OutOfLine { addr, count } => {
-                // SAFETY: the caller's promise.
-                let b = unsafe { core::slice::from_raw_parts(addr as *const u8, 4 * count) };
-                let v = words(b);
-                // SAFETY: the region is the caller's and nothing refers to it.
-                let _ = unsafe { ipc.vm_deallocate(addr, 4 * count) };
-                v
-            }
-        }
+        // SAFETY: the caller's promise, for the same region.
+        let bytes = unsafe { take_data(ipc, data) };
+        bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_ne_bytes(c.try_into().expect("4 bytes")))
+            .collect()
     }
 }
 
@@ -463,10 +459,8 @@ pub fn decode_server_version_reply(
     bytes: &[u8],
 ) -> Result<(alloc::string::String, [i32; 3]), KernReturn> {
     let mut r = reply_body(bytes, ID_SERVER_VERSION, Some(1128), false)?;
-    check(&mut r, crate::fsys::STRING).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    let raw = r.data(1024).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
-    let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-    let name = alloc::string::String::from_utf8_lossy(&raw[..end]).into_owned();
+    let name = crate::fsys::read_string(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let name = alloc::string::String::from_utf8_lossy(name).into_owned();
     let mut v = [0; 3];
     for n in &mut v {
         *n = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;

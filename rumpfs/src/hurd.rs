@@ -2,15 +2,15 @@
 //! [`machdev::netfs::Netfs`], whose server answers `io`, `fs` and `fsys`
 //! RPCs on protids (on the Hurd, and on the loopback kernel in tests).
 
-use std::sync::Arc;
-
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use machdev::netfs::{self, Cred, Errno, Netfs, Node, Special, errno, oflag};
 use mig_bindings::fs::Statfs;
 use mig_bindings::io::Stat;
 use parking_lot::Mutex;
+use rump::vfs::mode::{S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK};
 use rump::vfs::{self, Timespec};
 use rump::{Fd, oflags};
 
@@ -104,36 +104,23 @@ impl HurdFs {
         let made = match &u.special {
             None => return map(vol.rename(u.dir, &u.name, dir, name, true)),
             Some(Special::Symlink(target)) => vol.symlink(dir, name, target, uid, gid),
-            Some(Special::CharDevice(major, minor)) => vol.mknod(
-                dir,
-                name,
-                0o020_000 | perms,
-                netbsd_dev(*major, *minor),
-                uid,
-                gid,
-            ),
-            Some(Special::BlockDevice(major, minor)) => vol.mknod(
-                dir,
-                name,
-                0o060_000 | perms,
-                netbsd_dev(*major, *minor),
-                uid,
-                gid,
-            ),
-            Some(Special::Fifo) => vol.mknod(dir, name, 0o010_000 | perms, 0, uid, gid),
-            Some(Special::Socket) => vol.mknod(dir, name, 0o140_000 | perms, 0, uid, gid),
+            Some(Special::CharDevice(major, minor)) => {
+                let rdev = netbsd_dev(*major, *minor);
+                vol.mknod(dir, name, S_IFCHR | perms, rdev, uid, gid)
+            }
+            Some(Special::BlockDevice(major, minor)) => {
+                let rdev = netbsd_dev(*major, *minor);
+                vol.mknod(dir, name, S_IFBLK | perms, rdev, uid, gid)
+            }
+            Some(Special::Fifo) => vol.mknod(dir, name, S_IFIFO | perms, 0, uid, gid),
+            Some(Special::Socket) => vol.mknod(dir, name, S_IFSOCK | perms, 0, uid, gid),
         };
         let st = map(made)?;
+        // No client holds the table's reference to it.
         vol.forget(st.ino, 1);
         self.remove_unnamed(u);
         log::debug!("dir_mkfile node {node} named as a special file");
         Ok(())
-    }
-
-    /// The volume.
-    #[must_use]
-    pub fn volume(&self) -> &Arc<Volume> {
-        &self.vol
     }
 
     /// The volume, the calling thread bound to a kernel LWP of its own
@@ -288,11 +275,8 @@ impl Netfs for HurdFs {
         self.vol().close(open);
     }
 
-    fn read(&self, node: Node, open: &Fd, offset: u64, len: usize) -> Result<Vec<u8>, Errno> {
-        let mut buf = vec![0u8; len];
-        let n = map(self.vol().read(node, open, &mut buf, offset))?;
-        buf.truncate(n);
-        Ok(buf)
+    fn read(&self, node: Node, open: &Fd, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        map(self.vol().read(node, open, buf, offset))
     }
 
     fn write(&self, node: Node, open: &Fd, offset: u64, data: &[u8]) -> Result<usize, Errno> {

@@ -127,13 +127,7 @@ fn run(o: &Options) -> Result<(), String> {
         if o.readonly { " (read-only)" } else { "" }
     );
     let served = rumpfs::fuse::serve(&vol, mountpoint, o.threads.unwrap_or(4), move |unmount| {
-        std::thread::spawn(move || {
-            let mut sig = 0;
-            // SAFETY: the set is valid; `sig` is written by sigwait.
-            unsafe { libc::sigwait(&raw const signals, &raw mut sig) };
-            log::info!("signal {sig}: unmounting");
-            unmount();
-        });
+        on_signal(signals, unmount);
     });
     match served {
         Ok(()) => Ok(()),
@@ -171,14 +165,9 @@ fn run(o: &Options) -> Result<(), String> {
         None
     };
     let (vol, signals) = block_signals_and_mount(o, device_master)?;
-    let on_signal = Arc::clone(&vol);
-    std::thread::spawn(move || {
-        let mut sig = 0;
-        // SAFETY: the set is valid; `sig` is written by sigwait.
-        unsafe { libc::sigwait(&raw const signals, &raw mut sig) };
-        log::info!("signal {sig}: unmounting");
-        let code = i32::from(on_signal.unmount().is_err());
-        std::process::exit(code);
+    let signalled = Arc::clone(&vol);
+    on_signal(signals, move || {
+        std::process::exit(i32::from(signalled.unmount().is_err()));
     });
     let pool = machdev::PoolConfig::with_max_threads(o.threads);
     hurd::serve_netfs("rumpfs", Arc::new(HurdFs::new(vol)), pool).map(|never| match never {})
@@ -207,6 +196,18 @@ fn block_signals_and_mount(
     })
     .map_err(|e| e.to_string())?;
     Ok((std::sync::Arc::new(vol), signals))
+}
+
+/// Runs `unmount` on a thread of its own once one of `signals` comes.
+#[cfg(all(rump_kernel, any(target_os = "linux", target_os = "hurd")))]
+fn on_signal(signals: libc::sigset_t, unmount: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: the set is valid; `sig` is written by sigwait.
+        unsafe { libc::sigwait(&raw const signals, &raw mut sig) };
+        log::info!("signal {sig}: unmounting");
+        unmount();
+    });
 }
 
 #[cfg(all(rump_kernel, any(target_os = "linux", target_os = "hurd")))]

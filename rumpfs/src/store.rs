@@ -97,21 +97,31 @@ impl std::fmt::Debug for DeviceMaster {
 #[derive(Debug)]
 enum Backing {
     File(File),
-    Device(Arc<MachDisk>),
+    /// A Mach disk device and the name it is registered under for the rump
+    /// kernel (while the window lives: the kernel's open of it stays).
+    Device(Arc<MachDisk>, CString),
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        if let Self::Device(_, key) = self {
+            hypercall::file::unregister_device(key);
+        }
+    }
 }
 
 impl Backing {
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
         match self {
             Self::File(f) => f.read_exact_at(buf, off),
-            Self::Device(d) => d.read_exact_at(off, buf),
+            Self::Device(d, _) => d.read_exact_at(off, buf),
         }
     }
 
     fn write_all_at(&self, data: &[u8], off: u64) -> io::Result<()> {
         match self {
             Self::File(f) => f.write_all_at(data, off),
-            Self::Device(d) => d.write_all_at(off, data),
+            Self::Device(d, _) => d.write_all_at(off, data),
         }
     }
 }
@@ -155,7 +165,7 @@ impl Window {
                 })?;
                 hypercall::file::register_device(&key, Arc::clone(&disk) as _);
                 let len = hypercall::file::BlockDevice::size(&*disk);
-                (PathBuf::from(path), Backing::Device(disk), len)
+                (PathBuf::from(path), Backing::Device(disk, key), len)
             }
             Store::Part(..) => unreachable!("Store::parse makes no nested partitions"),
         };

@@ -15,6 +15,7 @@ use mach::ipc::Ipc;
 use mach::{KernReturn, PortName};
 use machdev::Mode;
 use mig_bindings::device::Client;
+use parking_lot::Mutex;
 
 use crate::device::{DEV_FLUSH_CACHE, DEV_GET_RECORDS};
 
@@ -29,6 +30,9 @@ pub struct MachDisk {
     size: u64,
     record: u64,
     read_only: bool,
+    /// Reply ports of finished calls, for the next ones (a call takes one,
+    /// so several threads can call at once).
+    replies: Mutex<Vec<PortName>>,
 }
 
 impl std::fmt::Debug for MachDisk {
@@ -98,7 +102,21 @@ impl MachDisk {
             size: u64::from(status[0] as u32) * u64::from(status[1] as u32),
             record: u64::from(status[1] as u32),
             read_only,
+            replies: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Runs `f` with a client whose reply port is one of an earlier call
+    /// (made on first use), and keeps the port for the next call.
+    fn with_client<T>(&self, f: impl FnOnce(&Client<'_, dyn Ipc>) -> T) -> T {
+        let reply = self.replies.lock().pop().unwrap_or(PortName::NULL);
+        let client = Client::with_reply(&*self.ipc, reply);
+        let r = f(&client);
+        let reply = client.into_reply();
+        if reply.is_valid() {
+            self.replies.lock().push(reply);
+        }
+        r
     }
 
     /// The device's name.
@@ -195,16 +213,18 @@ impl BlockDevice for MachDisk {
         if len == 0 {
             return Ok(0);
         }
-        let client = Client::new(&*self.ipc);
         let (start, span) = self.around(offset, len);
-        if start == offset && span == len {
-            self.read_records(&client, offset, &mut buf[..len])?;
-        } else {
-            let mut tmp = vec![0u8; span];
-            self.read_records(&client, start, &mut tmp)?;
-            let at = (offset - start) as usize;
-            buf[..len].copy_from_slice(&tmp[at..at + len]);
-        }
+        self.with_client(|client| {
+            if start == offset && span == len {
+                self.read_records(client, offset, &mut buf[..len])
+            } else {
+                let mut tmp = vec![0u8; span];
+                self.read_records(client, start, &mut tmp)?;
+                let at = (offset - start) as usize;
+                buf[..len].copy_from_slice(&tmp[at..at + len]);
+                Ok(())
+            }
+        })?;
         Ok(len)
     }
 
@@ -218,17 +238,18 @@ impl BlockDevice for MachDisk {
         if data.is_empty() {
             return Ok(0);
         }
-        let client = Client::new(&*self.ipc);
         let (start, span) = self.around(offset, data.len());
-        if start == offset && span == data.len() {
-            self.write_records(&client, offset, data)?;
-        } else {
-            let mut tmp = vec![0u8; span];
-            self.read_records(&client, start, &mut tmp)?;
-            let at = (offset - start) as usize;
-            tmp[at..at + data.len()].copy_from_slice(data);
-            self.write_records(&client, start, &tmp)?;
-        }
+        self.with_client(|client| {
+            if start == offset && span == data.len() {
+                self.write_records(client, offset, data)
+            } else {
+                let mut tmp = vec![0u8; span];
+                self.read_records(client, start, &mut tmp)?;
+                let at = (offset - start) as usize;
+                tmp[at..at + data.len()].copy_from_slice(data);
+                self.write_records(client, start, &tmp)
+            }
+        })?;
         Ok(data.len())
     }
 
@@ -236,8 +257,7 @@ impl BlockDevice for MachDisk {
         if self.read_only {
             return Ok(());
         }
-        let client = Client::new(&*self.ipc);
-        match client.set_status(self.port, DEV_FLUSH_CACHE, &[]) {
+        match self.with_client(|client| client.set_status(self.port, DEV_FLUSH_CACHE, &[])) {
             // A device without a cache to flush.
             Ok(()) | Err(KernReturn::D_INVALID_OPERATION) => Ok(()),
             Err(e) => Err(errno(e)),
@@ -247,7 +267,12 @@ impl BlockDevice for MachDisk {
 
 impl Drop for MachDisk {
     fn drop(&mut self) {
-        let _ = Client::new(&*self.ipc).close(self.port);
+        let _ = self.with_client(|client| client.close(self.port));
         let _ = self.ipc.port_deallocate(self.port);
+        for reply in self.replies.get_mut().drain(..) {
+            let _ = self
+                .ipc
+                .port_mod_refs(reply, mach::port::Right::Receive, -1);
+        }
     }
 }

@@ -174,12 +174,18 @@ pub trait BootHost: Send + Sync {
     ) -> Result<(), KernReturn>;
 }
 
+/// A Hurd `error_t` from its errno number (BSD numbering: `EPERM` 1 ...).
+#[must_use]
+pub const fn hurd_error(errno: i32) -> KernReturn {
+    KernReturn(0x4000_0000 | errno)
+}
+
 /// Hurd errno `EOPNOTSUPP`, answered to `fsys` routines a device server
 /// does not provide (and to `fsys_startup` at the top of a chain).
-pub const HURD_EOPNOTSUPP: KernReturn = KernReturn(0x4000_002d);
+pub const HURD_EOPNOTSUPP: KernReturn = hurd_error(45);
 /// Hurd errno `EBUSY`, answered to `fsys_goaway`: the system's disks do
 /// not go away.
-pub const HURD_EBUSY: KernReturn = KernReturn(0x4000_0010);
+pub const HURD_EBUSY: KernReturn = hurd_error(16);
 
 /// A translator's `main`: parses the command line with `parse` (an error
 /// is exit status 64 with a pointer to `--help`), then runs `run` (an error

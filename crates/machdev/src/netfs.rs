@@ -22,15 +22,11 @@ use mig_bindings::fs::{self, FS_RETRY_MAGICAL, FS_RETRY_NORMAL, FS_RETRY_REAUTH}
 use mig_bindings::io::{self, Stat};
 use mig_bindings::{fsys, rpc, startup};
 
+pub use crate::boot::hurd_error;
+use crate::boot::hurd_error as err;
 use crate::pool::{self, Pool, PoolConfig, Serve};
-use crate::reply::Responder;
+use crate::reply::{Responder, region_with};
 use crate::sync::{Mutex, RwLock};
-
-/// A Hurd `error_t` from its errno number (BSD numbering).
-#[must_use]
-pub const fn hurd_error(errno: i32) -> KernReturn {
-    KernReturn(0x4000_0000 | errno)
-}
 
 /// The errno numbers this module answers (the Hurd's, as BSD numbers them).
 #[allow(missing_docs)]
@@ -39,13 +35,13 @@ pub mod errno {
     pub const ENOENT: i32 = 2;
     pub const EIO: i32 = 5;
     pub const EBADF: i32 = 9;
+    pub const ENOMEM: i32 = 12;
     pub const EACCES: i32 = 13;
     pub const EEXIST: i32 = 17;
     pub const EXDEV: i32 = 18;
     pub const ENOTDIR: i32 = 20;
     pub const EISDIR: i32 = 21;
     pub const EINVAL: i32 = 22;
-    pub const ESPIPE: i32 = 29;
     pub const EOPNOTSUPP: i32 = 45;
     pub const ELOOP: i32 = 62;
     pub const ENAMETOOLONG: i32 = 63;
@@ -77,6 +73,10 @@ pub mod oflag {
     /// What `io_set_all_openmodes` and friends may change.
     pub const HONORED: i32 = O_APPEND | O_ASYNC | O_FSYNC | O_NONBLOCK | O_NOATIME;
 }
+
+/// Most bytes one `io_read` answers (the region is allocated before the
+/// read; a client asking more gets a short read, as from a pipe).
+pub const READ_MAX: usize = 16 << 20;
 
 /// Relative symbolic links followed in one lookup (libnetfs's
 /// `netfs_maxsymlinks`).
@@ -153,6 +153,10 @@ impl Cred {
     }
 }
 
+/// The open modes and the permission bits (4 read, 2 write, 1 execute)
+/// they need.
+const ACCESS: [(i32, u32); 3] = [(oflag::O_READ, 4), (oflag::O_WRITE, 2), (oflag::O_EXEC, 1)];
+
 fn is_dir(st: &Stat) -> bool {
     st.mode & S_IFMT == S_IFDIR
 }
@@ -195,14 +199,15 @@ pub trait Netfs: Send + Sync + 'static {
     fn open(&self, node: Node, modes: i32) -> Result<Self::Open, Errno>;
     /// Closes an open.
     fn close(&self, node: Node, open: Self::Open);
-    /// Reads at most `len` bytes at `offset`.
+    /// Reads into `buf` at `offset` (short only at the end of the file);
+    /// returns how much was read.
     fn read(
         &self,
         node: Node,
         open: &Self::Open,
         offset: u64,
-        len: usize,
-    ) -> Result<Vec<u8>, Errno>;
+        buf: &mut [u8],
+    ) -> Result<usize, Errno>;
     /// Writes `data` at `offset`; returns how much was written.
     fn write(
         &self,
@@ -335,6 +340,34 @@ impl<F: Netfs> Peropen<F> {
     }
 }
 
+impl<F: Netfs> Peropen<F> {
+    /// `io_seek`: the new file pointer (`SEEK_SET`, `SEEK_CUR`, `SEEK_END`).
+    fn seek(&self, offset: i64, whence: i32) -> Result<i64, Errno> {
+        let mut at = self.offset.lock();
+        let base = match whence {
+            0 => 0,
+            1 => *at as i64,
+            2 => self.stat()?.size,
+            _ => return Err(errno::EINVAL),
+        };
+        let new = base
+            .checked_add(offset)
+            .filter(|n| *n >= 0)
+            .ok_or(errno::EINVAL)?;
+        *at = new as u64;
+        Ok(new)
+    }
+
+    /// The node's status, through the open when there is one (an unlinked
+    /// file has no other way).
+    fn stat(&self) -> Result<Stat, Errno> {
+        match &self.open {
+            Some(open) => self.fs.fstat(self.node, open),
+            None => self.fs.stat(self.node),
+        }
+    }
+}
+
 impl<F: Netfs> Drop for Peropen<F> {
     fn drop(&mut self) {
         if let Some(open) = self.open.take() {
@@ -407,6 +440,12 @@ enum Replied {
         bytes: Vec<u8>,
         readdir: Option<i32>,
     },
+    /// Data read straight into a region of this task (`len` bytes at
+    /// `addr`), which the reply gives away.
+    Region {
+        addr: u64,
+        len: usize,
+    },
 }
 
 type Reply = Result<Replied, KernReturn>;
@@ -415,10 +454,6 @@ type Reply = Result<Replied, KernReturn>;
 pub const UTIME_NOW: i64 = -1;
 /// The Hurd's `UTIME_OMIT`.
 pub const UTIME_OMIT: i64 = -2;
-
-fn err(e: Errno) -> KernReturn {
-    hurd_error(e)
-}
 
 impl<F: Netfs> NetfsServer<F> {
     /// A server of `fs` with a new control port (hand out send rights: the
@@ -575,16 +610,10 @@ impl<F: Netfs> NetfsServer<F> {
             Some(Object::Control) => self.on_control(bytes, responder),
             Some(Object::SyncNotify) => match startup::decode_dosync(bytes) {
                 Ok(()) => self.go_away(0, responder),
-                Err(e) => {
-                    rpc::destroy_request_resources(&**self.ipc(), bytes);
-                    responder.error(e);
-                }
+                Err(e) => self.refuse(bytes, responder, e),
             },
             Some(Object::Protid(p)) => self.on_protid(&p, &h, bytes, responder),
-            _ => {
-                rpc::destroy_request_resources(&**self.ipc(), bytes);
-                responder.error(err(errno::EOPNOTSUPP));
-            }
+            _ => self.refuse(bytes, responder, err(errno::EOPNOTSUPP)),
         }
     }
 
@@ -596,10 +625,7 @@ impl<F: Netfs> NetfsServer<F> {
         }
         let req = match fsys::decode_request(bytes) {
             Ok(r) => r,
-            Err(e) => {
-                rpc::destroy_request_resources(&**self.ipc(), bytes);
-                return responder.error(e);
-            }
+            Err(e) => return self.refuse(bytes, responder, e),
         };
         match req {
             fsys::Request::Syncfs { .. } => {
@@ -619,10 +645,7 @@ impl<F: Netfs> NetfsServer<F> {
                 let _ = self.ipc().port_deallocate(auth);
                 responder.error(err(errno::EOPNOTSUPP));
             }
-            _ => {
-                rpc::destroy_request_resources(&**self.ipc(), bytes);
-                responder.error(err(errno::EOPNOTSUPP));
-            }
+            _ => self.refuse(bytes, responder, err(errno::EOPNOTSUPP)),
         }
     }
 
@@ -655,49 +678,39 @@ impl<F: Netfs> NetfsServer<F> {
             }
         });
         let root = self.fs.root();
-        self.fs.retain(root);
-        let st = match self.fs.stat(root) {
-            Ok(st) => st,
-            Err(e) => {
-                self.fs.release(root);
-                if req.dotdot.is_valid() {
-                    let _ = ipc.port_deallocate(req.dotdot);
-                }
-                return Err(err(e));
-            }
-        };
-        let check = check_open(&cred, &st, req.flags);
-        if let Err(e) = check {
-            self.fs.release(root);
+        let allowed = self
+            .fs
+            .stat(root)
+            .and_then(|st| check_open(&cred, &st, req.flags));
+        if let Err(e) = allowed {
             if req.dotdot.is_valid() {
                 let _ = ipc.port_deallocate(req.dotdot);
             }
             return Err(err(e));
         }
+        self.fs.retain(root);
         let po = self.new_peropen(root, req.flags, req.dotdot).map_err(err)?;
         self.new_protid(po, cred).map(Replied::Root)
     }
 
+    /// Answers `code` to a request not served, releasing what it carried.
+    fn refuse(&self, bytes: &[u8], responder: Responder, code: KernReturn) {
+        rpc::destroy_request_resources(&**self.ipc(), bytes);
+        responder.error(code);
+    }
+
     fn on_protid(&self, p: &Arc<Protid<F>>, h: &Header, bytes: &[u8], responder: Responder) {
+        let unserved = err(errno::EOPNOTSUPP);
         if (io::ID_WRITE..=io::ID_LAST).contains(&h.id) {
             match io::decode_request(bytes) {
-                Ok(io::Request::Other { .. }) => {
-                    rpc::destroy_request_resources(&**self.ipc(), bytes);
-                    responder.error(err(errno::EOPNOTSUPP));
-                }
+                Ok(io::Request::Other { .. }) => self.refuse(bytes, responder, unserved),
                 Ok(req) => self.on_io(p, &req, responder),
-                Err(e) => {
-                    rpc::destroy_request_resources(&**self.ipc(), bytes);
-                    responder.error(e);
-                }
+                Err(e) => self.refuse(bytes, responder, e),
             }
             return;
         }
         match fs::decode_request(bytes) {
-            Ok(fs::Request::Other { .. }) => {
-                rpc::destroy_request_resources(&**self.ipc(), bytes);
-                responder.error(err(errno::EOPNOTSUPP));
-            }
+            Ok(fs::Request::Other { .. }) => self.refuse(bytes, responder, unserved),
             Ok(req) => {
                 let carried = req.port();
                 let reply = self.on_fs(p, &req);
@@ -706,14 +719,7 @@ impl<F: Netfs> NetfsServer<F> {
                 }
                 self.send(responder, reply);
             }
-            Err(KernReturn::MIG_BAD_ID) => {
-                rpc::destroy_request_resources(&**self.ipc(), bytes);
-                responder.error(KernReturn::MIG_BAD_ID);
-            }
-            Err(e) => {
-                rpc::destroy_request_resources(&**self.ipc(), bytes);
-                responder.error(e);
-            }
+            Err(e) => self.refuse(bytes, responder, e),
         }
     }
 
@@ -728,12 +734,14 @@ impl<F: Netfs> NetfsServer<F> {
                     .map(|n| Replied::Int64(n as i64))
             }
             io::Request::Read { offset, amount } => self.read(po, modes, offset, amount),
-            io::Request::Seek { offset, whence } => self.seek(po, offset, whence),
+            io::Request::Seek { offset, whence } => {
+                po.seek(offset, whence).map(Replied::Int64).map_err(err)
+            }
             io::Request::Readable => {
                 if modes & oflag::O_READ == 0 {
                     Err(err(errno::EBADF))
                 } else {
-                    self.fs.stat(po.node).map_err(err).map(|st| {
+                    po.stat().map_err(err).map(|st| {
                         let at = *po.offset.lock() as i64;
                         Replied::Int64((st.size - at).max(0))
                     })
@@ -755,12 +763,10 @@ impl<F: Netfs> NetfsServer<F> {
                     .fetch_and(!(bits & oflag::HONORED), Ordering::AcqRel);
                 Ok(Replied::Empty)
             }
-            io::Request::Stat => match &po.open {
-                Some(open) => self.fs.fstat(po.node, open),
-                None => self.fs.stat(po.node),
-            }
-            .map(|st| Replied::Stat(Box::new(st.encode())))
-            .map_err(err),
+            io::Request::Stat => po
+                .stat()
+                .map(|st| Replied::Stat(Box::new(st.encode())))
+                .map_err(err),
             io::Request::Duplicate => self
                 .new_protid(Arc::clone(po), Arc::clone(&p.cred))
                 .map(Replied::Port),
@@ -786,30 +792,21 @@ impl<F: Netfs> NetfsServer<F> {
             Ok(r) => r,
             Err(e) => return responder.error(e),
         };
-        let ipc = Arc::clone(self.ipc());
         match reply {
             Replied::Data { bytes, readdir } if bytes.len() > io::INLINE_MAX => {
                 let len = bytes.len();
-                let Ok(addr) = ipc.vm_allocate_for_overwrite(len) else {
-                    return responder.error(err(12));
-                };
-                // SAFETY: a fresh region of `len` bytes.
-                unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, len) };
-                let mut delivered = false;
-                let sent = responder.reply_with(|to| {
-                    delivered = true;
-                    match readdir {
-                        Some(n) => fs::readdir_reply_ool(to, addr, len, n),
-                        None => io::read_reply_ool(to, addr, len),
+                match region_with(&**self.ipc(), &bytes) {
+                    Ok(addr) => {
+                        responder.reply_with_region(addr, len, |to| match readdir {
+                            Some(n) => fs::readdir_reply_ool(to, addr, len, n),
+                            None => io::read_reply_ool(to, addr, len),
+                        });
                     }
-                });
-                if delivered && !sent {
-                    // SAFETY: the undelivered reply did not take the region.
-                    let _ = unsafe { ipc.vm_deallocate(addr, len) };
-                } else if !delivered {
-                    // SAFETY: no reply carried it.
-                    let _ = unsafe { ipc.vm_deallocate(addr, len) };
+                    Err(_) => responder.error(err(errno::ENOMEM)),
                 }
+            }
+            Replied::Region { addr, len } => {
+                responder.reply_with_region(addr, len, |to| io::read_reply_ool(to, addr, len));
             }
             r => {
                 let new_protid = match r {
@@ -841,6 +838,7 @@ impl<F: Netfs> NetfsServer<F> {
                         Some(n) => fs::readdir_reply_inline(to, &bytes, n),
                         None => io::read_reply_inline(to, &bytes),
                     },
+                    Replied::Region { .. } => unreachable!("sent above"),
                 });
                 if let (Some(port), false) = (new_protid, sent) {
                     // Nobody holds a right to it: no-senders will never come.
@@ -864,7 +862,7 @@ impl<F: Netfs> NetfsServer<F> {
         // The file pointer's lock also orders appends.
         let mut at = po.offset.lock();
         let start = if modes & oflag::O_APPEND != 0 {
-            self.fs.stat(po.node).map_err(err)?.size as u64
+            po.stat().map_err(err)?.size as u64
         } else if offset == -1 {
             *at
         } else {
@@ -891,37 +889,63 @@ impl<F: Netfs> NetfsServer<F> {
         if offset < -1 {
             return Err(err(errno::EINVAL));
         }
-        let len = amount.min(crate::MAX_READ as u64) as usize;
-        let bytes = if offset == -1 {
-            let mut at = po.offset.lock();
-            let b = self.fs.read(po.node, open, *at, len).map_err(err)?;
-            *at += b.len() as u64;
-            b
-        } else {
-            self.fs
-                .read(po.node, open, offset as u64, len)
-                .map_err(err)?
-        };
-        Ok(Replied::Data {
-            bytes,
-            readdir: None,
-        })
+        let len = amount.min(READ_MAX as u64) as usize;
+        // The file pointer's lock is held through a read from it.
+        let mut pointer = (offset == -1).then(|| po.offset.lock());
+        let at = pointer.as_deref().map_or(offset as u64, |p| *p);
+        let (replied, n) = self.read_at(po, open, at, len)?;
+        if let Some(p) = pointer.as_deref_mut() {
+            *p += n as u64;
+        }
+        Ok(replied)
     }
 
-    fn seek(&self, po: &Peropen<F>, offset: i64, whence: i32) -> Result<Replied, KernReturn> {
-        let mut at = po.offset.lock();
-        let base = match whence {
-            0 => 0,
-            1 => *at as i64,
-            2 => self.fs.stat(po.node).map_err(err)?.size,
-            _ => return Err(err(errno::EINVAL)),
+    /// Reads up to `len` bytes at `at`: into a buffer for an inline reply,
+    /// or (more than a message holds) straight into the region an
+    /// out-of-line reply gives away.
+    fn read_at(
+        &self,
+        po: &Peropen<F>,
+        open: &F::Open,
+        at: u64,
+        len: usize,
+    ) -> Result<(Replied, usize), KernReturn> {
+        if len <= io::INLINE_MAX {
+            let mut bytes = vec![0u8; len];
+            let n = self.fs.read(po.node, open, at, &mut bytes).map_err(err)?;
+            bytes.truncate(n);
+            return Ok((
+                Replied::Data {
+                    bytes,
+                    readdir: None,
+                },
+                n,
+            ));
+        }
+        let ipc = &**self.ipc();
+        // The read overwrites what is sent of it.
+        let addr = ipc.vm_allocate_for_overwrite(len)?;
+        // SAFETY: a fresh region of `len` bytes, this task's alone until it
+        // is sent or deallocated.
+        let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) };
+        let read = self.fs.read(po.node, open, at, buf);
+        let short = match read {
+            Ok(n) if n == len => return Ok((Replied::Region { addr, len }, n)),
+            // The end of the file: what was read travels on its own.
+            Ok(n) => Ok((buf[..n].to_vec(), n)),
+            Err(e) => Err(err(e)),
         };
-        let new = base.checked_add(offset).filter(|n| *n >= 0);
-        let Some(new) = new else {
-            return Err(err(errno::EINVAL));
-        };
-        *at = new as u64;
-        Ok(Replied::Int64(new))
+        // SAFETY: never sent; nothing refers to the region any more.
+        let _ = unsafe { ipc.vm_deallocate(addr, len) };
+        short.map(|(bytes, n)| {
+            (
+                Replied::Data {
+                    bytes,
+                    readdir: None,
+                },
+                n,
+            )
+        })
     }
 
     /// The node of one of our protids that a request carried.
@@ -970,10 +994,10 @@ impl<F: Netfs> NetfsServer<F> {
             fs::Request::Mkfile { flags, mode } => self.mkfile(p, flags, mode),
             fs::Request::CheckAccess => {
                 let st = fs.stat(node).map_err(err)?;
-                let allowed = [(4, oflag::O_READ), (2, oflag::O_WRITE), (1, oflag::O_EXEC)]
+                let allowed = ACCESS
                     .iter()
-                    .filter(|(want, _)| p.cred.may(&st, *want))
-                    .fold(0, |a, (_, flag)| a | flag);
+                    .filter(|(_, want)| p.cred.may(&st, *want))
+                    .fold(0, |a, (flag, _)| a | flag);
                 Ok(Replied::Int32(allowed))
             }
             fs::Request::SetTranslator {
@@ -1024,13 +1048,7 @@ impl<F: Netfs> NetfsServer<F> {
     fn on_dir_change(&self, p: &Protid<F>, req: &fs::Request<'_>) -> Result<(), Errno> {
         let (node, cred) = (p.po.node, &*p.cred);
         let fs = &*self.fs;
-        let writable_dir = |n: Node| -> Result<(), Errno> {
-            let st = fs.stat(n)?;
-            if !is_dir(&st) {
-                return Err(errno::ENOTDIR);
-            }
-            cred.check(&st, 3)
-        };
+        let writable_dir = |n: Node| self.writable_dir(cred, n);
         match *req {
             fs::Request::Mkdir { name, mode } => {
                 check_name(name)?;
@@ -1081,6 +1099,15 @@ impl<F: Netfs> NetfsServer<F> {
         }
     }
 
+    /// That `dir` is a directory `cred` may change (write and search it).
+    fn writable_dir(&self, cred: &Cred, dir: Node) -> Result<(), Errno> {
+        let st = self.fs.stat(dir)?;
+        if !is_dir(&st) {
+            return Err(errno::ENOTDIR);
+        }
+        cred.check(&st, 3)
+    }
+
     /// `file_chmod`, `file_chown`, `file_utimens`: the owner's (or root's),
     /// and setting both times to now for whoever may write.
     fn on_attr(&self, p: &Protid<F>, req: &fs::Request<'_>) -> Result<(), Errno> {
@@ -1121,13 +1148,9 @@ impl<F: Netfs> NetfsServer<F> {
     /// `dir_mkfile`: a new file with no name, opened as `flags` asks (and
     /// for writing).
     fn mkfile(&self, p: &Arc<Protid<F>>, flags: i32, mode: u32) -> Reply {
-        let fs = &*self.fs;
-        let st = fs.stat(p.po.node).map_err(err)?;
-        if !is_dir(&st) {
-            return Err(err(errno::ENOTDIR));
-        }
-        p.cred.check(&st, 3).map_err(err)?;
-        let created = fs
+        self.writable_dir(&p.cred, p.po.node).map_err(err)?;
+        let created = self
+            .fs
             .mkfile(&p.cred, p.po.node, (mode & 0o6777) | 0o100_000)
             .map_err(err)?;
         self.open_node(p, created, flags | oflag::O_WRITE, true, false)
@@ -1394,7 +1417,7 @@ fn check_open(cred: &Cred, st: &Stat, flags: i32) -> Result<(), Errno> {
     if flags & oflag::O_WRITE != 0 && is_dir(st) {
         return Err(errno::EISDIR);
     }
-    let want = [(oflag::O_READ, 4), (oflag::O_WRITE, 2), (oflag::O_EXEC, 1)]
+    let want = ACCESS
         .iter()
         .filter(|(flag, _)| flags & flag != 0)
         .fold(0, |w, (_, bit)| w | bit);

@@ -46,6 +46,16 @@ pub(crate) fn send_reply(ipc: &dyn Ipc, mut msg: MsgBuf, ool: Option<(u64, usize
     false
 }
 
+/// A region of this task holding a copy of `data`, for an out-of-line
+/// reply to give away.
+pub(crate) fn region_with(ipc: &dyn Ipc, data: &[u8]) -> Result<u64, KernReturn> {
+    // The copy below overwrites all of it.
+    let addr = ipc.vm_allocate_for_overwrite(data.len())?;
+    // SAFETY: a fresh region of at least `data.len()` bytes.
+    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
+    Ok(addr)
+}
+
 /// Where and how to answer one request.
 pub struct Responder {
     ipc: Arc<dyn Ipc>,
@@ -84,6 +94,23 @@ impl Responder {
             None => false,
         }
     }
+
+    /// Sends the reply `build` makes around the `len` bytes at `addr` (a
+    /// region of this task the reply gives away); the region is freed when
+    /// no reply takes it. Returns whether one was delivered.
+    pub(crate) fn reply_with_region(
+        mut self,
+        addr: u64,
+        len: usize,
+        build: impl FnOnce(&ReplyTo) -> MsgBuf,
+    ) -> bool {
+        if let Some(to) = self.take() {
+            return send_reply(&*self.ipc, build(&to), Some((addr, len)));
+        }
+        // SAFETY: no reply will carry the region, which is this task's.
+        let _ = unsafe { self.ipc.vm_deallocate(addr, len) };
+        false
+    }
 }
 
 /// The answer to `device_read` / `device_read_inband`. Dropping it unsent
@@ -99,35 +126,31 @@ impl DataReply {
         Self { responder, inband }
     }
 
+    /// The responder, taken out (the drop's `D_IO_ERROR` no longer sent).
+    fn take_responder(&mut self) -> Responder {
+        Responder::new(Arc::clone(&self.responder.ipc), self.responder.take())
+    }
+
     /// Sends the data read, or the error.
     pub fn send(mut self, result: Result<Vec<u8>, KernReturn>) {
-        let Some(to) = self.responder.take() else {
-            return;
-        };
-        let ipc = Arc::clone(&self.responder.ipc);
-        let (msg, ool) = match result {
-            Err(e) => (dev::error_reply(&to, e), None),
+        let responder = self.take_responder();
+        match result {
+            Err(e) => responder.error(e),
             Ok(data) if self.inband => {
                 let n = data.len().min(dev::INBAND_MAX);
-                (dev::read_inband_reply(&to, &data[..n]), None)
+                responder.reply_with(|to| dev::read_inband_reply(to, &data[..n]));
             }
-            Ok(data) if data.is_empty() => (dev::read_reply(&to, 0, 0), None),
-            // The copy below overwrites all of it.
-            Ok(data) => match ipc.vm_allocate_for_overwrite(data.len()) {
+            Ok(data) if data.is_empty() => {
+                responder.reply_with(|to| dev::read_reply(to, 0, 0));
+            }
+            Ok(data) => match region_with(&*responder.ipc, &data) {
                 Ok(addr) => {
-                    // SAFETY: a fresh region of at least `data.len()` bytes.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len());
-                    }
-                    (
-                        dev::read_reply(&to, addr, data.len()),
-                        Some((addr, data.len())),
-                    )
+                    let len = data.len();
+                    responder.reply_with_region(addr, len, |to| dev::read_reply(to, addr, len));
                 }
-                Err(_) => (dev::error_reply(&to, KernReturn::D_NO_MEMORY), None),
+                Err(_) => responder.error(KernReturn::D_NO_MEMORY),
             },
-        };
-        let _ = send_reply(&*ipc, msg, ool);
+        }
     }
 }
 
@@ -159,15 +182,8 @@ impl DataReply {
             return self.send(Err(e));
         }
         let mut this = self;
-        match this.responder.take() {
-            Some(to) => {
-                let _ = send_reply(&*ipc, dev::read_reply(&to, addr, len), Some((addr, len)));
-            }
-            None => {
-                // SAFETY: no reply will carry the region.
-                let _ = unsafe { ipc.vm_deallocate(addr, len) };
-            }
-        }
+        this.take_responder()
+            .reply_with_region(addr, len, |to| dev::read_reply(to, addr, len));
     }
 }
 

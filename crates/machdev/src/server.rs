@@ -66,7 +66,6 @@ struct Boot {
 /// A running device server.
 pub struct DeviceServer {
     pool: Pool,
-    ipc: Arc<dyn Ipc>,
     master: PortName,
     drivers: Vec<Arc<dyn Driver>>,
     next_master: Option<PortName>,
@@ -97,12 +96,11 @@ impl DeviceServer {
         next_master: Option<PortName>,
         config: PoolConfig,
     ) -> Result<Arc<Self>, KernReturn> {
-        let pool = Pool::new(Arc::clone(&ipc), config)?;
+        let pool = Pool::new(ipc, config)?;
         let master = pool.new_port()?;
         let filter_notify = pool.new_port()?;
         let server = Arc::new(Self {
             pool,
-            ipc,
             master,
             drivers,
             next_master,
@@ -221,7 +219,7 @@ impl DeviceServer {
             return self.on_filter_notification(&h, bytes);
         }
         let to = dev::reply_to(&h);
-        let responder = Responder::new(Arc::clone(&self.ipc), to);
+        let responder = Responder::new(Arc::clone(self.pool.ipc()), to);
         match object {
             Some(Object::Control) => return self.on_control(bytes, responder),
             Some(Object::SyncNotify) => {
@@ -231,7 +229,7 @@ impl DeviceServer {
                         responder.reply_with(dev::simple_reply);
                     }
                     Err(e) => {
-                        dev::destroy_request_resources(&*self.ipc, bytes);
+                        dev::destroy_request_resources(&**self.pool.ipc(), bytes);
                         responder.error(e);
                     }
                 }
@@ -242,20 +240,20 @@ impl DeviceServer {
         let req = match dev::decode_request(bytes) {
             Ok(req) => req,
             Err(code) => {
-                dev::destroy_request_resources(&*self.ipc, bytes);
+                dev::destroy_request_resources(&**self.pool.ipc(), bytes);
                 responder.error(code);
                 return;
             }
         };
         if matches!(req, Request::Unsupported { .. }) {
             // Nothing of it is used: release whatever it carried.
-            dev::destroy_request_resources(&*self.ipc, bytes);
+            dev::destroy_request_resources(&**self.pool.ipc(), bytes);
         }
         match object {
             Some(Object::Master) => self.on_master(req, responder),
             Some(Object::Device(open)) => self.on_device(&open, h.local, req, responder),
             _ => {
-                dev::destroy_request_resources(&*self.ipc, bytes);
+                dev::destroy_request_resources(&**self.pool.ipc(), bytes);
                 responder.error(KernReturn::D_NO_SUCH_DEVICE);
             }
         }
@@ -265,7 +263,7 @@ impl DeviceServer {
         let (mode, name) = match req {
             Request::Open { mode, name } | Request::OpenNew { mode, name } => (mode, name),
             other => {
-                other.release(&*self.ipc);
+                other.release(&**self.pool.ipc());
                 responder.error(KernReturn::D_INVALID_OPERATION);
                 return;
             }
@@ -320,13 +318,13 @@ impl DeviceServer {
     }
 
     fn forward_open(&self, next: PortName, mode: u32, name: &str) -> Result<PortName, KernReturn> {
-        let reply = self.ipc.port_allocate(Right::Receive)?;
+        let reply = self.pool.ipc().port_allocate(Right::Receive)?;
         let mut msg = dev::open_request(next, reply, mode, name);
         let len = msg.len() as u32;
         // SAFETY: a complete request; the buffer also receives the reply.
         let r = unsafe {
             msg.resize(RCV_SIZE);
-            self.ipc.mach_msg(
+            self.pool.ipc().mach_msg(
                 msg.as_mut_ptr(),
                 option::SEND_MSG | option::RCV_MSG,
                 len,
@@ -336,14 +334,14 @@ impl DeviceServer {
                 PortName::NULL,
             )
         };
-        let _ = self.ipc.port_mod_refs(reply, Right::Receive, -1);
+        let _ = self.pool.ipc().port_mod_refs(reply, Right::Receive, -1);
         r.result().map_err(|_| KernReturn::D_NO_SUCH_DEVICE)?;
         dev::decode_open_reply(msg.as_bytes())
     }
 
     fn on_device(&self, open: &Arc<Open>, port: PortName, req: Request<'_>, responder: Responder) {
         if open.closed.load(Ordering::Acquire) {
-            req.release(&*self.ipc);
+            req.release(&**self.pool.ipc());
             responder.error(KernReturn::D_NO_SUCH_DEVICE);
             return;
         }
@@ -369,7 +367,7 @@ impl DeviceServer {
             } => {
                 // SAFETY: the kernel mapped this region into our task with
                 // the request, and nothing else refers to it.
-                let data = unsafe { Data::ool(Arc::clone(&self.ipc), addr, len) };
+                let data = unsafe { Data::ool(Arc::clone(self.pool.ipc()), addr, len) };
                 if !open.mode.can_write() {
                     responder.error(KernReturn::D_INVALID_OPERATION);
                 } else if data.is_empty() {
@@ -421,11 +419,13 @@ impl DeviceServer {
                 ref filter,
             } => {
                 // GNU Mach does not check the open's mode here either.
-                let result = open.device.set_filter(&self.ipc, port, priority, filter);
+                let result = open
+                    .device
+                    .set_filter(self.pool.ipc(), port, priority, filter);
                 match result {
                     Ok(()) => self.watch_filter_port(port, &open.device),
                     Err(_) => {
-                        let _ = self.ipc.port_deallocate(port);
+                        let _ = self.pool.ipc().port_deallocate(port);
                     }
                 }
                 responder.reply_with(|to| match result {
@@ -447,7 +447,7 @@ impl DeviceServer {
                 devices.push(Arc::clone(device));
             }
         }
-        match self.ipc.request_notification(
+        match self.pool.ipc().request_notification(
             port,
             notify::DEAD_NAME,
             1,
@@ -456,7 +456,7 @@ impl DeviceServer {
         ) {
             // A second filter on the same port replaced the request.
             Ok(previous) if previous != PortName::NULL => {
-                let _ = self.ipc.port_deallocate(previous);
+                let _ = self.pool.ipc().port_deallocate(previous);
             }
             Ok(_) => {}
             Err(e) => log::debug!("no dead-name notification for port {}: {e:?}", port.0),
@@ -488,10 +488,10 @@ impl DeviceServer {
                         }
                     }
                     // The reference the notification added to the dead name.
-                    let _ = self.ipc.port_deallocate(port);
+                    let _ = self.pool.ipc().port_deallocate(port);
                 }
             }
-            _ => dev::destroy_request_resources(&*self.ipc, bytes),
+            _ => dev::destroy_request_resources(&**self.pool.ipc(), bytes),
         }
     }
 
@@ -500,7 +500,7 @@ impl DeviceServer {
         let req = match fsys::decode_request(bytes) {
             Ok(r) => r,
             Err(e) => {
-                dev::destroy_request_resources(&*self.ipc, bytes);
+                dev::destroy_request_resources(&**self.pool.ipc(), bytes);
                 responder.error(e);
                 return;
             }
@@ -515,17 +515,17 @@ impl DeviceServer {
                 let rights = [
                     (host_priv, tn::COPY_SEND),
                     (self.master, tn::MAKE_SEND),
-                    (self.ipc.task_self(), tn::COPY_SEND),
+                    (self.pool.ipc().task_self(), tn::COPY_SEND),
                 ];
                 responder.reply_with(|to| fsys::getpriv_reply(to, rights));
             }
             fsys::Request::Startup { openflags, control } => {
                 let Some(up) = chain.bootstrap else {
-                    let _ = self.ipc.port_deallocate(control);
+                    let _ = self.pool.ipc().port_deallocate(control);
                     responder.error(HURD_EOPNOTSUPP);
                     return;
                 };
-                let forwarded = rpc::rpc(&*self.ipc, |r| {
+                let forwarded = rpc::rpc(&**self.pool.ipc(), |r| {
                     fsys::startup_request(up, r, openflags, control, tn::MOVE_SEND)
                 })
                 .and_then(|m| fsys::decode_startup_reply(m.as_bytes()));
@@ -537,7 +537,7 @@ impl DeviceServer {
             fsys::Request::Init { proc_server, auth } => {
                 let mut result = Ok(());
                 if let Some(up) = chain.bootstrap {
-                    result = rpc::rpc(&*self.ipc, |r| {
+                    result = rpc::rpc(&**self.pool.ipc(), |r| {
                         fsys::init_request(
                             up,
                             r,
@@ -552,8 +552,8 @@ impl DeviceServer {
                 {
                     result = host.system_initialized(proc_server, auth, sync_port);
                 }
-                let _ = self.ipc.port_deallocate(proc_server);
-                let _ = self.ipc.port_deallocate(auth);
+                let _ = self.pool.ipc().port_deallocate(proc_server);
+                let _ = self.pool.ipc().port_deallocate(auth);
                 responder.reply_with(|to| match result {
                     Ok(()) => dev::simple_reply(to),
                     Err(e) => dev::error_reply(to, e),
@@ -563,7 +563,7 @@ impl DeviceServer {
                 // A lookup of the node we sit on (passive translator mode):
                 // the result is a master port, so `device_open` works on what
                 // `file_name_lookup` returns (libstore's `@node:name`).
-                dev::destroy_request_resources(&*self.ipc, bytes);
+                dev::destroy_request_resources(&**self.pool.ipc(), bytes);
                 responder.reply_with(|to| fsys::getroot_reply(to, self.master, tn::MAKE_SEND));
             }
             fsys::Request::Syncfs { .. } => {
@@ -572,7 +572,7 @@ impl DeviceServer {
             }
             fsys::Request::Goaway { .. } => responder.error(HURD_EBUSY),
             fsys::Request::Other { .. } => {
-                dev::destroy_request_resources(&*self.ipc, bytes);
+                dev::destroy_request_resources(&**self.pool.ipc(), bytes);
                 responder.error(HURD_EOPNOTSUPP);
             }
         }

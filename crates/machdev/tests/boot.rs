@@ -376,7 +376,10 @@ fn a_lookup_of_the_translated_node_gives_a_device_master() {
     })
     .unwrap();
     let (retry, name, node) = fsys::decode_getroot_reply(m.as_bytes()).unwrap();
-    assert_eq!((retry, name.as_str()), (fsys::FS_RETRY_NORMAL, ""));
+    assert_eq!(
+        (retry, name.as_str()),
+        (mig_bindings::fs::FS_RETRY_NORMAL, "")
+    );
     // What the lookup returned is a device master.
     let c = Client::new(&fs);
     let d = c.open(node, Mode::READ, "wd0").unwrap();
