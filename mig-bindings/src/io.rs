@@ -28,6 +28,8 @@ pub const ID_SET_SOME_OPENMODES: i32 = 21006;
 pub const ID_CLEAR_SOME_OPENMODES: i32 = 21007;
 /// `io_stat`.
 pub const ID_STAT: i32 = 21013;
+/// `io_reauthenticate` (a simpleroutine: no reply).
+pub const ID_REAUTHENTICATE: i32 = 21014;
 /// `io_restrict_auth`.
 pub const ID_RESTRICT_AUTH: i32 = 21015;
 /// `io_duplicate`.
@@ -152,6 +154,11 @@ pub enum Request<'a> {
     Stat,
     /// `io_duplicate()`.
     Duplicate,
+    /// `io_reauthenticate(rendezvous)`: a send right, now the server's.
+    Reauthenticate {
+        /// The client's rendezvous port, for `auth_server_authenticate`.
+        rendezvous: PortName,
+    },
     /// `io_restrict_auth(uids, gids)` (out-of-line arrays are ours to
     /// deallocate).
     RestrictAuth {
@@ -271,6 +278,14 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
                 _ => Request::Duplicate,
             }
         }
+        ID_REAUTHENTICATE => {
+            if size != 48 || !complex {
+                return Err(bad());
+            }
+            Request::Reauthenticate {
+                rendezvous: r.port(tn::MOVE_SEND).map_err(|_| bad())?,
+            }
+        }
         ID_RESTRICT_AUTH => {
             // MIG: 48 bytes with empty arrays, each padded to 8.
             if size < 48 {
@@ -358,11 +373,22 @@ pub fn restrict_auth_request(
 ) -> MsgBuf {
     let mut b = Builder::new(Header::request(file, reply, ID_RESTRICT_AUTH));
     for list in [uids, gids] {
-        let mut d = TypeDesc::inline(tn::INTEGER_32, 32, list.len() as u32);
-        d.longform = true;
-        let raw: Vec<u8> = list.iter().flat_map(|id| id.to_ne_bytes()).collect();
-        b.desc(d).raw(&raw);
+        crate::auth::put_ids(&mut b, list);
     }
+    b.finish()
+}
+
+/// `io_reauthenticate` request (no reply port: a simpleroutine), the
+/// rendezvous port given with `disp` (glibc: `MAKE_SEND` of a fresh
+/// receive right).
+#[must_use]
+pub fn reauthenticate_request(file: PortName, rendezvous: PortName, disp: u8) -> MsgBuf {
+    let header = Header {
+        bits: msg::bits(tn::COPY_SEND, 0),
+        ..Header::request(file, PortName::NULL, ID_REAUTHENTICATE)
+    };
+    let mut b = Builder::new(header);
+    b.port(rendezvous, disp);
     b.finish()
 }
 

@@ -12,6 +12,8 @@
 //! - [`io`] (21000), [`fs`] (20000): a file server's protids (`io_read`,
 //!   `dir_lookup`, `dir_readdir`, ...), with the Hurd's `struct stat`,
 //!   `struct statfs` and `struct dirent` layouts.
+//! - [`auth`] (25000): the rendezvous by which a file server learns a
+//!   client's ids (`io_reauthenticate`).
 //! - [`pci`] (39000), [`acpi`] (41000): the PCI arbiter and ACPI clients.
 //! - [`net`]: GNU Mach's network devices: status flavors, interface
 //!   flags, and the `net_rcv_msg` carrying each received frame.
@@ -27,6 +29,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod auth;
 pub mod device;
 pub mod fs;
 pub mod fsys;

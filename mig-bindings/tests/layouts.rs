@@ -1,12 +1,12 @@
 //! Byte layouts of the Hurd interface codecs, checked against what the
-//! current MIG generates for the Hurd's `fsys`, `io`, `fs`, `startup`,
-//! `pci` and `acpi` interfaces (sizes, complex bit, descriptor words at their offsets).
+//! current MIG generates for the Hurd's `fsys`, `io`, `fs`, `auth`,
+//! `startup`, `pci` and `acpi` interfaces (sizes, complex bit, descriptor words at their offsets).
 
 use mach::PortName;
 use mach::msg::MsgBuf;
 use mach::port::type_name as tn;
 use mig_bindings::rpc::ReplyTo;
-use mig_bindings::{acpi, fs, fsys, io, pci, startup};
+use mig_bindings::{acpi, auth, fs, fsys, io, pci, startup};
 
 fn word(m: &MsgBuf, off: usize) -> u32 {
     u32::from_ne_bytes(m.as_bytes()[off..off + 4].try_into().unwrap())
@@ -290,4 +290,99 @@ fn fsys_getroot_carries_the_credentials() {
     assert_eq!((g.dotdot, g.flags), (PortName(7), 1));
     assert_eq!(g.uids, io::Ids::Inline(&[0xe8, 3, 0, 0, 0, 0, 0, 0]));
     assert_eq!(g.gids, io::Ids::Inline(&[100, 0, 0, 0]));
+}
+
+/// The Hurd's `EACCES`.
+const EACCES: i32 = 0x4000_000d;
+
+/// The first word of a port descriptor: `name`, 64 bits, inline.
+const fn port_word(name: u8) -> u32 {
+    0x2000_4000 | name as u32
+}
+
+/// `io_reauthenticate` (ioU.c: a 48-byte complex simpleroutine, the
+/// rendezvous polymorphic, `COPY_SEND` and no reply port) and the two
+/// rendezvous routines of `authU.c`/`authS.c` for `hurd/auth.defs`.
+#[test]
+fn io_reauthenticate_and_the_auth_rendezvous() {
+    let m = io::reauthenticate_request(PortName(5), PortName(8), tn::MAKE_SEND);
+    assert_eq!(shape(&m), (48, true, 21014));
+    let h = m.header().unwrap();
+    assert_eq!(
+        (h.bits & 0xffff, h.local),
+        (u32::from(tn::COPY_SEND), PortName::NULL)
+    );
+    assert_eq!(word(&m, 32), port_word(tn::MAKE_SEND));
+    // As the server receives it.
+    let mut got = m.clone();
+    got.as_bytes_mut()[32] = tn::MOVE_SEND;
+    assert_eq!(
+        io::decode_request(got.as_bytes()),
+        Ok(io::Request::Reauthenticate {
+            rendezvous: PortName(8)
+        })
+    );
+    // A simple message, or a wrong size, is refused as MIG refuses it.
+    let mut simple = got.clone();
+    simple.as_bytes_mut()[3] &= 0x7f;
+    assert!(io::decode_request(simple.as_bytes()).is_err());
+
+    let m = auth::user_authenticate_request(PortName(5), PortName(6), (PortName(8), tn::MAKE_SEND));
+    assert_eq!(shape(&m), (48, true, 25002));
+    assert_eq!(word(&m, 32), port_word(tn::MAKE_SEND));
+    let m = auth::server_authenticate_request(
+        PortName(5),
+        PortName(6),
+        (PortName(8), tn::MOVE_SEND),
+        (PortName(9), tn::MAKE_SEND),
+    );
+    assert_eq!(shape(&m), (64, true, 25003));
+    assert_eq!(
+        (word(&m, 32), word(&m, 48)),
+        (port_word(tn::MOVE_SEND), port_word(tn::MAKE_SEND))
+    );
+    let mut got = m.clone();
+    got.as_bytes_mut()[48] = tn::MOVE_SEND;
+    assert_eq!(
+        auth::decode_request(got.as_bytes()),
+        Ok(auth::Request::ServerAuthenticate {
+            rendezvous: PortName(8),
+            newport: PortName(9),
+            newport_disp: tn::MOVE_SEND,
+        })
+    );
+
+    let m = auth::user_authenticate_reply(&reply_to(25002), PortName(9), tn::MOVE_SEND);
+    assert_eq!(shape(&m), (64, true, 25102));
+    assert_eq!(
+        auth::decode_user_authenticate_reply(m.as_bytes()),
+        Ok(PortName(9))
+    );
+    let ids = auth::AuthIds {
+        euids: vec![1000],
+        auids: vec![1000, 1000],
+        egids: vec![100],
+        agids: vec![],
+    };
+    let m = auth::server_authenticate_reply(&reply_to(25003), &ids);
+    // authS.c: 80 bytes with four empty arrays, each padded to 8.
+    assert_eq!(shape(&m), (80 + 8 + 8 + 8, false, 25103));
+    assert_eq!((word(&m, 48), word(&m, 52)), (0x6000_2002, 1));
+    let ipc = mach::loopback::Kernel::new().new_task();
+    assert_eq!(
+        auth::decode_server_authenticate_reply(&ipc, m.as_bytes()),
+        Ok(ids)
+    );
+    // An error reply is the error; a truncated one a type error.
+    let e = mig_bindings::rpc::error_reply(&reply_to(25003), mach::KernReturn(EACCES));
+    assert_eq!(
+        auth::decode_server_authenticate_reply(&ipc, e.as_bytes()),
+        Err(mach::KernReturn(EACCES))
+    );
+    let mut short = m.clone();
+    short.as_bytes_mut()[4..8].copy_from_slice(&88u32.to_ne_bytes());
+    assert_eq!(
+        auth::decode_server_authenticate_reply(&ipc, &short.as_bytes()[..88]),
+        Err(mach::KernReturn::MIG_TYPE_ERROR)
+    );
 }

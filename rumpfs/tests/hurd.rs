@@ -29,6 +29,7 @@ mod served {
     use mach::port::type_name as tn;
     use mach::{KernReturn, PortName};
     use machdev::netfs::{errno, oflag};
+    use mig_bindings::auth::AuthIds;
     use mig_bindings::{fs as hfs, io, rpc};
 
     const O_RDWR: i32 = oflag::O_READ | oflag::O_WRITE;
@@ -317,6 +318,50 @@ mod served {
         ]);
     }
 
+    /// `io_reauthenticate` through the auth server's rendezvous: the new
+    /// port serves the ids the auth server tells, shares the open (its
+    /// file pointer), and leaves the old port as it was; the rendezvous
+    /// works whichever side comes first.
+    fn reauthentication(hurd: &Hurd, root: PortName, held: &mut Held) {
+        let ids = |uid: u32| AuthIds {
+            euids: vec![uid],
+            auids: vec![uid, uid],
+            egids: vec![uid],
+            agids: vec![uid, uid],
+        };
+        let user = hurd.auth.handle(ids(1000), &hurd.client).unwrap();
+        let private = hurd.open(root, "private", 0).unwrap();
+        let as_user = hurd.reauthenticate(private, user, false).unwrap();
+        assert_eq!(
+            hurd.open(as_user, "secret", oflag::O_READ),
+            Err(e(errno::EACCES))
+        );
+        let secret = hurd.open(private, "secret", oflag::O_READ).unwrap();
+        // The open is shared: a seek on one port moves the other's pointer.
+        let hello = hurd.open(root, "hello.txt", O_RDWR).unwrap();
+        let m = hurd.call(|r| io::seek_request(hello, r, 7, 0));
+        io::decode_int64_reply(m.as_bytes(), io::ID_SEEK).unwrap();
+        let reader = hurd.reauthenticate(hello, user, true).unwrap();
+        assert_eq!(hurd.read(reader, -1, 100).unwrap(), b"Hurd\n");
+        // Back to root through a root handle.
+        let root_handle = hurd.auth.handle(ids(0), &hurd.client).unwrap();
+        let again = hurd.reauthenticate(as_user, root_handle, false).unwrap();
+        let secret_again = hurd.open(again, "secret", oflag::O_READ).unwrap();
+        assert_eq!(hurd.auth.waiting(), 0);
+        // Without a rendezvous port: MIG's refusal, no new protid.
+        let before = hurd.server.protid_count();
+        let m = hurd.call(|r| io::bare_request(hello, r, io::ID_REAUTHENTICATE));
+        assert_eq!(
+            rpc::decode_simple_reply(m.as_bytes(), io::ID_REAUTHENTICATE),
+            Err(KernReturn::MIG_BAD_ARGUMENTS)
+        );
+        assert_eq!(hurd.server.protid_count(), before);
+        held.extend([private, as_user, secret, hello, reader, again, secret_again]);
+        for h in [user, root_handle] {
+            let _ = hurd.client.port_deallocate(h);
+        }
+    }
+
     /// MIG's errors, `EOPNOTSUPP` for what is not served, long names.
     fn bad_requests(hurd: &Hurd, root: PortName, file: PortName) {
         let m = hurd.call(|r| io::bare_request(root, r, io::ID_SERVER_VERSION));
@@ -412,6 +457,7 @@ mod served {
         held.push(file);
         directories_and_attributes(&hurd, root, file, &mut held);
         another_user(&hurd, root, &mut held);
+        reauthentication(&hurd, root, &mut held);
         bad_requests(&hurd, root, file);
         glibc_style_specials(&hurd, root, &mut held);
 

@@ -106,6 +106,13 @@ impl KernReturn {
             Err(self)
         }
     }
+
+    /// A `MACH_SEND_*` error: the message was not sent, and the rights it
+    /// carried are still the sender's.
+    #[must_use]
+    pub fn is_send_error(self) -> bool {
+        self.0 & !0xfff == 0x1000_0000
+    }
 }
 
 impl fmt::Debug for KernReturn {

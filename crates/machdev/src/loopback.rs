@@ -1,12 +1,15 @@
 //! A device server on the in-process loopback kernel, and client tasks that
 //! hold a send right to its master port: how rumpdisk serves on Linux, and
-//! how tests and benchmarks drive drivers.
+//! how tests and benchmarks drive drivers; and the auth server's
+//! rendezvous, for tests of a file server's `io_reauthenticate`.
 
 use std::sync::Arc;
 
 use mach::ipc::Ipc;
 use mach::loopback::{Kernel, Task};
 use mach::{KernReturn, PortName};
+use mig_bindings::auth::{self, AuthIds};
+use mig_bindings::rpc::{self, ReplyTo};
 
 use crate::pool::Serve;
 use crate::{DeviceServer, Driver, PoolConfig};
@@ -96,4 +99,146 @@ pub fn serve_on<S: Serve>(task: &Task, server: &Arc<S>, handoff: bool) -> Result
     }
     crate::pool::start(server);
     Ok(())
+}
+
+/// The Hurd's auth server, as far as the rendezvous goes, for the tasks of
+/// a loopback kernel: handles standing for ids, `auth_user_authenticate`
+/// (a client with a handle) matched with `auth_server_authenticate` (a
+/// server) by their rendezvous port, whichever comes first, the server's
+/// new port handed to the client and the client's ids to the server.
+/// Tests drive a file server's `io_reauthenticate` through it; on the Hurd
+/// the real auth server answers.
+pub struct AuthServer {
+    pool: crate::pool::Pool,
+    task: Arc<Task>,
+    state: crate::sync::Mutex<AuthState>,
+}
+
+#[derive(Default)]
+struct AuthState {
+    /// The ids of each handle (a port of the server).
+    handles: std::collections::BTreeMap<PortName, AuthIds>,
+    /// A call waiting for its match, by rendezvous port.
+    waiting: std::collections::BTreeMap<PortName, Waiting>,
+}
+
+enum Waiting {
+    /// A client, to be answered with the new port; its handle's ids.
+    User(ReplyTo, AuthIds),
+    /// A server, to be answered with the ids; the port for the client.
+    Server(ReplyTo, PortName, u8),
+}
+
+impl AuthServer {
+    /// Starts an auth server in a new task of `kernel`.
+    ///
+    /// # Errors
+    /// What the kernel answers when its ports cannot be made.
+    pub fn start(kernel: &Arc<Kernel>) -> Result<Arc<Self>, KernReturn> {
+        let task = Arc::new(kernel.new_task());
+        let ipc: Arc<dyn Ipc> = task.clone();
+        let server = Arc::new(Self {
+            pool: crate::pool::Pool::new(ipc, PoolConfig::default())?,
+            task,
+            state: crate::sync::Mutex::new(AuthState::default()),
+        });
+        crate::pool::start(&server);
+        Ok(server)
+    }
+
+    /// A new handle for `ids`, given to `to` as a send right (its name
+    /// there).
+    ///
+    /// # Errors
+    /// What the kernel answers when the port cannot be made or given.
+    pub fn handle(&self, ids: AuthIds, to: &Task) -> Result<PortName, KernReturn> {
+        let port = self.pool.new_port()?;
+        self.state.lock().handles.insert(port, ids);
+        self.task.give_send_right(port, to)
+    }
+
+    /// Calls waiting for their match.
+    #[must_use]
+    pub fn waiting(&self) -> usize {
+        self.state.lock().waiting.len()
+    }
+
+    fn answer(&self, msg: mach::msg::MsgBuf) {
+        crate::reply::send_reply(&*self.task, msg, None);
+    }
+
+    fn refuse(&self, bytes: &[u8], to: Option<ReplyTo>, code: KernReturn) {
+        rpc::destroy_request_resources(&*self.task, bytes);
+        if let Some(to) = to {
+            self.answer(rpc::error_reply(&to, code));
+        }
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        self.pool.stop();
+    }
+}
+
+impl Serve for AuthServer {
+    fn pool(&self) -> &crate::pool::Pool {
+        &self.pool
+    }
+
+    fn handle(&self, bytes: &[u8]) {
+        let Ok(h) = mach::msg::Header::read(bytes) else {
+            return;
+        };
+        let to = rpc::reply_to(&h);
+        let req = match auth::decode_request(bytes) {
+            Ok(auth::Request::Other { .. }) => {
+                return self.refuse(bytes, to, KernReturn::MIG_BAD_ID);
+            }
+            Ok(req) => req,
+            Err(e) => return self.refuse(bytes, to, e),
+        };
+        let mut state = self.state.lock();
+        let (Some(to), Some(ids)) = (to, state.handles.get(&h.local).cloned()) else {
+            drop(state);
+            return self.refuse(bytes, rpc::reply_to(&h), KernReturn::INVALID_ARGUMENT);
+        };
+        let (rendezvous, mine) = match req {
+            auth::Request::UserAuthenticate { rendezvous } => (rendezvous, Waiting::User(to, ids)),
+            auth::Request::ServerAuthenticate {
+                rendezvous,
+                newport,
+                newport_disp,
+            } => (rendezvous, Waiting::Server(to, newport, newport_disp)),
+            auth::Request::Other { .. } => unreachable!("refused above"),
+        };
+        let matched = match (state.waiting.remove(&rendezvous), mine) {
+            (Some(Waiting::User(user, ids)), Waiting::Server(server, port, disp))
+            | (Some(Waiting::Server(server, port, disp)), Waiting::User(user, ids)) => {
+                Some((user, ids, server, port, disp))
+            }
+            (Some(theirs), mine) => {
+                // Two of a kind on one rendezvous: the later is refused.
+                state.waiting.insert(rendezvous, theirs);
+                drop(state);
+                let to = match mine {
+                    Waiting::User(to, _) | Waiting::Server(to, ..) => to,
+                };
+                return self.refuse(bytes, Some(to), KernReturn::INVALID_ARGUMENT);
+            }
+            (None, mine) => {
+                state.waiting.insert(rendezvous, mine);
+                None
+            }
+        };
+        drop(state);
+        if let Some((user, ids, server, port, disp)) = matched {
+            self.answer(auth::user_authenticate_reply(&user, port, disp));
+            self.answer(auth::server_authenticate_reply(&server, &ids));
+            // Both calls' references to the rendezvous port.
+            let _ = self
+                .task
+                .port_mod_refs(rendezvous, mach::port::Right::Send, -2);
+        }
+    }
 }

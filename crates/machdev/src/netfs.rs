@@ -20,7 +20,7 @@ use mach::port::{notify, type_name as tn};
 use mach::{KernReturn, PortName};
 use mig_bindings::fs::{self, FS_RETRY_MAGICAL, FS_RETRY_NORMAL, FS_RETRY_REAUTH};
 use mig_bindings::io::{self, Stat};
-use mig_bindings::{fsys, rpc, startup};
+use mig_bindings::{auth, fsys, rpc, startup};
 
 pub use crate::boot::hurd_error;
 use crate::boot::hurd_error as err;
@@ -413,6 +413,8 @@ pub struct NetfsServer<F: Netfs> {
     objects: RwLock<BTreeMap<PortName, Object<F>>>,
     /// Called once after `fsys_goaway` unmounted the file system.
     on_goaway: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// The auth server `io_reauthenticate` asks (a send right), or null.
+    auth: Mutex<PortName>,
 }
 
 /// What a request is answered with (built once the reply port is known).
@@ -467,6 +469,7 @@ impl<F: Netfs> NetfsServer<F> {
             control,
             objects: RwLock::new(BTreeMap::from([(control, Object::Control)])),
             on_goaway: Mutex::new(None),
+            auth: Mutex::new(PortName::NULL),
         }))
     }
 
@@ -483,6 +486,17 @@ impl<F: Netfs> NetfsServer<F> {
         let port = self.pool.new_port()?;
         self.objects.write().insert(port, Object::SyncNotify);
         Ok(port)
+    }
+
+    /// The auth server that tells the ids of a client reauthenticating
+    /// (`io_reauthenticate`): a send right of this task, now the server's
+    /// (on the Hurd, glibc's `getauth()`). Without one, `io_reauthenticate`
+    /// is refused with `EOPNOTSUPP`.
+    pub fn set_auth_server(&self, auth: PortName) {
+        let old = core::mem::replace(&mut *self.auth.lock(), auth);
+        if old.is_valid() {
+            let _ = self.ipc().port_deallocate(old);
+        }
     }
 
     /// The file system.
@@ -528,6 +542,19 @@ impl<F: Netfs> NetfsServer<F> {
     /// A new protid for `po` as `cred`: the port and its disposition.
     fn new_protid(&self, po: Arc<Peropen<F>>, cred: Arc<Cred>) -> Result<PortName, KernReturn> {
         let (port, notify_port) = self.pool.new_open_port()?;
+        self.add_protid(port, notify_port, po, cred);
+        Ok(port)
+    }
+
+    /// Serves `port` (with its no-senders notification on `notify_port`)
+    /// as a protid of `po` for `cred`.
+    fn add_protid(
+        &self,
+        port: PortName,
+        notify_port: PortName,
+        po: Arc<Peropen<F>>,
+        cred: Arc<Cred>,
+    ) {
         let mut objects = self.objects.write();
         objects.insert(
             port,
@@ -538,7 +565,66 @@ impl<F: Netfs> NetfsServer<F> {
             })),
         );
         objects.insert(notify_port, Object::Notify(port));
-        Ok(port)
+    }
+
+    /// `io_reauthenticate` as libnetfs answers it: a new protid of the
+    /// same open, handed to the client by the auth server's rendezvous
+    /// (`auth_server_authenticate` with the client's `rendezvous`, a send
+    /// right now the server's), serving the effective ids the auth server
+    /// tells. The new port waits, its messages unserved, until they are
+    /// known; on an error it is destroyed and the client's
+    /// `auth_user_authenticate` gets nothing.
+    fn reauthenticate(&self, po: &Arc<Peropen<F>>, rendezvous: PortName) -> Result<(), KernReturn> {
+        let ipc = &**self.ipc();
+        let auth = *self.auth.lock();
+        let opened = if auth.is_valid() {
+            self.pool.new_open_port()
+        } else {
+            Err(err(errno::EOPNOTSUPP))
+        };
+        let (port, notify_port) = match opened {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = ipc.port_deallocate(rendezvous);
+                return Err(e);
+            }
+        };
+        // The rendezvous right stays ours when no message took it.
+        let ids = match self.pool.set_serving(port, false) {
+            Err(e) => {
+                let _ = ipc.port_deallocate(rendezvous);
+                Err(e)
+            }
+            Ok(()) => mach::rpc::rpc(ipc, |reply| {
+                auth::server_authenticate_request(
+                    auth,
+                    reply,
+                    (rendezvous, tn::MOVE_SEND),
+                    (port, tn::MAKE_SEND),
+                )
+            })
+            .inspect_err(|e| {
+                if e.is_send_error() {
+                    let _ = ipc.port_deallocate(rendezvous);
+                }
+            }),
+        };
+        let ids = ids.and_then(|m| auth::decode_server_authenticate_reply(ipc, m.as_bytes()));
+        match ids {
+            Ok(ids) => {
+                let cred = Cred {
+                    uids: ids.euids,
+                    gids: ids.egids,
+                };
+                self.add_protid(port, notify_port, Arc::clone(po), Arc::new(cred));
+                self.pool.set_serving(port, true)
+            }
+            Err(e) => {
+                self.pool.destroy(port);
+                self.pool.destroy(notify_port);
+                Err(e)
+            }
+        }
     }
 
     /// Opens `node` (one reference, now the open's) with `flags`.
@@ -770,6 +856,9 @@ impl<F: Netfs> NetfsServer<F> {
             io::Request::Duplicate => self
                 .new_protid(Arc::clone(po), Arc::clone(&p.cred))
                 .map(Replied::Port),
+            io::Request::Reauthenticate { rendezvous } => {
+                self.reauthenticate(po, rendezvous).map(|()| Replied::Empty)
+            }
             io::Request::RestrictAuth { uids, gids } => {
                 let ipc = &**self.ipc();
                 // SAFETY: out-of-line id arrays came with this request.

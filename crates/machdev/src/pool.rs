@@ -147,6 +147,17 @@ impl Pool {
         Ok((port, notify_port))
     }
 
+    /// Takes `port` (a port of the set) out of the set, or puts it back:
+    /// while out, its messages wait on it unserved.
+    pub fn set_serving(&self, port: PortName, serving: bool) -> Result<(), KernReturn> {
+        let set = if serving {
+            self.portset
+        } else {
+            PortName::NULL
+        };
+        self.ipc.port_move_member(port, set).result()
+    }
+
     /// Destroys a receive right of the server.
     pub fn destroy(&self, port: PortName) {
         let _ = self.ipc.port_mod_refs(port, Right::Receive, -1);

@@ -13,7 +13,9 @@ use mach::msg::MsgBuf;
 use mach::port::{Right, type_name as tn};
 use mach::{KernReturn, PortName};
 use machdev::PoolConfig;
+use machdev::loopback::AuthServer;
 use machdev::netfs::{NetfsServer, hurd_error, oflag};
+use mig_bindings::auth::{self, AuthIds};
 use mig_bindings::io::{self, Stat};
 use mig_bindings::{fs, fsys, rpc};
 use rumpfs::hurd::HurdFs;
@@ -69,6 +71,8 @@ pub struct Hurd {
     pub control: PortName,
     /// A port of the client's own, given as the root's `..`.
     pub dotdot: PortName,
+    /// The auth server of the server and the client.
+    pub auth: Arc<AuthServer>,
 }
 
 impl Hurd {
@@ -99,6 +103,15 @@ impl Hurd {
         )
         .unwrap();
         machdev::loopback::serve_on(&server_task, &server, true).unwrap();
+        // The server's own handle (it runs as root).
+        let auth = AuthServer::start(&kernel).unwrap();
+        let root = AuthIds {
+            euids: vec![0],
+            auids: vec![0, 0],
+            egids: vec![0],
+            agids: vec![0, 0],
+        };
+        server.set_auth_server(auth.handle(root, &server_task).unwrap());
         let client = kernel.new_task();
         let control = server_task
             .give_send_right(server.control_port(), &client)
@@ -111,7 +124,57 @@ impl Hurd {
             client,
             control,
             dotdot,
+            auth,
         }
+    }
+
+    /// `io_reauthenticate` of `port` and the client's
+    /// `auth_user_authenticate` with `handle`, as glibc makes them: the
+    /// port the server gives through the auth server. With `user_first`,
+    /// the client's call waits at the auth server before the server hears
+    /// of it.
+    pub fn reauthenticate(
+        &self,
+        port: PortName,
+        handle: PortName,
+        user_first: bool,
+    ) -> Result<PortName, KernReturn> {
+        let rendezvous = self.client.port_allocate(Right::Receive).unwrap();
+        let user = || {
+            let m = self
+                .call(|r| auth::user_authenticate_request(handle, r, (rendezvous, tn::MAKE_SEND)));
+            auth::decode_user_authenticate_reply(m.as_bytes())
+        };
+        let reauth = || {
+            let mut m = io::reauthenticate_request(port, rendezvous, tn::MAKE_SEND);
+            // SAFETY: a complete message, sent only (a simpleroutine).
+            let sent = unsafe {
+                self.client.mach_msg(
+                    m.as_mut_ptr(),
+                    mach::ipc::option::SEND_MSG,
+                    m.len() as u32,
+                    0,
+                    PortName::NULL,
+                    0,
+                    PortName::NULL,
+                )
+            };
+            sent.result()
+        };
+        let got = if user_first {
+            std::thread::scope(|s| {
+                let waiting = s.spawn(user);
+                while self.auth.waiting() == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                reauth()?;
+                waiting.join().expect("the client's call")
+            })
+        } else {
+            reauth().and_then(|()| user())
+        };
+        let _ = self.client.port_mod_refs(rendezvous, Right::Receive, -1);
+        got
     }
 
     pub fn call(&self, build: impl FnOnce(PortName) -> MsgBuf) -> MsgBuf {

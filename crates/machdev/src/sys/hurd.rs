@@ -20,6 +20,7 @@ unsafe extern "C" {
     fn task_resume(task: u32) -> c_int;
     fn file_name_lookup(name: *const c_char, flags: c_int, mode: u32) -> u32;
     fn get_privileged_ports(host_priv: *mut u32, device_master: *mut u32) -> c_int;
+    fn getauth() -> u32;
 }
 
 /// The calling task's bootstrap port (`NULL` if it has none).
@@ -172,6 +173,9 @@ pub fn serve_netfs<F: crate::netfs::Netfs>(
     let server =
         crate::netfs::NetfsServer::new(ipc(), fs, pool).map_err(|e| format!("file server: {e}"))?;
     server.on_goaway(|| std::process::exit(0));
+    // SAFETY: glibc's accessor of the process's auth port (a new send
+    // right, null when it has none).
+    server.set_auth_server(PortName(unsafe { getauth() }));
     let sync_port = server
         .add_sync_port()
         .map_err(|e| format!("sync port: {e}"))?;
