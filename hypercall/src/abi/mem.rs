@@ -21,9 +21,9 @@ pub unsafe extern "C" fn rumpuser_malloc(
 
 /// `void rumpuser_free(void *mem, size_t len)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rumpuser_free(p: *mut c_void, _len: usize) {
-    // SAFETY: `p` came from rumpuser_malloc.
-    unsafe { mem::free(p) };
+pub unsafe extern "C" fn rumpuser_free(p: *mut c_void, len: usize) {
+    // SAFETY: `p` came from rumpuser_malloc of `len` bytes.
+    unsafe { mem::free(p, len) };
 }
 
 /// `int rumpuser_anonmmap(void *prefaddr, size_t size, int alignbit, int exec, void **memp)`.
