@@ -159,6 +159,7 @@ pub fn open(path: &CStr, flags: i32) -> HyResult<RawFd> {
 
 /// Closes a descriptor from [`open`], flushing written data first.
 pub fn close(fd: RawFd) -> HyResult<()> {
+    crate::bio::forget(fd);
     if fd >= DEVICE_FD_BASE
         && let Some(dev) = devices().write().open.remove(&fd)
     {

@@ -53,6 +53,12 @@ const IO_SHARDS: u64 = 64;
 /// The kernel's page size.
 const PAGE: u64 = 4096;
 
+/// Reads this long or longer are made in two halves, the second first
+/// ([`Volume::read`]): each half is then at least the kernel's first
+/// read-ahead window (`MAXPHYS`, 64 KiB) past the end of the previous
+/// read, so no read is sequential to the kernel.
+const SPLIT_READ: usize = 128 << 10;
+
 /// Where the file system is mounted in the kernel.
 const MOUNT_POINT: &[u8] = b"/rumpfs";
 /// The etfs key of the block device under it.
@@ -372,6 +378,10 @@ impl Volume {
         }
         // Block I/O done in the caller: see the module's notes.
         hypercall::param::set("RUMP_BIO_THREADS", "0");
+        // The host's page cache as the store's write cache (see
+        // `Volume::flush`), or, with `--sync`, every write the kernel waits
+        // for stable on the host's storage before it completes.
+        hypercall::bio::set_sync_writes_stable(opts.sync);
         let rump = Rump::init()?;
         rump.bind_thread()?;
         let etfs = if window.whole {
@@ -615,7 +625,8 @@ impl Volume {
         let _fat = self.serial();
         let fd = self.open_unserialised(ino, oflags::RDONLY | oflags::DIRECTORY)?;
         fd.fsync()?;
-        fd.close()
+        fd.close()?;
+        Self::flush()
     }
 
     /// Gives a new node the creating client's ids (the kernel made it as
@@ -865,18 +876,43 @@ impl Volume {
 
     /// Reads up to `buf.len()` bytes of file `ino` (open as `fd`) at `off`;
     /// short only at the end of the file.
+    ///
+    /// A read of [`SPLIT_READ`] bytes or more is made as two, the second
+    /// half first: the kernel's read-ahead then never sees sequential
+    /// requests. The 2016 kernel's read-ahead reads the pages ahead
+    /// asynchronously and leaves them marked as never read (its
+    /// `uvm_aio_aiodone` does not clear `PG_FAKE`), so the read that
+    /// follows reads them from the store again: every page of a sequential
+    /// read was read twice.
     pub fn read(&self, ino: Ino, fd: &Fd, buf: &mut [u8], off: u64) -> Result<usize, Error> {
         let _fat = self.serial();
         self.node_io(ino, || {
-            let mut got = 0;
-            while got < buf.len() {
-                match fd.pread(&mut buf[got..], off + got as u64)? {
-                    0 => break,
-                    n => got += n,
-                }
+            if buf.len() < SPLIT_READ {
+                return Self::read_full(fd, buf, off);
             }
-            Ok(got)
+            let mid = (buf.len() / 2) & !(PAGE as usize - 1);
+            let (head, tail) = buf.split_at_mut(mid);
+            let got_tail = Self::read_full(fd, tail, off + mid as u64)?;
+            let got_head = Self::read_full(fd, head, off)?;
+            // Short in the head: the file ends there (the tail got none).
+            Ok(if got_head < mid {
+                got_head
+            } else {
+                mid + got_tail
+            })
         })
+    }
+
+    /// Reads `buf` whole at `off`, short only at the end of the file.
+    fn read_full(fd: &Fd, buf: &mut [u8], off: u64) -> Result<usize, Error> {
+        let mut got = 0;
+        while got < buf.len() {
+            match fd.pread(&mut buf[got..], off + got as u64)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        Ok(got)
     }
 
     /// Writes `data` to file `ino` (open as `fd`) at `off`, through to the
@@ -916,7 +952,18 @@ impl Volume {
     /// the store.
     pub fn fsync(&self, ino: Ino, fd: &Fd, data_only: bool) -> Result<(), Error> {
         let _fat = self.serial();
-        self.node_io(ino, || if data_only { fd.datasync() } else { fd.fsync() })
+        self.node_io(ino, || if data_only { fd.datasync() } else { fd.fsync() })?;
+        Self::flush()
+    }
+
+    /// Makes what the kernel wrote to the store stable on the host's
+    /// storage (the write cache's flush: `fdatasync` of the image, or the
+    /// Mach device's `DEV_FLUSH_CACHE`). Without `--sync`, the kernel's
+    /// synchronous writes complete once the host has them — they survive
+    /// the death of rumpfs, not of the host — and every `fsync`, `sync` and
+    /// unmount ends with this flush.
+    fn flush() -> Result<(), Error> {
+        hypercall::bio::flush().map_err(|e| RumpError::kernel("flushing the store", e.0))
     }
 
     /// Every entry of directory `ino`, "." and ".." included.
@@ -940,6 +987,9 @@ impl Volume {
     pub fn sync(&self) {
         let _gate = self.gate.write();
         self.rump.sync();
+        if let Err(e) = Self::flush() {
+            log::error!("{e}");
+        }
     }
 
     /// Unmounts (writing everything back and marking the file system
@@ -958,6 +1008,7 @@ impl Volume {
             log::warn!("{e}; forcing the unmount");
             self.rump.unmount(mnt, mount::MNT_FORCE)?;
         }
+        Self::flush()?;
         etfs.take().expect("checked above").remove()?;
         log::info!("unmounted {}", self.fstype);
         Ok(())
