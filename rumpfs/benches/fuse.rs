@@ -3,8 +3,10 @@
 //! ext2 on a loop device; on FAT, the kernel's vfat; on FFS, rumpfs alone.
 //! Loads: a 256 MiB file written and read back in 1 MiB requests (cold
 //! caches for the read), the untar of a 10,000-file tree, and `find` +
-//! `stat` of those files after a remount. Prints seconds and, per load,
-//! rumpfs's speed relative to each peer (> 1: rumpfs is faster).
+//! `stat` of those files after a remount. Each contender runs every load
+//! [`ROUNDS`] times, the contenders taking turns, and the median counts:
+//! prints the medians in seconds (with the range) and, per load, rumpfs's
+//! speed relative to each peer (> 1: rumpfs is faster).
 //!
 //! `RUMP_PREFIX=... cargo bench -p rumpfs --bench fuse` (root: loop mounts
 //! and dropping the page cache; `bash tests/setup.sh` installs fuse2fs).
@@ -17,6 +19,9 @@ use std::time::{Duration, Instant};
 
 const FILE_MIB: u32 = 256;
 const TREE_FILES: usize = 10_000;
+/// Runs of every load by every contender (this host's page cache and disk
+/// are shared and noisy).
+const ROUNDS: usize = 3;
 
 fn sh(cmd: &mut Command) {
     let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -181,11 +186,74 @@ fn make_tree(dir: &Path) -> PathBuf {
     tar
 }
 
+#[derive(Clone, Copy)]
 struct Times {
     write: f64,
     read: f64,
     untar: f64,
     stat: f64,
+}
+
+impl Times {
+    fn loads(&self) -> [f64; 4] {
+        [self.write, self.read, self.untar, self.stat]
+    }
+}
+
+/// Each load's median over the rounds, and its range.
+struct Summary {
+    median: [f64; 4],
+    range: [(f64, f64); 4],
+}
+
+fn summarise(rounds: &[Times]) -> Summary {
+    let mut median = [0.0; 4];
+    let mut range = [(0.0, 0.0); 4];
+    for load in 0..4 {
+        let mut v: Vec<f64> = rounds.iter().map(|t| t.loads()[load]).collect();
+        v.sort_by(f64::total_cmp);
+        median[load] = v[v.len() / 2];
+        range[load] = (v[0], v[v.len() - 1]);
+    }
+    Summary { median, range }
+}
+
+fn print_results(fstype: &str, results: &[(Who, Summary)]) {
+    println!("\n{fstype} (median of {ROUNDS}; range):");
+    println!(
+        "  {:<12} {:>17} {:>17} {:>17} {:>17}",
+        "", "write s", "read s", "untar s", "stat s"
+    );
+    for (w, s) in results {
+        let cell = |i: usize| {
+            format!(
+                "{:.3} ({:.2}-{:.2})",
+                s.median[i], s.range[i].0, s.range[i].1
+            )
+        };
+        println!(
+            "  {:<12} {:>17} {:>17} {:>17} {:>17}   ({:.0} / {:.0} MiB/s)",
+            w.name(fstype),
+            cell(0),
+            cell(1),
+            cell(2),
+            cell(3),
+            f64::from(FILE_MIB) / s.median[0],
+            f64::from(FILE_MIB) / s.median[1]
+        );
+    }
+    let ours = results[0].1.median;
+    for (w, s) in &results[1..] {
+        let t = s.median;
+        println!(
+            "  rumpfs/{:<8} write {:.2}  read {:.2}  untar {:.2}  find+stat {:.2}",
+            w.name(fstype),
+            t[0] / ours[0],
+            t[1] / ours[1],
+            t[2] / ours[2],
+            t[3] / ours[3]
+        );
+    }
 }
 
 fn run_loads(who: Who, fstype: &str, img: &Path, mnt: &Path, tar: &Path) -> Times {
@@ -299,38 +367,18 @@ fn main() {
         } else if fstype != "ffs" {
             println!("(no kernel {kernel_type} here: not root, or not in /proc/filesystems)");
         }
-        let results: Vec<(Who, Times)> = who
+        let mut rounds: Vec<Vec<Times>> = vec![Vec::new(); who.len()];
+        for _ in 0..ROUNDS {
+            for (i, &w) in who.iter().enumerate() {
+                rounds[i].push(run_loads(w, fstype, &img, &mnt, &tar));
+            }
+        }
+        let results: Vec<(Who, Summary)> = who
             .iter()
-            .map(|&w| (w, run_loads(w, fstype, &img, &mnt, &tar)))
+            .zip(&rounds)
+            .map(|(&w, r)| (w, summarise(r)))
             .collect();
-        println!("\n{fstype}:");
-        println!(
-            "  {:<12} {:>9} {:>9} {:>9} {:>9}",
-            "", "write s", "read s", "untar s", "stat s"
-        );
-        for (w, t) in &results {
-            println!(
-                "  {:<12} {:>9.3} {:>9.3} {:>9.3} {:>9.3}   ({:.0} / {:.0} MiB/s)",
-                w.name(fstype),
-                t.write,
-                t.read,
-                t.untar,
-                t.stat,
-                f64::from(FILE_MIB) / t.write,
-                f64::from(FILE_MIB) / t.read
-            );
-        }
-        let ours = &results[0].1;
-        for (w, t) in &results[1..] {
-            println!(
-                "  rumpfs/{:<8} write {:.2}  read {:.2}  untar {:.2}  find+stat {:.2}",
-                w.name(fstype),
-                t.write / ours.write,
-                t.read / ours.read,
-                t.untar / ours.untar,
-                t.stat / ours.stat
-            );
-        }
+        print_results(fstype, &results);
     }
     let _ = fs::remove_dir_all(&dir);
 }
