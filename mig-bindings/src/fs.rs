@@ -17,6 +17,10 @@ pub const ID_CHMOD: i32 = 20003;
 pub const ID_SET_SIZE: i32 = 20006;
 /// `file_check_access`.
 pub const ID_CHECK_ACCESS: i32 = 20009;
+/// `file_lock`.
+pub const ID_LOCK: i32 = 20007;
+/// `file_lock_stat`.
+pub const ID_LOCK_STAT: i32 = 20008;
 /// `file_statfs`.
 pub const ID_STATFS: i32 = 20012;
 /// `file_sync`.
@@ -77,6 +81,11 @@ pub enum Request<'a> {
     SetSize(i64),
     /// `file_statfs()`.
     Statfs,
+    /// `file_lock(flags)`: `LOCK_SH`, `LOCK_EX` or `LOCK_UN`, with
+    /// `LOCK_NB`.
+    Lock(i32),
+    /// `file_lock_stat()`.
+    LockStat,
     /// `file_check_access()`: which of `O_READ`, `O_WRITE`, `O_EXEC` the
     /// user may.
     CheckAccess,
@@ -232,13 +241,17 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
             shape(48, false)?;
             Request::SetSize(int64(r)?)
         }
-        ID_STATFS | ID_CHECK_ACCESS => {
+        ID_STATFS | ID_CHECK_ACCESS | ID_LOCK_STAT => {
             shape(msg::HEADER_SIZE, false)?;
-            if h.id == ID_STATFS {
-                Request::Statfs
-            } else {
-                Request::CheckAccess
+            match h.id {
+                ID_STATFS => Request::Statfs,
+                ID_CHECK_ACCESS => Request::CheckAccess,
+                _ => Request::LockStat,
             }
+        }
+        ID_LOCK => {
+            shape(48, false)?;
+            Request::Lock(int32(r)?)
         }
         ID_SYNC | ID_SYNCFS => {
             shape(64, false)?;
@@ -415,6 +428,25 @@ pub fn statfs_reply(to: &ReplyTo, buf: &[u8; STATFSBUF_LEN]) -> MsgBuf {
     ret_code(&mut b, KernReturn::SUCCESS);
     b.desc(TypeDesc::inline(tn::INTEGER_64, 64, 14)).raw(buf);
     b.finish()
+}
+
+/// `file_lock_stat` reply: the caller's lock and the node's.
+#[must_use]
+pub fn lock_stat_reply(to: &ReplyTo, mine: i32, node: i32) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    for v in [mine, node] {
+        b.desc(INT32).raw(&v.to_ne_bytes());
+    }
+    b.finish()
+}
+
+/// Decodes a `file_lock_stat` reply: (the caller's lock, the node's).
+pub fn decode_lock_stat_reply(bytes: &[u8]) -> Result<(i32, i32), KernReturn> {
+    let mut r = reply_body(bytes, ID_LOCK_STAT, Some(80), false)?;
+    let mine = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let node = int32(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    Ok((mine, node))
 }
 
 /// `dir_mkfile` request.

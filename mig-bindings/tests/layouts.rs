@@ -386,3 +386,19 @@ fn io_reauthenticate_and_the_auth_rendezvous() {
         Err(mach::KernReturn::MIG_TYPE_ERROR)
     );
 }
+
+/// `file_lock` (48 bytes, an int; a bare reply) and `file_lock_stat` (32
+/// bytes; its reply 80, two ints) as fsU.c/fsS.c have them.
+#[test]
+fn file_lock_and_its_status() {
+    let m = fs::ints_request(PortName(5), PortName(6), fs::ID_LOCK, &[2 | 4]);
+    assert_eq!(shape(&m), (48, false, 20007));
+    assert_eq!(fs::decode_request(m.as_bytes()), Ok(fs::Request::Lock(6)));
+    let m = io::bare_request(PortName(5), PortName(6), fs::ID_LOCK_STAT);
+    assert_eq!(shape(&m), (32, false, 20008));
+    assert_eq!(fs::decode_request(m.as_bytes()), Ok(fs::Request::LockStat));
+    let m = fs::lock_stat_reply(&reply_to(20008), 1, 2);
+    assert_eq!(shape(&m), (80, false, 20108));
+    assert_eq!((word(&m, 48), word(&m, 64)), (INT32, INT32));
+    assert_eq!(fs::decode_lock_stat_reply(m.as_bytes()), Ok((1, 2)));
+}

@@ -366,6 +366,48 @@ mod served {
         }
     }
 
+    /// `file_lock` and `file_lock_stat` (glibc's `flock`): per open, shared
+    /// or exclusive, `EWOULDBLOCK` with `LOCK_NB`, a waiter woken when the
+    /// holder's last port goes.
+    fn locks(hurd: &Hurd, root: PortName, held: &mut Held) {
+        use machdev::netfs::{LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN};
+        let lock = |p: PortName, flags: i32| {
+            hurd.simple(
+                |r| hfs::ints_request(p, r, hfs::ID_LOCK, &[flags]),
+                hfs::ID_LOCK,
+            )
+        };
+        let stat = |p: PortName| {
+            let m = hurd.call(|r| io::bare_request(p, r, hfs::ID_LOCK_STAT));
+            hfs::decode_lock_stat_reply(m.as_bytes()).unwrap()
+        };
+        let a = hurd.open(root, "hello.txt", oflag::O_READ).unwrap();
+        let b = hurd.open(root, "hello.txt", oflag::O_READ).unwrap();
+        lock(a, LOCK_SH).unwrap();
+        lock(b, LOCK_SH | LOCK_NB).unwrap();
+        assert_eq!(stat(a), (LOCK_SH, LOCK_SH));
+        // A duplicate shares its open's lock.
+        let m = hurd.call(|r| io::bare_request(a, r, io::ID_DUPLICATE));
+        let a2 = io::decode_port_reply(m.as_bytes(), io::ID_DUPLICATE).unwrap();
+        assert_eq!(stat(a2), (LOCK_SH, LOCK_SH));
+        assert_eq!(lock(b, LOCK_EX | LOCK_NB), Err(e(35)));
+        lock(a, LOCK_UN).unwrap();
+        lock(b, LOCK_EX | LOCK_NB).unwrap();
+        assert_eq!(stat(a), (LOCK_UN, LOCK_EX));
+        assert_eq!(lock(a, LOCK_SH | LOCK_NB), Err(e(35)));
+        assert_eq!(lock(a, LOCK_UN | LOCK_EX), Err(e(errno::EINVAL)));
+        // A waiter gets the lock once the holder's port is gone.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| lock(a, LOCK_EX));
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(!waiter.is_finished());
+            hurd.release(b);
+            waiter.join().unwrap().unwrap();
+        });
+        assert_eq!(stat(a2), (LOCK_EX, LOCK_EX));
+        held.extend([a, a2]);
+    }
+
     /// MIG's errors, `EOPNOTSUPP` for what is not served, long names.
     fn bad_requests(hurd: &Hurd, root: PortName, file: PortName) {
         let m = hurd.call(|r| io::bare_request(root, r, io::ID_SERVER_VERSION));
@@ -462,6 +504,7 @@ mod served {
         directories_and_attributes(&hurd, root, file, &mut held);
         another_user(&hurd, root, &mut held);
         reauthentication(&hurd, root, &mut held);
+        locks(&hurd, root, &mut held);
         bad_requests(&hurd, root, file);
         glibc_style_specials(&hurd, root, &mut held);
 

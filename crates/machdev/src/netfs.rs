@@ -23,6 +23,10 @@ use mig_bindings::io::{self, Stat};
 use mig_bindings::{auth, fsys, rpc, startup};
 
 pub use crate::boot::hurd_error;
+mod lock;
+
+pub use lock::{LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN};
+
 use crate::boot::hurd_error as err;
 use crate::pool::{self, Pool, PoolConfig, Serve};
 use crate::reply::{Responder, region_with};
@@ -328,6 +332,9 @@ struct Peropen<F: Netfs> {
     open: Option<F::Open>,
     /// The `..` of the root this open was reached from (a send right).
     root_parent: PortName,
+    /// The server's node locks, and the one this open holds.
+    locks: Arc<lock::Locks>,
+    lock: AtomicI32,
 }
 
 impl<F: Netfs> Peropen<F> {
@@ -370,6 +377,7 @@ impl<F: Netfs> Peropen<F> {
 
 impl<F: Netfs> Drop for Peropen<F> {
     fn drop(&mut self) {
+        self.locks.release(self.node, &self.lock);
         if let Some(open) = self.open.take() {
             self.fs.close(self.node, open);
         }
@@ -415,6 +423,8 @@ pub struct NetfsServer<F: Netfs> {
     on_goaway: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// The auth server `io_reauthenticate` asks (a send right), or null.
     auth: Mutex<PortName>,
+    /// `file_lock`'s locks.
+    locks: Arc<lock::Locks>,
 }
 
 /// What a request is answered with (built once the reply port is known).
@@ -422,6 +432,8 @@ enum Replied {
     Empty,
     Int32(i32),
     Int64(i64),
+    /// `file_lock_stat`'s answer: the open's lock and the node's.
+    LockStat(i32, i32),
     Stat(Box<[u8; io::STATBUF_LEN]>),
     Statfs(Box<[u8; fs::STATFSBUF_LEN]>),
     /// A new protid (`io_duplicate`).
@@ -470,6 +482,7 @@ impl<F: Netfs> NetfsServer<F> {
             objects: RwLock::new(BTreeMap::from([(control, Object::Control)])),
             on_goaway: Mutex::new(None),
             auth: Mutex::new(PortName::NULL),
+            locks: Arc::default(),
         }))
     }
 
@@ -658,6 +671,8 @@ impl<F: Netfs> NetfsServer<F> {
             offset: Mutex::new(0),
             open,
             root_parent,
+            locks: Arc::clone(&self.locks),
+            lock: AtomicI32::new(LOCK_UN),
         }))
     }
 
@@ -911,6 +926,7 @@ impl<F: Netfs> NetfsServer<F> {
                 let sent = responder.reply_with(|to| match r {
                     Replied::Empty => rpc::simple_reply(to),
                     Replied::Int32(v) => io::int32_reply(to, v),
+                    Replied::LockStat(mine, node) => fs::lock_stat_reply(to, mine, node),
                     Replied::Int64(v) => io::int64_reply(to, v),
                     Replied::Stat(st) => io::stat_reply(to, &st),
                     Replied::Statfs(st) => fs::statfs_reply(to, &st),
@@ -1081,6 +1097,11 @@ impl<F: Netfs> NetfsServer<F> {
                 Ok(Replied::Statfs(Box::new(s.encode())))
             }
             fs::Request::Mkfile { flags, mode } => self.mkfile(p, flags, mode),
+            fs::Request::Lock(flags) => simple(self.locks.acquire(node, &p.po.lock, flags)),
+            fs::Request::LockStat => Ok(Replied::LockStat(
+                p.po.lock.load(Ordering::Acquire),
+                self.locks.status(node),
+            )),
             fs::Request::CheckAccess => {
                 let st = fs.stat(node).map_err(err)?;
                 let allowed = ACCESS
