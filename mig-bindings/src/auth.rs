@@ -8,10 +8,10 @@
 use alloc::vec::Vec;
 
 use mach::KernReturn;
-use mach::msg::{self, Builder, Header, MsgBuf, TypeDesc};
+use mach::msg::{self, Builder, Header, MsgBuf};
 use mach::port::{PortName, type_name as tn};
 
-use crate::io::{Ids, ids};
+use crate::io::{ids, put_ids};
 use crate::rpc::{ReplyTo, bad, reply_body, reply_header, ret_code};
 
 /// `auth_getids`.
@@ -36,14 +36,6 @@ pub struct AuthIds {
     pub egids: Vec<u32>,
     /// Available group ids.
     pub agids: Vec<u32>,
-}
-
-/// Appends an `idarray_t` inline (long form, as MIG sends one).
-pub fn put_ids(b: &mut Builder, list: &[u32]) {
-    let mut d = TypeDesc::inline(tn::INTEGER_32, 32, list.len() as u32);
-    d.longform = true;
-    let raw: Vec<u8> = list.iter().flat_map(|id| id.to_ne_bytes()).collect();
-    b.desc(d).raw(&raw);
 }
 
 /// `auth_server_authenticate` request: `rendezvous` (the client's port)
@@ -78,11 +70,8 @@ pub fn decode_server_authenticate_reply(
             well_formed = false;
             break;
         };
-        took += match list {
-            Ids::Inline(b) => msg::pad(b.len()),
-            Ids::OutOfLine { .. } => 8,
-        };
-        well_formed &= h.is_complex() || matches!(list, Ids::Inline(_));
+        took += list.item_len();
+        well_formed &= h.is_complex() || !list.is_out_of_line();
         lists.push(list);
     }
     well_formed &= h.size as usize == SERVER_REPLY_MIN + took && r.at_end();

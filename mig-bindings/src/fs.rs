@@ -435,9 +435,7 @@ pub fn statfs_reply(to: &ReplyTo, buf: &[u8; STATFSBUF_LEN]) -> MsgBuf {
 pub fn lock_stat_reply(to: &ReplyTo, mine: i32, node: i32) -> MsgBuf {
     let mut b = Builder::new(reply_header(to));
     ret_code(&mut b, KernReturn::SUCCESS);
-    for v in [mine, node] {
-        b.desc(INT32).raw(&v.to_ne_bytes());
-    }
+    b.int32(mine).int32(node);
     b.finish()
 }
 

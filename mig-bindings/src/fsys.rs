@@ -222,16 +222,7 @@ pub fn getroot_request_as(
     let mut b = Builder::new(Header::request(dest, reply, ID_GETROOT));
     b.port(dotdot.0, dotdot.1);
     for ids in [uids, gids] {
-        b.desc(TypeDesc {
-            name: tn::INTEGER_32,
-            size: 32,
-            number: ids.len() as u32,
-            inline: true,
-            longform: true,
-            deallocate: false,
-        });
-        let raw: alloc::vec::Vec<u8> = ids.iter().flat_map(|id| id.to_ne_bytes()).collect();
-        b.raw(&raw);
+        crate::io::put_ids(&mut b, ids);
     }
     b.desc(INT32).raw(&flags.to_ne_bytes());
     b.finish()

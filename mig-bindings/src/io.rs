@@ -101,6 +101,29 @@ impl Ids<'_> {
     }
 }
 
+impl Ids<'_> {
+    /// Bytes the array takes in a message body after its descriptor.
+    #[must_use]
+    pub fn item_len(&self) -> usize {
+        match self {
+            Self::Inline(b) => msg::pad(b.len()),
+            Self::OutOfLine { .. } => 8,
+        }
+    }
+
+    /// Whether the array came out of line (only real in a complex message).
+    #[must_use]
+    pub fn is_out_of_line(&self) -> bool {
+        matches!(self, Self::OutOfLine { .. })
+    }
+}
+
+/// Appends an `idarray_t` inline (long form, as MIG sends one).
+pub fn put_ids(b: &mut Builder, list: &[u32]) {
+    let list: Vec<i32> = list.iter().map(|&id| id as i32).collect();
+    b.int32_array(&list, true);
+}
+
 /// Reads an `idarray_t` (long-form `INTEGER_32` array).
 pub fn ids<'a>(r: &mut msg::Reader<'a>) -> Result<Ids<'a>, KernReturn> {
     let d = r.desc().map_err(|_| bad())?;
@@ -293,13 +316,8 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
             }
             let uids = ids(&mut r)?;
             let gids = ids(&mut r)?;
-            let took = |i: &Ids<'_>| match i {
-                Ids::Inline(b) => msg::pad(b.len()),
-                Ids::OutOfLine { .. } => 8,
-            };
-            let ool =
-                matches!(uids, Ids::OutOfLine { .. }) || matches!(gids, Ids::OutOfLine { .. });
-            if size != 48 + took(&uids) + took(&gids) || (ool && !complex) {
+            let ool = uids.is_out_of_line() || gids.is_out_of_line();
+            if size != 48 + uids.item_len() + gids.item_len() || (ool && !complex) {
                 return Err(bad());
             }
             Request::RestrictAuth { uids, gids }
@@ -373,7 +391,7 @@ pub fn restrict_auth_request(
 ) -> MsgBuf {
     let mut b = Builder::new(Header::request(file, reply, ID_RESTRICT_AUTH));
     for list in [uids, gids] {
-        crate::auth::put_ids(&mut b, list);
+        put_ids(&mut b, list);
     }
     b.finish()
 }
