@@ -9,9 +9,10 @@ use mach::ipc::Ipc;
 use mach::loopback::{Kernel, Task};
 use mach::{KernReturn, PortName};
 use mig_bindings::auth::{self, AuthIds};
-use mig_bindings::rpc::{self, ReplyTo};
+use mig_bindings::rpc;
 
 use crate::pool::Serve;
+use crate::reply::Responder;
 use crate::{DeviceServer, Driver, PoolConfig};
 
 /// A started [`DeviceServer`] in a task of its own on a loopback kernel.
@@ -124,9 +125,9 @@ struct AuthState {
 
 enum Waiting {
     /// A client, to be answered with the new port; its handle's ids.
-    User(ReplyTo, AuthIds),
+    User(Responder, AuthIds),
     /// A server, to be answered with the ids; the port for the client.
-    Server(ReplyTo, PortName, u8),
+    Server(Responder, PortName, u8),
 }
 
 impl AuthServer {
@@ -163,15 +164,9 @@ impl AuthServer {
         self.state.lock().waiting.len()
     }
 
-    fn answer(&self, msg: mach::msg::MsgBuf) {
-        crate::reply::send_reply(&*self.task, msg, None);
-    }
-
-    fn refuse(&self, bytes: &[u8], to: Option<ReplyTo>, code: KernReturn) {
+    fn refuse(&self, bytes: &[u8], responder: Responder, code: KernReturn) {
         rpc::destroy_request_resources(&*self.task, bytes);
-        if let Some(to) = to {
-            self.answer(rpc::error_reply(&to, code));
-        }
+        responder.error(code);
     }
 }
 
@@ -191,54 +186,53 @@ impl Serve for AuthServer {
             return;
         };
         let to = rpc::reply_to(&h);
-        let req = match auth::decode_request(bytes) {
-            Ok(auth::Request::Other { .. }) => {
-                return self.refuse(bytes, to, KernReturn::MIG_BAD_ID);
-            }
-            Ok(req) => req,
-            Err(e) => return self.refuse(bytes, to, e),
-        };
-        let mut state = self.state.lock();
-        let (Some(to), Some(ids)) = (to, state.handles.get(&h.local).cloned()) else {
-            drop(state);
-            return self.refuse(bytes, rpc::reply_to(&h), KernReturn::INVALID_ARGUMENT);
-        };
-        let (rendezvous, mine) = match req {
-            auth::Request::UserAuthenticate { rendezvous } => (rendezvous, Waiting::User(to, ids)),
-            auth::Request::ServerAuthenticate {
+        let answerable = to.is_some();
+        let responder = Responder::new(self.task.clone(), to);
+        let (rendezvous, call) = match auth::decode_request(bytes) {
+            Ok(auth::Request::UserAuthenticate { rendezvous }) => (rendezvous, None),
+            Ok(auth::Request::ServerAuthenticate {
                 rendezvous,
                 newport,
                 newport_disp,
-            } => (rendezvous, Waiting::Server(to, newport, newport_disp)),
-            auth::Request::Other { .. } => unreachable!("refused above"),
+            }) => (rendezvous, Some((newport, newport_disp))),
+            Ok(auth::Request::Other { .. }) => {
+                return self.refuse(bytes, responder, KernReturn::MIG_BAD_ID);
+            }
+            Err(e) => return self.refuse(bytes, responder, e),
         };
-        let matched = match (state.waiting.remove(&rendezvous), mine) {
+        let mut state = self.state.lock();
+        let ids = state.handles.get(&h.local).cloned();
+        let mine = match (ids, call) {
+            (Some(ids), None) if answerable => Waiting::User(responder, ids),
+            (Some(_), Some((port, disp))) if answerable => Waiting::Server(responder, port, disp),
+            _ => {
+                drop(state);
+                return self.refuse(bytes, responder, KernReturn::INVALID_ARGUMENT);
+            }
+        };
+        let (user, ids, server, port, disp) = match (state.waiting.remove(&rendezvous), mine) {
             (Some(Waiting::User(user, ids)), Waiting::Server(server, port, disp))
             | (Some(Waiting::Server(server, port, disp)), Waiting::User(user, ids)) => {
-                Some((user, ids, server, port, disp))
+                (user, ids, server, port, disp)
             }
             (Some(theirs), mine) => {
                 // Two of a kind on one rendezvous: the later is refused.
                 state.waiting.insert(rendezvous, theirs);
                 drop(state);
-                let to = match mine {
-                    Waiting::User(to, _) | Waiting::Server(to, ..) => to,
-                };
-                return self.refuse(bytes, Some(to), KernReturn::INVALID_ARGUMENT);
+                let (Waiting::User(responder, _) | Waiting::Server(responder, ..)) = mine;
+                return self.refuse(bytes, responder, KernReturn::INVALID_ARGUMENT);
             }
             (None, mine) => {
                 state.waiting.insert(rendezvous, mine);
-                None
+                return;
             }
         };
         drop(state);
-        if let Some((user, ids, server, port, disp)) = matched {
-            self.answer(auth::user_authenticate_reply(&user, port, disp));
-            self.answer(auth::server_authenticate_reply(&server, &ids));
-            // Both calls' references to the rendezvous port.
-            let _ = self
-                .task
-                .port_mod_refs(rendezvous, mach::port::Right::Send, -2);
-        }
+        user.reply_with(|to| auth::user_authenticate_reply(to, port, disp));
+        server.reply_with(|to| auth::server_authenticate_reply(to, &ids));
+        // Both calls' references to the rendezvous port.
+        let _ = self
+            .task
+            .port_mod_refs(rendezvous, mach::port::Right::Send, -2);
     }
 }
