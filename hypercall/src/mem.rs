@@ -39,26 +39,17 @@ const PAGE: usize = 4096;
 /// one fault-free mapping instead of a heap growth (an `mprotect`) and two
 /// faults per page.
 const PAGE_CHUNK: usize = 512;
-/// Free pages kept as they are; beyond, a freed page's memory is given
-/// back to the host (`MADV_FREE`) and the page kept for reuse.
+/// Free pages kept as they are; a page freed beyond them has its memory
+/// given back to the host (`MADV_FREE`) and is kept for reuse.
 const PAGES_KEPT: usize = 16384;
 
-/// Free kernel pages, and how many of them still hold host memory.
-struct Pages {
-    free: Vec<usize>,
-    backed: usize,
-}
-
-static PAGES: Mutex<Pages> = Mutex::new(Pages {
-    free: Vec::new(),
-    backed: 0,
-});
+/// Free kernel pages (addresses).
+static PAGES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
 /// A page from the pool, refilled by a populated chunk when empty.
 fn page_alloc() -> HyResult<*mut c_void> {
     let mut pages = PAGES.lock();
-    if let Some(p) = pages.free.pop() {
-        pages.backed = pages.backed.saturating_sub(1);
+    if let Some(p) = pages.pop() {
         return Ok(p as *mut c_void);
     }
     let len = PAGE * PAGE_CHUNK;
@@ -78,22 +69,19 @@ fn page_alloc() -> HyResult<*mut c_void> {
         return Err(NetbsdErrno::last_os_error());
     }
     let base = chunk as usize;
-    pages.free.extend((1..PAGE_CHUNK).map(|i| base + i * PAGE));
-    pages.backed += PAGE_CHUNK - 1;
+    pages.extend((1..PAGE_CHUNK).map(|i| base + i * PAGE));
     Ok(chunk)
 }
 
 /// Returns a page to the pool.
 fn page_free(p: *mut c_void) {
     let mut pages = PAGES.lock();
-    if pages.backed >= PAGES_KEPT {
+    if pages.len() >= PAGES_KEPT {
         // SAFETY: the page is the pool's again; the host may reclaim its
         // memory (it reads back as zeros or as it was).
         unsafe { libc::madvise(p, PAGE, MADV_FREE) };
-    } else {
-        pages.backed += 1;
     }
-    pages.free.push(p as usize);
+    pages.push(p as usize);
 }
 
 #[cfg(target_os = "linux")]
