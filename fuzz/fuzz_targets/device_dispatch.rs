@@ -15,7 +15,7 @@ mod harness;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use mach::ipc::{Ipc, option};
+use mach::ipc::Ipc;
 use mach::loopback::{Kernel, Task};
 use mach::msg::MsgBuf;
 use mach::port::Right;
@@ -76,14 +76,8 @@ struct World {
 
 /// Opens "ram0" read-write through the server, on this thread.
 fn open_device(server: &DeviceServer, client: &Task, master: PortName, reply: PortName) -> PortName {
-    let mut m = mig_bindings::device::open_request(master, reply, 3, "ram0");
-    let len = m.len() as u32;
-    // SAFETY: a complete request.
-    unsafe { client.mach_msg(m.as_mut_ptr(), option::SEND_MSG, len, 0, PortName::NULL, 0, PortName::NULL) }.result().unwrap();
-    server.serve_one(Some(1000)).unwrap();
-    let mut r = MsgBuf::zeroed(8192);
-    // SAFETY: a valid buffer.
-    unsafe { client.mach_msg(r.as_mut_ptr(), option::RCV_MSG | option::RCV_TIMEOUT, 0, 8192, reply, 1000, PortName::NULL) }.result().unwrap();
+    let m = mig_bindings::device::open_request(master, reply, 3, "ram0");
+    let r = harness::call(client, m, reply, || server.serve_one(Some(1000)).unwrap());
     mig_bindings::device::decode_open_reply(r.as_bytes()).unwrap()
 }
 

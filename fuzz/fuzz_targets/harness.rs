@@ -48,6 +48,19 @@ pub fn send(client: &Task, input: &[u8], dest: PortName, id: i32, t: &Targets<'_
     unsafe { client.mach_msg(m.as_mut_ptr(), option::SEND_MSG | option::SEND_TIMEOUT, len as u32, 0, PortName::NULL, 0, PortName::NULL) }
 }
 
+/// One RPC of the fixture's own, on this thread: sends `m`, runs `serve`
+/// (the server handling it), and returns the reply waiting on `reply`.
+pub fn call(client: &Task, mut m: MsgBuf, reply: PortName, serve: impl FnOnce()) -> MsgBuf {
+    let len = m.len() as u32;
+    // SAFETY: a complete request.
+    unsafe { client.mach_msg(m.as_mut_ptr(), option::SEND_MSG, len, 0, PortName::NULL, 0, PortName::NULL) }.result().unwrap();
+    serve();
+    let mut r = MsgBuf::zeroed(8192);
+    // SAFETY: a valid buffer of 8192 bytes.
+    unsafe { client.mach_msg(r.as_mut_ptr(), option::RCV_MSG | option::RCV_TIMEOUT, 0, 8192, reply, 1000, PortName::NULL) }.result().unwrap();
+    r
+}
+
 /// Receives (into `buf`) and releases everything waiting on `ports`.
 pub fn drain(client: &Task, ports: &[PortName], buf: &mut MsgBuf) {
     for &port in ports {

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use mach::ipc::{Ipc, option};
+use mach::ipc::Ipc;
 use mach::loopback::{Kernel, Task};
 use mach::msg::MsgBuf;
 use mach::port::{Right, type_name as tn};
@@ -254,15 +254,7 @@ fn serve_pending(server: &NetfsServer<RamFs>) {
 }
 
 fn call(w: &World, m: MsgBuf) -> MsgBuf {
-    let mut m = m;
-    let len = m.len() as u32;
-    // SAFETY: a complete request.
-    unsafe { w.client.mach_msg(m.as_mut_ptr(), option::SEND_MSG, len, 0, PortName::NULL, 0, PortName::NULL) }.result().unwrap();
-    serve_pending(&w.server);
-    let mut r = MsgBuf::zeroed(8192);
-    // SAFETY: a valid buffer.
-    unsafe { w.client.mach_msg(r.as_mut_ptr(), option::RCV_MSG | option::RCV_TIMEOUT, 0, 8192, w.reply, 1000, PortName::NULL) }.result().unwrap();
-    r
+    harness::call(&w.client, m, w.reply, || serve_pending(&w.server))
 }
 
 fn world() -> &'static Mutex<World> {
