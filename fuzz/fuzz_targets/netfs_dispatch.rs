@@ -25,7 +25,7 @@ use mach::msg::MsgBuf;
 use mach::port::{Right, type_name as tn};
 use mach::PortName;
 use machdev::PoolConfig;
-use machdev::netfs::{Cred, Errno, Netfs, NetfsServer, Node, errno};
+use machdev::netfs::{Cred, Errno, Made, Netfs, NetfsServer, Node, errno};
 use mig_bindings::fs::Statfs;
 use mig_bindings::io::Stat;
 
@@ -128,11 +128,11 @@ impl Netfs for RamFs {
             _ => Err(errno::EINVAL),
         })
     }
-    fn create(&self, _: &Cred, dir: Node, name: &[u8], mode: u32) -> Result<(Node, Stat), Errno> {
+    fn create(&self, _: &Cred, dir: Node, name: &[u8], mode: u32, _: i32) -> Result<Made<()>, Errno> {
         let n = self.add(dir, name, Body::File(Vec::new()), mode)?;
         let st = self.stat(n)?;
         self.refs.fetch_add(1, Ordering::Relaxed);
-        Ok((n, st))
+        Ok((n, st, None))
     }
     fn open(&self, _: Node, _: i32) -> Result<(), Errno> {
         Ok(())

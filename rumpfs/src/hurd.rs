@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use machdev::netfs::{self, Cred, Errno, Netfs, Node, Special, errno, oflag};
+use machdev::netfs::{self, Cred, Errno, Made, Netfs, Node, Special, errno, oflag};
 use mig_bindings::fs::Statfs;
 use mig_bindings::io::Stat;
 use parking_lot::Mutex;
@@ -162,8 +162,28 @@ impl HurdFs {
         }
     }
 
+    /// The descriptor a creation opened, kept when the open asked for
+    /// `modes` (else closed: the protid reads and writes nothing).
+    fn kept(&self, fd: Fd, modes: i32) -> Option<Fd> {
+        if modes & (oflag::O_READ | oflag::O_WRITE) == 0 {
+            self.vol().close(fd);
+            None
+        } else {
+            Some(fd)
+        }
+    }
+
     fn set(&self, node: Node, fd: Option<&Fd>, set: &SetAttr) -> Result<(), Errno> {
         map(self.vol().set_attr(node, fd, set)).map(drop)
+    }
+}
+
+/// NetBSD's open flags for the Hurd's `O_READ`/`O_WRITE` `modes`.
+fn netbsd_open_flags(modes: i32) -> i32 {
+    match modes & (oflag::O_READ | oflag::O_WRITE) {
+        oflag::O_WRITE => oflags::WRONLY,
+        m if m == oflag::O_READ | oflag::O_WRITE => oflags::RDWR,
+        _ => oflags::RDONLY,
     }
 }
 
@@ -248,27 +268,22 @@ impl Netfs for HurdFs {
         dir: Node,
         name: &[u8],
         mode: u32,
-    ) -> Result<(Node, Stat), Errno> {
+        modes: i32,
+    ) -> Result<Made<Fd>, Errno> {
         let (uid, gid) = owner(cred);
         let (st, fd) = map(self.vol().create(
             dir,
             name,
             mode & 0o7777,
-            oflags::RDONLY | oflags::EXCL,
+            netbsd_open_flags(modes) | oflags::EXCL,
             uid,
             gid,
         ))?;
-        self.vol().close(fd);
-        Ok((st.ino, self.hurd_stat(&st)))
+        Ok((st.ino, self.hurd_stat(&st), self.kept(fd, modes)))
     }
 
     fn open(&self, node: Node, modes: i32) -> Result<Fd, Errno> {
-        let flags = match modes & (oflag::O_READ | oflag::O_WRITE) {
-            oflag::O_WRITE => oflags::WRONLY,
-            m if m == oflag::O_READ | oflag::O_WRITE => oflags::RDWR,
-            _ => oflags::RDONLY,
-        };
-        map(self.vol().open(node, flags))
+        map(self.vol().open(node, netbsd_open_flags(modes)))
     }
 
     fn close(&self, _node: Node, open: Fd) {
@@ -408,7 +423,7 @@ impl Netfs for HurdFs {
         Ok(())
     }
 
-    fn mkfile(&self, cred: &Cred, dir: Node, mode: u32) -> Result<(Node, Stat), Errno> {
+    fn mkfile(&self, cred: &Cred, dir: Node, mode: u32, modes: i32) -> Result<Made<Fd>, Errno> {
         let n = self.next_unnamed.fetch_add(1, Ordering::Relaxed);
         let mut name = UNNAMED.to_vec();
         name.extend_from_slice(format!("{}-{n}", std::process::id()).as_bytes());
@@ -417,11 +432,11 @@ impl Netfs for HurdFs {
             dir,
             &name,
             mode & 0o7777,
-            oflags::RDONLY | oflags::EXCL,
+            netbsd_open_flags(modes) | oflags::EXCL,
             owner.0,
             owner.1,
         ))?;
-        self.vol().close(fd);
+        let open = self.kept(fd, modes);
         let unnamed = Unnamed {
             dir,
             name,
@@ -431,7 +446,7 @@ impl Netfs for HurdFs {
             special: None,
         };
         self.unnamed.lock().insert(st.ino, unnamed);
-        Ok((st.ino, self.hurd_stat(&st)))
+        Ok((st.ino, self.hurd_stat(&st), open))
     }
 
     fn make_special(&self, node: Node, special: &Special) -> Result<(), Errno> {

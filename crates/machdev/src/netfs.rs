@@ -171,6 +171,10 @@ pub type Errno = i32;
 /// A node id of the file system (stable while referenced).
 pub type Node = u64;
 
+/// What [`Netfs::create`] and [`Netfs::mkfile`] answer: the new node, its
+/// status, and the open its making left for the modes asked, if any.
+pub type Made<O> = (Node, Stat, Option<O>);
+
 /// The file system a [`NetfsServer`] serves. Calls that return a node
 /// hand the caller one reference to it, given back with
 /// [`Netfs::release`].
@@ -195,10 +199,18 @@ pub trait Netfs: Send + Sync + 'static {
     /// The target of symbolic link `node`.
     fn readlink(&self, node: Node) -> Result<Vec<u8>, Errno>;
     /// Creates regular file `name` in `dir` (failing with `EEXIST` if it
-    /// is there), owned by `cred`'s first ids, with one reference, and its
-    /// status.
-    fn create(&self, cred: &Cred, dir: Node, name: &[u8], mode: u32)
-    -> Result<(Node, Stat), Errno>;
+    /// is there), owned by `cred`'s first ids, with one reference: the
+    /// node, its status, and the file opened for `modes` (`O_READ`/
+    /// `O_WRITE`, 0 for none) if making it left one open (else the server
+    /// calls [`Netfs::open`]).
+    fn create(
+        &self,
+        cred: &Cred,
+        dir: Node,
+        name: &[u8],
+        mode: u32,
+        modes: i32,
+    ) -> Result<Made<Self::Open>, Errno>;
     /// Opens `node` for `modes` (`O_READ`/`O_WRITE` of [`oflag`]).
     fn open(&self, node: Node, modes: i32) -> Result<Self::Open, Errno>;
     /// Closes an open.
@@ -251,8 +263,15 @@ pub trait Netfs: Send + Sync + 'static {
     fn link(&self, dir: Node, node: Node, name: &[u8]) -> Result<(), Errno>;
     /// A new regular file in `dir` with no name yet (`dir_mkfile`: glibc
     /// makes symbolic links and device nodes this way), owned by `cred`'s
-    /// first ids, with one reference; [`Netfs::link`] names it.
-    fn mkfile(&self, _cred: &Cred, _dir: Node, _mode: u32) -> Result<(Node, Stat), Errno> {
+    /// first ids, with one reference, as [`Netfs::create`] answers;
+    /// [`Netfs::link`] names it.
+    fn mkfile(
+        &self,
+        _cred: &Cred,
+        _dir: Node,
+        _mode: u32,
+        _modes: i32,
+    ) -> Result<Made<Self::Open>, Errno> {
         Err(errno::EOPNOTSUPP)
     }
     /// Makes `node`, a file from [`Netfs::mkfile`] not yet named, the
@@ -646,11 +665,12 @@ impl<F: Netfs> NetfsServer<F> {
         node: Node,
         flags: i32,
         root_parent: PortName,
+        made: Option<F::Open>,
     ) -> Result<Arc<Peropen<F>>, Errno> {
         let modes = flags & oflag::KEPT;
         let rw = modes & (oflag::O_READ | oflag::O_WRITE);
-        let open = if rw == 0 {
-            None
+        let open = if rw == 0 || made.is_some() {
+            made
         } else {
             match self.fs.open(node, rw) {
                 Ok(o) => Some(o),
@@ -790,7 +810,9 @@ impl<F: Netfs> NetfsServer<F> {
             return Err(err(e));
         }
         self.fs.retain(root);
-        let po = self.new_peropen(root, req.flags, req.dotdot).map_err(err)?;
+        let po = self
+            .new_peropen(root, req.flags, req.dotdot, None)
+            .map_err(err)?;
         self.new_protid(po, cred).map(Replied::Root)
     }
 
@@ -1259,11 +1281,17 @@ impl<F: Netfs> NetfsServer<F> {
     /// for writing).
     fn mkfile(&self, p: &Arc<Protid<F>>, flags: i32, mode: u32) -> Reply {
         self.writable_dir(&p.cred, p.po.node).map_err(err)?;
-        let created = self
+        let flags = flags | oflag::O_WRITE;
+        let (node, st, open) = self
             .fs
-            .mkfile(&p.cred, p.po.node, (mode & 0o6777) | 0o100_000)
+            .mkfile(
+                &p.cred,
+                p.po.node,
+                (mode & 0o6777) | 0o100_000,
+                flags & (oflag::O_READ | oflag::O_WRITE),
+            )
             .map_err(err)?;
-        self.open_node(p, created, flags | oflag::O_WRITE, true, false)
+        self.open_node(p, (node, st), flags, Found::Made(open), false)
             .map(|r| match r {
                 Replied::Lookup { port, .. } => Replied::Port(port),
                 other => other,
@@ -1304,10 +1332,11 @@ impl<F: Netfs> NetfsServer<F> {
         let start = fs.stat(p.po.node).map_err(err)?;
         fs.retain(p.po.node);
         if path.is_empty() {
-            return self.open_node(p, (p.po.node, start), flags, false, false);
+            return self.open_node(p, (p.po.node, start), flags, Found::Existing, false);
         }
         let excl = flags & oflag::O_EXCL != 0;
         let mut create = flags & oflag::O_CREAT != 0;
+        let modes = flags & (oflag::O_READ | oflag::O_WRITE);
         let mut dir = (p.po.node, start);
         let mut symlinks = 0;
         loop {
@@ -1316,9 +1345,10 @@ impl<F: Netfs> NetfsServer<F> {
             if mustbedir {
                 create = false;
             }
-            let step = self.step(p, &dir, &comp, lastcomp && create, excl, mode);
-            let (np, newnode) = match step {
-                Ok(Step::Node(np, newnode)) => (np, newnode),
+            let creating = (lastcomp && create).then_some(modes);
+            let step = self.step(p, &dir, &comp, creating, excl, mode);
+            let (np, found) = match step {
+                Ok(Step::Node(np, found)) => (np, found),
                 Ok(Step::Up) => {
                     fs.release(dir.0);
                     let retry = if lastcomp && mustbedir {
@@ -1341,6 +1371,7 @@ impl<F: Netfs> NetfsServer<F> {
             let follow = !lastcomp
                 || mustbedir
                 || flags & (oflag::O_NOLINK | oflag::O_NOTRANS | oflag::O_NOFOLLOW) == 0;
+            // A node just made is a regular file, never a link.
             if np.1.mode & S_IFMT == S_IFLNK && follow {
                 symlinks += 1;
                 let target = fs.readlink(np.0);
@@ -1381,23 +1412,24 @@ impl<F: Netfs> NetfsServer<F> {
             }
             fs.release(dir.0);
             if lastcomp {
-                return self.open_node(p, np, flags, newnode, mustbedir);
+                return self.open_node(p, np, flags, found, mustbedir);
             }
             dir = np;
             path = rest;
         }
     }
 
-    /// One component of a lookup from `dir` (a node and its status).
+    /// One component of a lookup from `dir` (a node and its status),
+    /// made if missing when `create` gives the modes to open it for.
     fn step(
         &self,
         p: &Protid<F>,
         dir: &(Node, Stat),
         comp: &[u8],
-        create: bool,
+        create: Option<i32>,
         excl: bool,
         mode: u32,
-    ) -> Result<Step, Errno> {
+    ) -> Result<Step<F::Open>, Errno> {
         let fs = &*self.fs;
         let (dnode, dst) = dir;
         if !is_dir(dst) {
@@ -1409,21 +1441,23 @@ impl<F: Netfs> NetfsServer<F> {
                 return Ok(Step::Up);
             }
             fs.retain(*dnode);
-            return Ok(Step::Node((*dnode, *dst), false));
+            return Ok(Step::Node((*dnode, *dst), Found::Existing));
         }
         check_name(comp)?;
         loop {
             match fs.lookup(*dnode, comp) {
-                Ok((np, _)) if create && excl => {
+                Ok((np, _)) if create.is_some() && excl => {
                     fs.release(np);
                     return Err(errno::EEXIST);
                 }
-                Ok(found) => return Ok(Step::Node(found, false)),
-                Err(errno::ENOENT) if create => {
+                Ok(found) => return Ok(Step::Node(found, Found::Existing)),
+                Err(errno::ENOENT) if let Some(modes) = create => {
                     p.cred.check(dst, 2)?;
                     let mode = (mode & 0o6777) | 0o100_000;
-                    match fs.create(&p.cred, *dnode, comp, mode) {
-                        Ok(created) => return Ok(Step::Node(created, true)),
+                    match fs.create(&p.cred, *dnode, comp, mode, modes) {
+                        Ok((node, st, open)) => {
+                            return Ok(Step::Node((node, st), Found::Made(open)));
+                        }
                         // Someone made it meanwhile: look again.
                         Err(errno::EEXIST) if !excl => {}
                         Err(e) => return Err(e),
@@ -1441,10 +1475,11 @@ impl<F: Netfs> NetfsServer<F> {
         p: &Arc<Protid<F>>,
         (np, st): (Node, Stat),
         flags: i32,
-        newnode: bool,
+        found: Found<F::Open>,
         mustbedir: bool,
     ) -> Reply {
         let fs = &*self.fs;
+        let newnode = matches!(found, Found::Made(_));
         let checked = if (mustbedir || flags & oflag::O_DIRECTORY != 0) && !is_dir(&st) {
             Err(errno::ENOTDIR)
         } else if newnode {
@@ -1452,21 +1487,30 @@ impl<F: Netfs> NetfsServer<F> {
         } else {
             check_open(&p.cred, &st, flags)
         };
-        if let Err(e) = checked {
+        let made = match found {
+            Found::Made(open) => open,
+            Found::Existing => None,
+        };
+        // The new open holds a reference to the root's parent too.
+        let root_parent = p.po.root_parent;
+        let refused = checked.err().or_else(|| {
+            (root_parent.is_valid()
+                && self
+                    .ipc()
+                    .port_mod_refs(root_parent, mach::port::Right::Send, 1)
+                    != KernReturn::SUCCESS)
+                .then_some(errno::EIO)
+        });
+        if let Some(e) = refused {
+            if let Some(open) = made {
+                fs.close(np, open);
+            }
             fs.release(np);
             return Err(err(e));
         }
-        let root_parent = p.po.root_parent;
-        if root_parent.is_valid()
-            && self
-                .ipc()
-                .port_mod_refs(root_parent, mach::port::Right::Send, 1)
-                != KernReturn::SUCCESS
-        {
-            fs.release(np);
-            return Err(err(errno::EIO));
-        }
-        let po = self.new_peropen(np, flags, root_parent).map_err(err)?;
+        let po = self
+            .new_peropen(np, flags, root_parent, made)
+            .map_err(err)?;
         if flags & oflag::O_TRUNC != 0
             && flags & oflag::O_WRITE != 0
             && st.size != 0
@@ -1484,12 +1528,18 @@ impl<F: Netfs> NetfsServer<F> {
     }
 }
 
-enum Step {
-    /// The node (one reference) with its status, and whether it was just
-    /// made.
-    Node((Node, Stat), bool),
+enum Step<O> {
+    /// The node (one reference) with its status, and how it came.
+    Node((Node, Stat), Found<O>),
     /// `..` at the root: the client goes on at the root's parent.
     Up,
+}
+
+/// How a lookup's node came: there already, or made by it (with the open
+/// its making left, if any).
+enum Found<O> {
+    Existing,
+    Made(Option<O>),
 }
 
 /// The first component of `path`, the rest (slashes skipped), and whether
