@@ -686,7 +686,7 @@ impl Filesystem for Fuse {
         reply: ReplyEmpty,
     ) {
         let ino = self.ino(ino);
-        match self.vol.fsync_dir(ino) {
+        match self.vol.fsync_node(ino) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }

@@ -312,7 +312,7 @@ impl Netfs for HurdFs {
     fn sync(&self, node: Node, open: Option<&Fd>, data_only: bool) -> Result<(), Errno> {
         match open {
             Some(fd) => map(self.vol().fsync(node, fd, data_only)),
-            None => map(self.vol().fsync_dir(node)),
+            None => map(self.vol().fsync_node(node)),
         }
     }
 

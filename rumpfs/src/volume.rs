@@ -620,12 +620,31 @@ impl Volume {
             .open_at(loc.at(), &loc.rel, flags | oflags::NOFOLLOW, 0)
     }
 
-    /// Writes directory `ino` (its entries and metadata) to the store.
-    pub fn fsync_dir(&self, ino: Ino) -> Result<(), Error> {
+    /// Writes node `ino` to the store with no open of the caller's: a
+    /// directory's entries and metadata, a regular file's data and
+    /// metadata (opened read-only for it). Other nodes (symbolic links,
+    /// devices, FIFOs) cannot be opened without side effects, so the whole
+    /// file system is written for them.
+    pub fn fsync_node(&self, ino: Ino) -> Result<(), Error> {
+        let flags = {
+            let _fat = self.serial();
+            let loc = self.locate(ino, None)?;
+            let kind = self.rump.stat_at(loc.at(), &loc.rel, false)?.kind();
+            match kind {
+                rump::vfs::mode::S_IFDIR => Some(oflags::RDONLY | oflags::DIRECTORY),
+                rump::vfs::mode::S_IFREG => Some(oflags::RDONLY),
+                _ => None,
+            }
+        };
+        let Some(flags) = flags else {
+            self.sync();
+            return Ok(());
+        };
         let _fat = self.serial();
-        let fd = self.open_unserialised(ino, oflags::RDONLY | oflags::DIRECTORY)?;
-        fd.fsync()?;
+        let fd = self.open_unserialised(ino, flags)?;
+        let synced = fd.fsync();
         fd.close()?;
+        synced?;
         Self::flush()
     }
 

@@ -235,13 +235,22 @@ mod served {
         assert_eq!((st.mode & 0o7777, st.mtime), (0o604, (2_000_000, 0)));
         // The kernel's synchronous writes (the new directory's) wait in the
         // host's page cache until a sync flushes them to its storage.
+        // file_sync through an open with no modes (a regular file's, so
+        // none of the client's) writes it all the same.
         assert!(hypercall::bio::unflushed() > 0);
+        let bare = hurd.open(root, "hello.txt", 0).unwrap();
+        hurd.simple(
+            |r| hfs::ints_request(bare, r, hfs::ID_SYNC, &[1, 0]),
+            hfs::ID_SYNC,
+        )
+        .unwrap();
+        assert_eq!(hypercall::bio::unflushed(), 0);
+        hurd.release(bare);
         hurd.simple(
             |r| hfs::ints_request(file, r, hfs::ID_SYNC, &[1, 0]),
             hfs::ID_SYNC,
         )
         .unwrap();
-        assert_eq!(hypercall::bio::unflushed(), 0);
         let m = hurd.call(|r| io::bare_request(root, r, hfs::ID_STATFS));
         let sfs = hfs::Statfs::decode(&hfs::decode_statfs_reply(m.as_bytes()).unwrap());
         assert_eq!((sfs.fstype, sfs.namelen), (0x17, 255));
