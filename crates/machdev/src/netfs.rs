@@ -10,7 +10,6 @@
 //! group and mode as libnetfs's `fshelp_access` checks them (uid 0 may do
 //! anything).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -28,9 +27,9 @@ mod lock;
 pub use lock::{LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN};
 
 use crate::boot::hurd_error as err;
-use crate::pool::{self, Pool, PoolConfig, Serve};
+use crate::pool::{self, Object, Objects, Pool, PoolConfig, Serve};
 use crate::reply::{Responder, region_with};
-use crate::sync::{Mutex, RwLock};
+use crate::sync::Mutex;
 
 /// The errno numbers this module answers (the Hurd's, as BSD numbers them).
 #[allow(missing_docs)]
@@ -410,26 +409,14 @@ impl<F: Netfs> Drop for Peropen<F> {
 struct Protid<F: Netfs> {
     po: Arc<Peropen<F>>,
     cred: Arc<Cred>,
-    notify: PortName,
 }
 
-enum Object<F: Netfs> {
-    Protid(Arc<Protid<F>>),
-    Notify(PortName),
+/// The server's own ports.
+#[derive(Clone, Copy)]
+enum Own {
     Control,
     /// Where the startup server sends `startup_dosync`.
     SyncNotify,
-}
-
-impl<F: Netfs> Clone for Object<F> {
-    fn clone(&self) -> Self {
-        match self {
-            Self::Protid(p) => Self::Protid(Arc::clone(p)),
-            Self::Notify(p) => Self::Notify(*p),
-            Self::Control => Self::Control,
-            Self::SyncNotify => Self::SyncNotify,
-        }
-    }
 }
 
 /// A running file server.
@@ -437,7 +424,8 @@ pub struct NetfsServer<F: Netfs> {
     pool: Pool,
     fs: Arc<F>,
     control: PortName,
-    objects: RwLock<BTreeMap<PortName, Object<F>>>,
+    /// Protids (an open each) and the server's own ports.
+    objects: Objects<Arc<Protid<F>>, Own>,
     /// Called once after `fsys_goaway` unmounted the file system.
     on_goaway: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// The auth server `io_reauthenticate` asks (a send right), or null.
@@ -494,11 +482,13 @@ impl<F: Netfs> NetfsServer<F> {
     pub fn new(ipc: Arc<dyn Ipc>, fs: Arc<F>, config: PoolConfig) -> Result<Arc<Self>, KernReturn> {
         let pool = Pool::new(ipc, config)?;
         let control = pool.new_port()?;
+        let objects = Objects::default();
+        objects.add(control, Own::Control);
         Ok(Arc::new(Self {
             pool,
             fs,
             control,
-            objects: RwLock::new(BTreeMap::from([(control, Object::Control)])),
+            objects,
             on_goaway: Mutex::new(None),
             auth: Mutex::new(PortName::NULL),
             locks: Arc::default(),
@@ -516,7 +506,7 @@ impl<F: Netfs> NetfsServer<F> {
     /// the file system is unmounted then, as `fsys_goaway` does.
     pub fn add_sync_port(&self) -> Result<PortName, KernReturn> {
         let port = self.pool.new_port()?;
-        self.objects.write().insert(port, Object::SyncNotify);
+        self.objects.add(port, Own::SyncNotify);
         Ok(port)
     }
 
@@ -546,11 +536,7 @@ impl<F: Netfs> NetfsServer<F> {
     /// Protids alive.
     #[must_use]
     pub fn protid_count(&self) -> usize {
-        self.objects
-            .read()
-            .values()
-            .filter(|o| matches!(o, Object::Protid(_)))
-            .count()
+        self.objects.open_count()
     }
 
     /// Starts the worker pool.
@@ -561,10 +547,7 @@ impl<F: Netfs> NetfsServer<F> {
     /// Stops serving: every protid goes (its open closed) and the ports.
     pub fn stop(&self) {
         self.pool.stop();
-        let objects = core::mem::take(&mut *self.objects.write());
-        for name in objects.into_keys() {
-            self.pool.destroy(name);
-        }
+        self.objects.clear(&self.pool);
     }
 
     fn ipc(&self) -> &Arc<dyn Ipc> {
@@ -587,16 +570,8 @@ impl<F: Netfs> NetfsServer<F> {
         po: Arc<Peropen<F>>,
         cred: Arc<Cred>,
     ) {
-        let mut objects = self.objects.write();
-        objects.insert(
-            port,
-            Object::Protid(Arc::new(Protid {
-                po,
-                cred,
-                notify: notify_port,
-            })),
-        );
-        objects.insert(notify_port, Object::Notify(port));
+        self.objects
+            .add_open(port, notify_port, Arc::new(Protid { po, cred }));
     }
 
     /// `io_reauthenticate` as libnetfs answers it: a new protid of the
@@ -697,29 +672,12 @@ impl<F: Netfs> NetfsServer<F> {
     }
 
     fn retire(&self, port: PortName) {
-        let removed = {
-            let mut objects = self.objects.write();
-            match objects.remove(&port) {
-                Some(Object::Protid(p)) => {
-                    objects.remove(&p.notify);
-                    Some(p)
-                }
-                Some(other) => {
-                    objects.insert(port, other);
-                    None
-                }
-                None => None,
-            }
-        };
-        if let Some(p) = removed {
-            self.pool.destroy(port);
-            self.pool.destroy(p.notify);
-        }
+        self.objects.retire(&self.pool, port);
     }
 
     fn dispatch(&self, bytes: &[u8]) {
         let Ok(h) = Header::read(bytes) else { return };
-        let object = self.objects.read().get(&h.local).cloned();
+        let object = self.objects.get(h.local);
         if let Some(Object::Notify(port)) = object {
             if h.id == notify::NO_SENDERS {
                 self.retire(port);
@@ -728,12 +686,12 @@ impl<F: Netfs> NetfsServer<F> {
         }
         let responder = Responder::new(Arc::clone(self.ipc()), rpc::reply_to(&h));
         match object {
-            Some(Object::Control) => self.on_control(bytes, responder),
-            Some(Object::SyncNotify) => match startup::decode_dosync(bytes) {
+            Some(Object::Server(Own::Control)) => self.on_control(bytes, responder),
+            Some(Object::Server(Own::SyncNotify)) => match startup::decode_dosync(bytes) {
                 Ok(()) => self.go_away(0, responder),
                 Err(e) => self.refuse(bytes, responder, e),
             },
-            Some(Object::Protid(p)) => self.on_protid(&p, &h, bytes, responder),
+            Some(Object::Open(p)) => self.on_protid(&p, &h, bytes, responder),
             _ => self.refuse(bytes, responder, err(errno::EOPNOTSUPP)),
         }
     }
@@ -1077,8 +1035,8 @@ impl<F: Netfs> NetfsServer<F> {
 
     /// The node of one of our protids that a request carried.
     fn node_of(&self, port: PortName) -> Option<Node> {
-        match self.objects.read().get(&port) {
-            Some(Object::Protid(p)) => Some(p.po.node),
+        match self.objects.get(port) {
+            Some(Object::Open(p)) => Some(p.po.node),
             _ => None,
         }
     }

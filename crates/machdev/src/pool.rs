@@ -1,11 +1,14 @@
 //! What every server of the suite shares, whatever its interface: a port
 //! set its workers receive on, ports of its own for every open (each with
-//! a no-senders notification), and a pool of worker threads that grows
+//! a no-senders notification) and the table of what each port stands for
+//! ([`Objects`]), and a pool of worker threads that grows
 //! while all are busy. [`DeviceServer`](crate::DeviceServer) (the Mach
 //! device interface) and [`NetfsServer`](crate::netfs::NetfsServer) (the
 //! Hurd's io/fs/fsys protids) are built on it.
 
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 #[cfg(feature = "std")]
 use core::sync::atomic::{AtomicIsize, AtomicUsize};
@@ -14,6 +17,109 @@ use mach::ipc::{Ipc, option};
 use mach::msg::MsgBuf;
 use mach::port::{Right, notify, type_name as tn};
 use mach::{KernReturn, PortName};
+
+use crate::sync::RwLock;
+
+/// What a port of a server's set stands for, as [`Objects::get`] tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Object<O, K> {
+    /// An open: its own port ([`Pool::new_open_port`]).
+    Open(O),
+    /// The no-senders notification port of the open on this port.
+    Notify(PortName),
+    /// One of the server's own ports (a master or control port, ...).
+    Server(K),
+}
+
+enum Slot<O, K> {
+    Open(O, PortName),
+    Notify(PortName),
+    Server(K),
+}
+
+/// A server's ports and what each stands for: a port per open (with the
+/// port its no-senders notification comes to) and the server's own ports
+/// of kinds `K`.
+pub struct Objects<O, K> {
+    slots: RwLock<BTreeMap<PortName, Slot<O, K>>>,
+}
+
+impl<O, K> Default for Objects<O, K> {
+    fn default() -> Self {
+        Self {
+            slots: RwLock::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl<O: Clone, K: Clone> Objects<O, K> {
+    /// Serves `port` as one of the server's own.
+    pub fn add(&self, port: PortName, kind: K) {
+        self.slots.write().insert(port, Slot::Server(kind));
+    }
+
+    /// Serves `port` as `open`, with its no-senders notification on
+    /// `notify` (the pair [`Pool::new_open_port`] made).
+    pub fn add_open(&self, port: PortName, notify: PortName, open: O) {
+        let mut slots = self.slots.write();
+        slots.insert(port, Slot::Open(open, notify));
+        slots.insert(notify, Slot::Notify(port));
+    }
+
+    /// What `port` stands for.
+    #[must_use]
+    pub fn get(&self, port: PortName) -> Option<Object<O, K>> {
+        self.slots.read().get(&port).map(|s| match s {
+            Slot::Open(o, _) => Object::Open(o.clone()),
+            Slot::Notify(p) => Object::Notify(*p),
+            Slot::Server(k) => Object::Server(k.clone()),
+        })
+    }
+
+    /// How many opens are served.
+    #[must_use]
+    pub fn open_count(&self) -> usize {
+        let slots = self.slots.read();
+        slots
+            .values()
+            .filter(|s| matches!(s, Slot::Open(..)))
+            .count()
+    }
+
+    /// Ends the open on `port`: both its ports are destroyed, and the open
+    /// is handed back (`None`, and nothing done, for another kind of
+    /// port or one already retired).
+    pub fn retire(&self, pool: &Pool, port: PortName) -> Option<O> {
+        let mut slots = self.slots.write();
+        match slots.remove(&port) {
+            Some(Slot::Open(open, notify)) => {
+                slots.remove(&notify);
+                drop(slots);
+                pool.destroy(port);
+                pool.destroy(notify);
+                Some(open)
+            }
+            Some(other) => {
+                slots.insert(port, other);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Destroys every port (a server stopping), handing back the opens.
+    pub fn clear(&self, pool: &Pool) -> Vec<O> {
+        let slots = core::mem::take(&mut *self.slots.write());
+        let mut opens = Vec::new();
+        for (port, slot) in slots {
+            if let Slot::Open(o, _) = slot {
+                opens.push(o);
+            }
+            pool.destroy(port);
+        }
+        opens
+    }
+}
 
 /// Largest request a server receives.
 pub(crate) const RCV_SIZE: usize = 8192;
@@ -285,4 +391,44 @@ pub fn handle_busy<S: Serve>(server: &Arc<S>, bytes: &[u8]) {
     }
     server.handle(bytes);
     pool.idle.fetch_add(1, Ordering::AcqRel);
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use mach::loopback::Kernel;
+
+    /// Whether `port` still names a receive right of the task.
+    fn alive(pool: &Pool, port: PortName) -> bool {
+        pool.ipc().port_move_member(port, PortName::NULL) == KernReturn::SUCCESS
+    }
+
+    #[test]
+    fn an_open_and_its_notification_port_go_together() {
+        let ipc: Arc<dyn Ipc> = Arc::new(Kernel::new().new_task());
+        let pool = Pool::new(ipc, PoolConfig::default()).unwrap();
+        let objects: Objects<&str, u8> = Objects::default();
+        let own = pool.new_port().unwrap();
+        objects.add(own, 7);
+        let (a, a_notify) = pool.new_open_port().unwrap();
+        objects.add_open(a, a_notify, "a");
+        let (b, b_notify) = pool.new_open_port().unwrap();
+        objects.add_open(b, b_notify, "b");
+        assert_eq!(objects.get(a), Some(Object::Open("a")));
+        assert_eq!(objects.get(a_notify), Some(Object::Notify(a)));
+        assert_eq!(objects.get(own), Some(Object::Server(7)));
+        assert_eq!(objects.open_count(), 2);
+        // Only an open retires; the other ports stay.
+        assert_eq!(objects.retire(&pool, own), None);
+        assert_eq!(objects.retire(&pool, a_notify), None);
+        assert!(alive(&pool, own) && alive(&pool, a_notify));
+        assert_eq!(objects.retire(&pool, a), Some("a"));
+        assert_eq!(objects.retire(&pool, a), None);
+        assert!(!alive(&pool, a) && !alive(&pool, a_notify));
+        assert_eq!((objects.get(a), objects.get(a_notify)), (None, None));
+        assert_eq!(objects.open_count(), 1);
+        assert_eq!(objects.clear(&pool), ["b"]);
+        assert!(!alive(&pool, b) && !alive(&pool, b_notify) && !alive(&pool, own));
+        assert_eq!(objects.get(own), None);
+    }
 }

@@ -18,9 +18,9 @@ use mig_bindings::{fsys, rpc, startup};
 
 use crate::boot::{BootHost, Chain, HURD_EBUSY, HURD_EOPNOTSUPP};
 use crate::device::{Device, Driver, Mode};
-use crate::pool::{self, Pool, PoolConfig, RCV_SIZE, Serve};
+use crate::pool::{self, Object, Objects, Pool, PoolConfig, RCV_SIZE, Serve};
 use crate::reply::{Data, DataReply, Responder, WriteReply};
-use crate::sync::{Mutex, RwLock};
+use crate::sync::Mutex;
 
 /// Largest read one request may ask for.
 pub const MAX_READ: usize = 1 << 30;
@@ -29,7 +29,6 @@ struct Open {
     device: Arc<dyn Device>,
     mode: Mode,
     name: String,
-    notify: PortName,
     closed: AtomicBool,
 }
 
@@ -42,12 +41,10 @@ impl Open {
     }
 }
 
-#[derive(Clone)]
-enum Object {
+/// The server's own ports.
+#[derive(Clone, Copy)]
+enum Own {
     Master,
-    Device(Arc<Open>),
-    /// The notify port of a device port (no-senders arrive here).
-    Notify(PortName),
     /// The bootstrap-chain control port (`fsys`).
     Control,
     /// Where the startup server sends `startup_dosync`.
@@ -69,7 +66,8 @@ pub struct DeviceServer {
     master: PortName,
     drivers: Vec<Arc<dyn Driver>>,
     next_master: Option<PortName>,
-    objects: RwLock<BTreeMap<PortName, Object>>,
+    /// Device ports (an open each) and the server's own.
+    objects: Objects<Arc<Open>, Own>,
     boot: Mutex<Option<Boot>>,
     filter_notify: PortName,
     /// The devices that hold a filter for each filter port (a name in this
@@ -104,14 +102,13 @@ impl DeviceServer {
             master,
             drivers,
             next_master,
-            objects: RwLock::new(BTreeMap::from([
-                (master, Object::Master),
-                (filter_notify, Object::FilterNotify),
-            ])),
+            objects: Objects::default(),
             boot: Mutex::new(None),
             filter_notify,
             filter_ports: Mutex::new(BTreeMap::new()),
         });
+        server.objects.add(master, Own::Master);
+        server.objects.add(filter_notify, Own::FilterNotify);
         Ok(server)
     }
 
@@ -134,9 +131,8 @@ impl DeviceServer {
     ) -> Result<PortName, KernReturn> {
         let control = self.pool.new_port()?;
         let sync_port = self.pool.new_port()?;
-        let mut objects = self.objects.write();
-        objects.insert(control, Object::Control);
-        objects.insert(sync_port, Object::SyncNotify);
+        self.objects.add(control, Own::Control);
+        self.objects.add(sync_port, Own::SyncNotify);
         *self.boot.lock() = Some(Boot {
             chain,
             host,
@@ -148,11 +144,7 @@ impl DeviceServer {
     /// Opens currently alive.
     #[must_use]
     pub fn open_count(&self) -> usize {
-        self.objects
-            .read()
-            .values()
-            .filter(|o| matches!(o, Object::Device(_)))
-            .count()
+        self.objects.open_count()
     }
 
     /// Worker threads currently running.
@@ -178,12 +170,8 @@ impl DeviceServer {
     /// Stops serving: the port set and every port go away; workers exit.
     pub fn stop(&self) {
         self.pool.stop();
-        let objects = core::mem::take(&mut *self.objects.write());
-        for (name, obj) in objects {
-            if let Object::Device(open) = &obj {
-                open.close();
-            }
-            self.pool.destroy(name);
+        for open in self.objects.clear(&self.pool) {
+            open.close();
         }
     }
 
@@ -208,21 +196,21 @@ impl DeviceServer {
     /// Handles one received message.
     fn dispatch(&self, bytes: &[u8]) {
         let Ok(h) = Header::read(bytes) else { return };
-        let object = self.objects.read().get(&h.local).cloned();
+        let object = self.objects.get(h.local);
         if let Some(Object::Notify(device_port)) = object {
             if h.id == notify::NO_SENDERS {
                 self.no_senders(device_port);
             }
             return;
         }
-        if let Some(Object::FilterNotify) = object {
+        if let Some(Object::Server(Own::FilterNotify)) = object {
             return self.on_filter_notification(&h, bytes);
         }
         let to = dev::reply_to(&h);
         let responder = Responder::new(Arc::clone(self.pool.ipc()), to);
         match object {
-            Some(Object::Control) => return self.on_control(bytes, responder),
-            Some(Object::SyncNotify) => {
+            Some(Object::Server(Own::Control)) => return self.on_control(bytes, responder),
+            Some(Object::Server(Own::SyncNotify)) => {
                 match startup::decode_dosync(bytes) {
                     Ok(()) => {
                         self.sync_all();
@@ -250,8 +238,8 @@ impl DeviceServer {
             dev::destroy_request_resources(&**self.pool.ipc(), bytes);
         }
         match object {
-            Some(Object::Master) => self.on_master(req, responder),
-            Some(Object::Device(open)) => self.on_device(&open, h.local, req, responder),
+            Some(Object::Server(Own::Master)) => self.on_master(req, responder),
+            Some(Object::Open(open)) => self.on_device(&open, h.local, req, responder),
             _ => {
                 dev::destroy_request_resources(&**self.pool.ipc(), bytes);
                 responder.error(KernReturn::D_NO_SUCH_DEVICE);
@@ -307,13 +295,10 @@ impl DeviceServer {
             device,
             mode: Mode(mode),
             name: name.to_owned(),
-            notify: notify_port,
             closed: AtomicBool::new(false),
         });
         log::debug!("open {name} mode {mode:#x} -> port {}", port.0);
-        let mut objects = self.objects.write();
-        objects.insert(port, Object::Device(open));
-        objects.insert(notify_port, Object::Notify(port));
+        self.objects.add_open(port, notify_port, open);
         Ok((port, tn::MAKE_SEND))
     }
 
@@ -586,24 +571,8 @@ impl DeviceServer {
 
     /// Ends an open: closes the device once and destroys its ports.
     fn retire(&self, port: PortName) {
-        let removed = {
-            let mut objects = self.objects.write();
-            match objects.remove(&port) {
-                Some(Object::Device(open)) => {
-                    objects.remove(&open.notify);
-                    Some(open)
-                }
-                Some(other) => {
-                    objects.insert(port, other);
-                    None
-                }
-                None => None,
-            }
-        };
-        if let Some(open) = removed {
+        if let Some(open) = self.objects.retire(&self.pool, port) {
             open.close();
-            self.pool.destroy(port);
-            self.pool.destroy(open.notify);
         }
     }
 }
