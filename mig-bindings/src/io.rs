@@ -26,6 +26,8 @@ pub const ID_GET_OPENMODES: i32 = 21005;
 pub const ID_SET_SOME_OPENMODES: i32 = 21006;
 /// `io_clear_some_openmodes`.
 pub const ID_CLEAR_SOME_OPENMODES: i32 = 21007;
+/// `io_select`.
+pub const ID_SELECT: i32 = 21012;
 /// `io_stat`.
 pub const ID_STAT: i32 = 21013;
 /// `io_reauthenticate` (a simpleroutine: no reply).
@@ -36,8 +38,25 @@ pub const ID_RESTRICT_AUTH: i32 = 21015;
 pub const ID_DUPLICATE: i32 = 21016;
 /// `io_server_version`.
 pub const ID_SERVER_VERSION: i32 = 21017;
+/// `io_pathconf`.
+pub const ID_PATHCONF: i32 = 21028;
+/// `io_select_timeout`.
+pub const ID_SELECT_TIMEOUT: i32 = 21031;
 /// Last routine of the subsystem (`io_select_timeout`).
-pub const ID_LAST: i32 = 21031;
+pub const ID_LAST: i32 = ID_SELECT_TIMEOUT;
+
+/// `io_select`'s kinds of readiness (`<hurd/io.h>`).
+pub mod select {
+    /// Reading would not block.
+    pub const READ: i32 = 1;
+    /// Writing would not block.
+    pub const WRITE: i32 = 2;
+    /// Urgent data is there.
+    pub const URG: i32 = 4;
+}
+
+/// `timespec_t`: two `INTEGER_64`s.
+const TIMESPEC: TypeDesc = TypeDesc::inline(tn::INTEGER_64, 64, 2);
 
 /// Largest `data_t` MIG carries inline (its stubs' 2048-byte buffer);
 /// longer data travels out of line.
@@ -192,6 +211,20 @@ pub enum Request<'a> {
     },
     /// `io_server_version()`.
     ServerVersion,
+    /// `io_select(select_type)`: the reply port in the header.
+    Select {
+        /// [`select`] bits asked for.
+        select_type: i32,
+    },
+    /// `io_select_timeout(timeout, select_type)`.
+    SelectTimeout {
+        /// The deadline (seconds, nanoseconds).
+        timeout: (i64, i64),
+        /// [`select`] bits asked for.
+        select_type: i32,
+    },
+    /// `io_pathconf(name)`: glibc's `_PC_*` number.
+    Pathconf(i32),
     /// Another routine of the subsystem (its rights and memory must be
     /// released with `destroy_request_resources`).
     Other {
@@ -205,6 +238,17 @@ pub fn int64(r: &mut msg::Reader<'_>) -> Result<i64, KernReturn> {
     check(r, INT64)?;
     let b = r.data(8).map_err(|_| bad())?;
     Ok(i64::from_ne_bytes(b.try_into().expect("8 bytes")))
+}
+
+/// Reads a `timespec_t` (seconds, nanoseconds).
+fn timespec(r: &mut msg::Reader<'_>) -> Result<(i64, i64), KernReturn> {
+    check(r, TIMESPEC)?;
+    let ts = r.data(16).map_err(|_| bad())?;
+    let (sec, nsec) = ts.split_at(8);
+    Ok((
+        i64::from_ne_bytes(sec.try_into().expect("8 bytes")),
+        i64::from_ne_bytes(nsec.try_into().expect("8 bytes")),
+    ))
 }
 
 /// Reads a `data_t` (a long-form `CHAR` array, inline or out of line);
@@ -282,13 +326,26 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
                 whence: int32(&mut r)?,
             }
         }
-        ID_SET_ALL_OPENMODES | ID_SET_SOME_OPENMODES | ID_CLEAR_SOME_OPENMODES => {
+        ID_SET_ALL_OPENMODES
+        | ID_SET_SOME_OPENMODES
+        | ID_CLEAR_SOME_OPENMODES
+        | ID_SELECT
+        | ID_PATHCONF => {
             simple(48)?;
             let bits = int32(&mut r)?;
             match h.id {
                 ID_SET_ALL_OPENMODES => Request::SetAllOpenmodes(bits),
                 ID_SET_SOME_OPENMODES => Request::SetSomeOpenmodes(bits),
+                ID_SELECT => Request::Select { select_type: bits },
+                ID_PATHCONF => Request::Pathconf(bits),
                 _ => Request::ClearSomeOpenmodes(bits),
+            }
+        }
+        ID_SELECT_TIMEOUT => {
+            simple(72)?;
+            Request::SelectTimeout {
+                timeout: timespec(&mut r)?,
+                select_type: int32(&mut r)?,
             }
         }
         ID_READABLE | ID_GET_OPENMODES | ID_STAT | ID_DUPLICATE | ID_SERVER_VERSION => {
@@ -341,7 +398,8 @@ pub fn int64_reply(to: &ReplyTo, value: i64) -> MsgBuf {
     b.finish()
 }
 
-/// A reply carrying one `int` (`io_get_openmodes`).
+/// A reply carrying one `int` (`io_get_openmodes`, `io_select`,
+/// `io_pathconf`).
 #[must_use]
 pub fn int32_reply(to: &ReplyTo, value: i32) -> MsgBuf {
     let mut b = Builder::new(reply_header(to));
@@ -460,11 +518,28 @@ pub fn seek_request(file: PortName, reply: PortName, offset: i64, whence: i32) -
     b.finish()
 }
 
-/// A request with one `int` argument (`io_set_*_openmodes`).
+/// A request with one `int` argument (`io_set_*_openmodes`, `io_select`,
+/// `io_pathconf`).
 #[must_use]
 pub fn int32_request(file: PortName, reply: PortName, id: i32, value: i32) -> MsgBuf {
     let mut b = Builder::new(Header::request(file, reply, id));
     b.desc(INT32).raw(&value.to_ne_bytes());
+    b.finish()
+}
+
+/// `io_select_timeout` request.
+#[must_use]
+pub fn select_timeout_request(
+    file: PortName,
+    reply: PortName,
+    timeout: (i64, i64),
+    select_type: i32,
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(file, reply, ID_SELECT_TIMEOUT));
+    b.desc(TIMESPEC)
+        .raw(&timeout.0.to_ne_bytes())
+        .raw(&timeout.1.to_ne_bytes());
+    b.desc(INT32).raw(&select_type.to_ne_bytes());
     b.finish()
 }
 

@@ -165,6 +165,28 @@ fn io_requests_and_replies() {
         shape(&io::bare_request(d, r, io::ID_STAT)),
         (32, false, 21013)
     );
+    // io_select, io_pathconf: an int; io_select_timeout: a timespec_t
+    // (INTEGER_64 x 2) first, 72 bytes in all.
+    for (id, want) in [(io::ID_SELECT, 21012), (io::ID_PATHCONF, 21028)] {
+        let m = io::int32_request(d, r, id, 3);
+        assert_eq!(shape(&m), (48, false, want));
+        assert!(io::decode_request(m.as_bytes()).is_ok());
+    }
+    let m = io::select_timeout_request(d, r, (5, 6), io::select::READ);
+    assert_eq!(shape(&m), (72, false, 21031));
+    assert_eq!(
+        (word(&m, 32), word(&m, 36), word(&m, 56)),
+        (INT64, 2, INT32)
+    );
+    assert_eq!(
+        io::decode_request(m.as_bytes()),
+        Ok(io::Request::SelectTimeout {
+            timeout: (5, 6),
+            select_type: 1
+        })
+    );
+    let m = io::int32_reply(&reply_to(21012), 3);
+    assert_eq!(shape(&m), (64, false, 21112));
 
     let m = io::read_reply_inline(&reply_to(21001), &[1; 5]);
     assert_eq!(shape(&m), (56 + 8, false, 21101));

@@ -392,6 +392,14 @@ impl Netfs for HurdFs {
         Ok(())
     }
 
+    fn file_size_bits(&self) -> i32 {
+        match self.vol.fstype() {
+            // 32-bit sizes, unsigned.
+            FsType::Fat => 33,
+            FsType::Ffs | FsType::Ext2 => 64,
+        }
+    }
+
     fn statfs(&self) -> Result<Statfs, Errno> {
         let s = map(self.vol().statfs())?;
         Ok(Statfs {

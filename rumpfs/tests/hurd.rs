@@ -28,7 +28,7 @@ mod served {
     use mach::msg::{Builder, Header};
     use mach::port::type_name as tn;
     use mach::{KernReturn, PortName};
-    use machdev::netfs::{errno, oflag};
+    use machdev::netfs::{errno, oflag, pc};
     use mig_bindings::auth::AuthIds;
     use mig_bindings::{fs as hfs, io, rpc};
 
@@ -417,6 +417,37 @@ mod served {
         held.extend([a, a2]);
     }
 
+    /// `io_select` and `io_select_timeout` (a file is always ready, never
+    /// urgent), `io_pathconf`.
+    fn select_and_pathconf(hurd: &Hurd, file: PortName) {
+        use io::select::{READ, URG, WRITE};
+        let m = hurd.call(|r| io::int32_request(file, r, io::ID_SELECT, READ | WRITE | URG));
+        assert_eq!(
+            io::decode_int32_reply(m.as_bytes(), io::ID_SELECT),
+            Ok(READ | WRITE)
+        );
+        let m = hurd.call(|r| io::select_timeout_request(file, r, (1, 0), READ));
+        assert_eq!(
+            io::decode_int32_reply(m.as_bytes(), io::ID_SELECT_TIMEOUT),
+            Ok(READ)
+        );
+        // No timeout: MIG's stub refuses it.
+        let m = hurd.call(|r| io::int32_request(file, r, io::ID_SELECT_TIMEOUT, READ));
+        assert_eq!(
+            rpc::decode_simple_reply(m.as_bytes(), io::ID_SELECT_TIMEOUT),
+            Err(KernReturn::MIG_BAD_ARGUMENTS)
+        );
+        let pathconf = |name| {
+            let m = hurd.call(|r| io::int32_request(file, r, io::ID_PATHCONF, name));
+            io::decode_int32_reply(m.as_bytes(), io::ID_PATHCONF)
+        };
+        assert_eq!(pathconf(pc::NAME_MAX), Ok(255));
+        assert_eq!(pathconf(pc::FILESIZEBITS), Ok(64));
+        assert_eq!(pathconf(pc::LINK_MAX), Ok(-1));
+        assert_eq!(pathconf(pc::NO_TRUNC), Ok(1));
+        assert_eq!(pathconf(999), Err(e(errno::EINVAL)));
+    }
+
     /// MIG's errors, `EOPNOTSUPP` for what is not served, long names.
     fn bad_requests(hurd: &Hurd, root: PortName, file: PortName) {
         let m = hurd.call(|r| io::bare_request(root, r, io::ID_SERVER_VERSION));
@@ -514,6 +545,7 @@ mod served {
         another_user(&hurd, root, &mut held);
         reauthentication(&hurd, root, &mut held);
         locks(&hurd, root, &mut held);
+        select_and_pathconf(&hurd, file);
         bad_requests(&hurd, root, file);
         glibc_style_specials(&hurd, root, &mut held);
 

@@ -23,7 +23,8 @@ mod served {
     use common::{Hurd, e, missing, run};
     use mach::PortName;
     use mach::ipc::Ipc;
-    use machdev::netfs::{errno, oflag};
+    use machdev::netfs::{errno, oflag, pc};
+    use mig_bindings::io;
 
     const O_RDWR: i32 = oflag::O_READ | oflag::O_WRITE;
 
@@ -88,8 +89,7 @@ mod served {
         );
         // dir_mkfile: written before it has a name, then named.
         let m = hurd.call(|r| mig_bindings::fs::mkfile_request(dir_a, r, O_RDWR, 0o644));
-        let anon =
-            mig_bindings::io::decode_port_reply(m.as_bytes(), mig_bindings::fs::ID_MKFILE).unwrap();
+        let anon = io::decode_port_reply(m.as_bytes(), mig_bindings::fs::ID_MKFILE).unwrap();
         hurd.write(anon, b"born nameless", 0).unwrap();
         assert_eq!(hurd.readdir(dir_a, -1).unwrap(), [".", ".."]);
         hurd.simple(
@@ -178,6 +178,14 @@ mod served {
         let hurd = Arc::new(Hurd::serve(&img, false));
         let root = hurd.root_as(&[0], &[0], oflag::O_READ).unwrap();
         renames_and_removals(&hurd, root);
+        // FAT's limits as io_pathconf tells them: 32-bit sizes, names as
+        // long as NetBSD's msdosfs finds them again.
+        let pathconf = |name| {
+            let m = hurd.call(|r| io::int32_request(root, r, io::ID_PATHCONF, name));
+            io::decode_int32_reply(m.as_bytes(), io::ID_PATHCONF)
+        };
+        assert_eq!(pathconf(pc::FILESIZEBITS), Ok(33));
+        assert_eq!(pathconf(pc::NAME_MAX), Ok(253));
         sixteen_clients(&hurd, root);
         hurd.release(root);
         hurd.goaway().unwrap();

@@ -77,6 +77,32 @@ pub mod oflag {
     pub const HONORED: i32 = O_APPEND | O_ASYNC | O_FSYNC | O_NONBLOCK | O_NOATIME;
 }
 
+/// glibc's `_PC_*` names, as `io_pathconf` receives them.
+#[allow(missing_docs)]
+pub mod pc {
+    pub const LINK_MAX: i32 = 0;
+    pub const MAX_CANON: i32 = 1;
+    pub const MAX_INPUT: i32 = 2;
+    pub const NAME_MAX: i32 = 3;
+    pub const PATH_MAX: i32 = 4;
+    pub const PIPE_BUF: i32 = 5;
+    pub const CHOWN_RESTRICTED: i32 = 6;
+    pub const NO_TRUNC: i32 = 7;
+    pub const VDISABLE: i32 = 8;
+    pub const SYNC_IO: i32 = 9;
+    pub const ASYNC_IO: i32 = 10;
+    pub const PRIO_IO: i32 = 11;
+    pub const SOCK_MAXBUF: i32 = 12;
+    pub const FILESIZEBITS: i32 = 13;
+    pub const REC_INCR_XFER_SIZE: i32 = 14;
+    pub const REC_MAX_XFER_SIZE: i32 = 15;
+    pub const REC_MIN_XFER_SIZE: i32 = 16;
+    pub const REC_XFER_ALIGN: i32 = 17;
+    pub const ALLOC_SIZE_MIN: i32 = 18;
+    pub const SYMLINK_MAX: i32 = 19;
+    pub const TWO_SYMLINKS: i32 = 20;
+}
+
 /// Most bytes one `io_read` answers (the region is allocated before the
 /// read; a client asking more gets a short read, as from a pipe).
 pub const READ_MAX: usize = 16 << 20;
@@ -281,6 +307,10 @@ pub trait Netfs: Send + Sync + 'static {
     }
     /// The file system's status.
     fn statfs(&self) -> Result<fs::Statfs, Errno>;
+    /// Bits a file's size takes at most, sign included (`_PC_FILESIZEBITS`).
+    fn file_size_bits(&self) -> i32 {
+        64
+    }
     /// What `io_server_version` answers: the server's name and its
     /// major, minor and edit numbers.
     fn server_version(&self) -> (&str, [i32; 3]) {
@@ -866,9 +896,41 @@ impl<F: Netfs> NetfsServer<F> {
                 let (name, v) = self.fs.server_version();
                 Ok(Replied::Version(name.to_owned(), v))
             }
+            // Reads and writes of a file never wait (libnetfs's answer).
+            io::Request::Select { select_type }
+            | io::Request::SelectTimeout { select_type, .. } => {
+                Ok(Replied::Int32(select_type & !io::select::URG))
+            }
+            io::Request::Pathconf(name) => self.pathconf(name).map(Replied::Int32),
             io::Request::Other { .. } => Err(err(errno::EOPNOTSUPP)),
         };
         self.send(responder, reply);
+    }
+
+    /// `io_pathconf` as libnetfs answers it, with this file system's
+    /// longest name and largest file.
+    fn pathconf(&self, name: i32) -> Result<i32, KernReturn> {
+        Ok(match name {
+            pc::LINK_MAX
+            | pc::MAX_CANON
+            | pc::MAX_INPUT
+            | pc::PIPE_BUF
+            | pc::VDISABLE
+            | pc::SOCK_MAXBUF
+            | pc::PATH_MAX
+            | pc::REC_MAX_XFER_SIZE
+            | pc::REC_INCR_XFER_SIZE
+            | pc::SYMLINK_MAX => -1,
+            pc::NAME_MAX => {
+                let namelen = self.fs.statfs().map_err(err)?.namelen;
+                i32::try_from(namelen).unwrap_or(i32::MAX)
+            }
+            pc::CHOWN_RESTRICTED | pc::NO_TRUNC | pc::TWO_SYMLINKS => 1,
+            pc::PRIO_IO | pc::SYNC_IO | pc::ASYNC_IO => 0,
+            pc::FILESIZEBITS => self.fs.file_size_bits(),
+            pc::REC_MIN_XFER_SIZE | pc::REC_XFER_ALIGN | pc::ALLOC_SIZE_MIN => 4096,
+            _ => return Err(err(errno::EINVAL)),
+        })
     }
 
     fn send(&self, responder: Responder, reply: Reply) {
