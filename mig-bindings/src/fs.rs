@@ -47,8 +47,10 @@ pub const ID_MKFILE: i32 = 20025;
 pub const ID_SET_TRANSLATOR: i32 = 20027;
 /// `file_utimens`.
 pub const ID_UTIMENS: i32 = 20035;
+/// `file_record_lock`.
+pub const ID_RECORD_LOCK: i32 = 20036;
 /// Last routine of the subsystem (`file_record_lock`).
-pub const ID_LAST: i32 = 20036;
+pub const ID_LAST: i32 = ID_RECORD_LOCK;
 
 /// Bytes of an `fsys_statfsbuf_t` (14 64-bit words on `x86_64`).
 pub const STATFSBUF_LEN: usize = 112;
@@ -64,6 +66,69 @@ pub const FS_RETRY_MAGICAL: i32 = 3;
 
 /// `timespec_t`: two `INTEGER_64`.
 const TIMESPEC: TypeDesc = TypeDesc::inline(tn::INTEGER_64, 64, 2);
+
+/// `flock_t` (glibc's `struct flock64`): four `INTEGER_64` to MIG.
+const FLOCK: TypeDesc = TypeDesc::inline(tn::INTEGER_64, 64, 4);
+
+/// `file_record_lock`'s commands and lock types, as the Hurd's glibc
+/// numbers them (`<bits/fcntl.h>`).
+pub mod record {
+    /// `F_GETLK64`: the first lock that would keep this one out.
+    pub const F_GETLK64: i32 = 10;
+    /// `F_SETLK64`: lock or unlock, failing with `EAGAIN` on a conflict.
+    pub const F_SETLK64: i32 = 11;
+    /// `F_SETLKW64`: lock, waiting while a conflict lasts.
+    pub const F_SETLKW64: i32 = 12;
+    /// A read (shared) lock.
+    pub const F_RDLCK: i32 = 1;
+    /// A write (exclusive) lock.
+    pub const F_WRLCK: i32 = 2;
+    /// No lock (unlock).
+    pub const F_UNLCK: i32 = 3;
+}
+
+/// A `flock_t` (glibc's `struct flock64` on the Hurd).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flock {
+    /// `l_type`: [`record::F_RDLCK`], `F_WRLCK` or `F_UNLCK`.
+    pub kind: i32,
+    /// `l_whence`: `SEEK_SET`, `SEEK_CUR` or `SEEK_END`.
+    pub whence: i32,
+    /// `l_start`.
+    pub start: i64,
+    /// `l_len` (0: to the end of the file, however far it grows).
+    pub len: i64,
+    /// `l_pid`.
+    pub pid: i32,
+}
+
+impl Flock {
+    /// Its 32 bytes (the last 4 padding).
+    #[must_use]
+    pub fn encode(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[0..4].copy_from_slice(&self.kind.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.whence.to_ne_bytes());
+        b[8..16].copy_from_slice(&self.start.to_ne_bytes());
+        b[16..24].copy_from_slice(&self.len.to_ne_bytes());
+        b[24..28].copy_from_slice(&self.pid.to_ne_bytes());
+        b
+    }
+
+    /// From its 32 bytes.
+    #[must_use]
+    pub fn decode(b: &[u8; 32]) -> Self {
+        let i32_at = |o: usize| i32::from_ne_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+        let i64_at = |o: usize| i64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        Self {
+            kind: i32_at(0),
+            whence: i32_at(4),
+            start: i64_at(8),
+            len: i64_at(16),
+            pid: i32_at(24),
+        }
+    }
+}
 
 /// A decoded `fs` request. Names are the bytes before the string's NUL.
 #[derive(Debug, PartialEq, Eq)]
@@ -159,6 +224,17 @@ pub enum Request<'a> {
         /// Modification time.
         mtime: (i64, i64),
     },
+    /// `file_record_lock(cmd, lock, rendezvous)`: glibc's `fcntl` record
+    /// locks.
+    RecordLock {
+        /// [`record::F_GETLK64`], `F_SETLK64` or `F_SETLKW64`.
+        cmd: i32,
+        /// The lock asked about or for.
+        lock: Flock,
+        /// Null for locks per open (what glibc sends), else a send right
+        /// naming the process, now the server's.
+        rendezvous: PortName,
+    },
     /// `dir_mkfile(flags, mode)`: a new file with no name yet.
     Mkfile {
         /// Open flags, as `dir_lookup`'s (`O_CREAT`/`O_TRUNC` implied).
@@ -192,6 +268,7 @@ impl Request<'_> {
     #[must_use]
     pub fn port(&self) -> Option<PortName> {
         match *self {
+            Self::RecordLock { rendezvous, .. } if rendezvous.is_valid() => Some(rendezvous),
             Self::Link { file, .. } => Some(file),
             Self::Rename { newdir, .. } => Some(newdir),
             Self::SetTranslator { active, .. } if active.is_valid() => Some(active),
@@ -275,28 +352,17 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
                 mode: int32(r)? as u32,
             }
         }
-        ID_SET_TRANSLATOR => {
-            if size < 104 || !complex {
-                return Err(bad());
-            }
-            let passive_flags = int32(r)?;
-            let active_flags = int32(r)?;
-            let _oldtrans_flags = int32(r)?;
-            let (passive, took) = io::data(r)?;
-            if size != 104 + took {
-                return Err(bad());
-            }
-            let d = r.desc().map_err(|_| bad())?;
-            if d.name != tn::MOVE_SEND || !d.inline || d.number != 1 {
-                return Err(bad());
-            }
-            let raw = r.data(8).map_err(|_| bad())?;
-            let active = PortName(u64::from_ne_bytes(raw.try_into().expect("8 bytes")) as u32);
-            Request::SetTranslator {
-                passive_flags,
-                active_flags,
-                passive,
-                active,
+        ID_SET_TRANSLATOR => decode_set_translator(size, complex, r)?,
+        ID_RECORD_LOCK => {
+            shape(104, true)?;
+            let cmd = int32(r)?;
+            check(r, FLOCK)?;
+            let lock = r.data(32).map_err(|_| bad())?;
+            let lock = Flock::decode(lock.try_into().map_err(|_| bad())?);
+            Request::RecordLock {
+                cmd,
+                lock,
+                rendezvous: port(r)?,
             }
         }
         ID_UTIMENS => {
@@ -314,6 +380,36 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
         return Err(bad());
     }
     Ok(req)
+}
+
+/// `file_set_translator`'s request (an arguments vector of any length).
+fn decode_set_translator<'a>(
+    size: usize,
+    complex: bool,
+    r: &mut msg::Reader<'a>,
+) -> Result<Request<'a>, KernReturn> {
+    if size < 104 || !complex {
+        return Err(bad());
+    }
+    let passive_flags = int32(r)?;
+    let active_flags = int32(r)?;
+    let _oldtrans_flags = int32(r)?;
+    let (passive, took) = io::data(r)?;
+    if size != 104 + took {
+        return Err(bad());
+    }
+    let d = r.desc().map_err(|_| bad())?;
+    if d.name != tn::MOVE_SEND || !d.inline || d.number != 1 {
+        return Err(bad());
+    }
+    let raw = r.data(8).map_err(|_| bad())?;
+    let active = PortName(u64::from_ne_bytes(raw.try_into().expect("8 bytes")) as u32);
+    Ok(Request::SetTranslator {
+        passive_flags,
+        active_flags,
+        passive,
+        active,
+    })
 }
 
 /// The directory routines of [`decode_request`] (`dir_lookup` ..
@@ -437,6 +533,42 @@ pub fn lock_stat_reply(to: &ReplyTo, mine: i32, node: i32) -> MsgBuf {
     ret_code(&mut b, KernReturn::SUCCESS);
     b.int32(mine).int32(node);
     b.finish()
+}
+
+/// `file_record_lock` request (`rendezvous`: a right and its
+/// disposition, or null).
+#[must_use]
+pub fn record_lock_request(
+    file: PortName,
+    reply: PortName,
+    cmd: i32,
+    lock: &Flock,
+    rendezvous: (PortName, u8),
+) -> MsgBuf {
+    let mut b = Builder::new(Header::request(file, reply, ID_RECORD_LOCK));
+    b.desc(INT32).raw(&cmd.to_ne_bytes());
+    b.desc(FLOCK).raw(&lock.encode());
+    b.port(rendezvous.0, rendezvous.1);
+    b.finish()
+}
+
+/// `file_record_lock` reply: the lock as answered.
+#[must_use]
+pub fn record_lock_reply(to: &ReplyTo, lock: &Flock) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    b.desc(FLOCK).raw(&lock.encode());
+    b.finish()
+}
+
+/// Decodes a `file_record_lock` reply.
+pub fn decode_record_lock_reply(bytes: &[u8]) -> Result<Flock, KernReturn> {
+    let mut r = reply_body(bytes, ID_RECORD_LOCK, Some(88), false)?;
+    check(&mut r, FLOCK).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    let b = r.data(32).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    Ok(Flock::decode(
+        b.try_into().map_err(|_| KernReturn::MIG_TYPE_ERROR)?,
+    ))
 }
 
 /// Decodes a `file_lock_stat` reply: (the caller's lock, the node's).

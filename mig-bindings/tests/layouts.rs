@@ -424,3 +424,42 @@ fn file_lock_and_its_status() {
     assert_eq!((word(&m, 48), word(&m, 64)), (INT32, INT32));
     assert_eq!(fs::decode_lock_stat_reply(m.as_bytes()), Ok((1, 2)));
 }
+
+/// `file_record_lock` as fsS.c has it: 104 bytes, complex (an int, the
+/// `flock_t` as four `INTEGER_64`, the rendezvous port); the reply 88.
+#[test]
+fn file_record_lock_and_its_flock() {
+    let lock = fs::Flock {
+        kind: fs::record::F_WRLCK,
+        whence: 1,
+        start: -5,
+        len: 1 << 40,
+        pid: 77,
+    };
+    let m = fs::record_lock_request(
+        PortName(5),
+        PortName(6),
+        fs::record::F_SETLKW64,
+        &lock,
+        (PortName::NULL, tn::MOVE_SEND),
+    );
+    assert_eq!(shape(&m), (104, true, 20036));
+    assert_eq!((word(&m, 32), word(&m, 40)), (INT32, 12));
+    assert_eq!((word(&m, 48), word(&m, 52)), (INT64, 4));
+    // l_type, l_whence, then l_start at 8 and l_len at 16 of the struct.
+    assert_eq!((word(&m, 56), word(&m, 60)), (2, 1));
+    assert_eq!(word(&m, 64), (-5i32) as u32);
+    assert_eq!(word(&m, 88), port_word(tn::MOVE_SEND));
+    assert_eq!(
+        fs::decode_request(m.as_bytes()),
+        Ok(fs::Request::RecordLock {
+            cmd: 12,
+            lock,
+            rendezvous: PortName::NULL
+        })
+    );
+    let m = fs::record_lock_reply(&reply_to(20036), &lock);
+    assert_eq!(shape(&m), (88, false, 20136));
+    assert_eq!((word(&m, 48), word(&m, 52)), (INT64, 4));
+    assert_eq!(fs::decode_record_lock_reply(m.as_bytes()), Ok(lock));
+}

@@ -26,7 +26,7 @@ mod served {
     use super::common::{Hurd, e, missing, run};
     use mach::ipc::Ipc;
     use mach::msg::{Builder, Header};
-    use mach::port::type_name as tn;
+    use mach::port::{Right, type_name as tn};
     use mach::{KernReturn, PortName};
     use machdev::netfs::{errno, oflag, pc};
     use mig_bindings::auth::AuthIds;
@@ -417,6 +417,74 @@ mod served {
         held.extend([a, a2]);
     }
 
+    /// `file_record_lock` (glibc's `fcntl` locks): per open, byte ranges,
+    /// `F_GETLK` naming the conflict, a waiter let in when the holder's
+    /// last port goes.
+    fn record_locks(hurd: &Hurd, root: PortName, held: &mut Held) {
+        use hfs::record::{F_GETLK64, F_RDLCK, F_SETLK64, F_SETLKW64, F_UNLCK, F_WRLCK};
+        let rw = oflag::O_READ | oflag::O_WRITE;
+        let fcntl = |p: PortName, cmd: i32, kind: i32, start: i64, len: i64| {
+            let lock = hfs::Flock {
+                kind,
+                start,
+                len,
+                ..hfs::Flock::default()
+            };
+            let m = hurd.call(|r| {
+                hfs::record_lock_request(p, r, cmd, &lock, (PortName::NULL, tn::COPY_SEND))
+            });
+            hfs::decode_record_lock_reply(m.as_bytes())
+        };
+        let a = hurd.open(root, "hello.txt", rw).unwrap();
+        let b = hurd.open(root, "hello.txt", rw).unwrap();
+        fcntl(a, F_SETLK64, F_WRLCK, 0, 10).unwrap();
+        assert_eq!(fcntl(b, F_SETLK64, F_RDLCK, 5, 10), Err(e(35)));
+        fcntl(b, F_SETLK64, F_RDLCK, 10, 0).unwrap();
+        let got = fcntl(b, F_GETLK64, F_WRLCK, 0, 0).unwrap();
+        assert_eq!(
+            (got.kind, got.start, got.len, got.pid),
+            (F_WRLCK, 0, 10, -1)
+        );
+        assert_eq!(fcntl(a, F_GETLK64, F_RDLCK, 0, 10).unwrap().kind, F_UNLCK);
+        // A duplicate is the same open: its locks are the open's.
+        let m = hurd.call(|r| io::bare_request(a, r, io::ID_DUPLICATE));
+        let a2 = io::decode_port_reply(m.as_bytes(), io::ID_DUPLICATE).unwrap();
+        fcntl(a2, F_SETLK64, F_UNLCK, 0, 5).unwrap();
+        fcntl(b, F_SETLK64, F_WRLCK, 0, 5).unwrap();
+        // Bad input: a write lock on a read-only open, an unknown kind, a
+        // rendezvous (locks per process are not kept).
+        let ro = hurd.open(root, "hello.txt", oflag::O_READ).unwrap();
+        assert_eq!(fcntl(ro, F_SETLK64, F_WRLCK, 100, 1), Err(e(errno::EBADF)));
+        assert_eq!(fcntl(a, F_SETLK64, 0, 0, 1), Err(e(errno::EINVAL)));
+        let rendezvous = hurd.client.port_allocate(Right::Receive).unwrap();
+        let m = hurd.call(|r| {
+            let lock = hfs::Flock {
+                kind: F_RDLCK,
+                ..hfs::Flock::default()
+            };
+            hfs::record_lock_request(a, r, F_SETLK64, &lock, (rendezvous, tn::MAKE_SEND))
+        });
+        assert_eq!(
+            hfs::decode_record_lock_reply(m.as_bytes()),
+            Err(e(errno::EOPNOTSUPP))
+        );
+        // A waiter gets its range once the holder's ports are all gone.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| fcntl(ro, F_SETLKW64, F_RDLCK, 0, 10));
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(!waiter.is_finished());
+            hurd.release(b);
+            std::thread::sleep(Duration::from_millis(50));
+            // a still write-locks 5..10.
+            assert!(!waiter.is_finished());
+            hurd.release(a);
+            hurd.release(a2);
+            waiter.join().unwrap().unwrap();
+        });
+        let _ = hurd.client.port_mod_refs(rendezvous, Right::Receive, -1);
+        held.push(ro);
+    }
+
     /// `io_select` and `io_select_timeout` (a file is always ready, never
     /// urgent), `io_pathconf`.
     fn select_and_pathconf(hurd: &Hurd, file: PortName) {
@@ -545,6 +613,7 @@ mod served {
         another_user(&hurd, root, &mut held);
         reauthentication(&hurd, root, &mut held);
         locks(&hurd, root, &mut held);
+        record_locks(&hurd, root, &mut held);
         select_and_pathconf(&hurd, file);
         bad_requests(&hurd, root, file);
         glibc_style_specials(&hurd, root, &mut held);

@@ -11,7 +11,7 @@
 //! anything).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use mach::ipc::Ipc;
 use mach::msg::Header;
@@ -23,6 +23,7 @@ use mig_bindings::{auth, fsys, rpc, startup};
 
 pub use crate::boot::hurd_error;
 mod lock;
+mod rlock;
 
 pub use lock::{LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN};
 
@@ -383,6 +384,9 @@ struct Peropen<F: Netfs> {
     /// The server's node locks, and the one this open holds.
     locks: Arc<lock::Locks>,
     lock: AtomicI32,
+    /// Who holds this open's record locks in `records`.
+    id: u64,
+    records: Arc<rlock::RecordLocks>,
 }
 
 impl<F: Netfs> Peropen<F> {
@@ -426,6 +430,7 @@ impl<F: Netfs> Peropen<F> {
 impl<F: Netfs> Drop for Peropen<F> {
     fn drop(&mut self) {
         self.locks.release(self.node, &self.lock);
+        self.records.release(self.node, self.id);
         if let Some(open) = self.open.take() {
             self.fs.close(self.node, open);
         }
@@ -462,6 +467,9 @@ pub struct NetfsServer<F: Netfs> {
     auth: Mutex<PortName>,
     /// `file_lock`'s locks.
     locks: Arc<lock::Locks>,
+    /// `file_record_lock`'s locks, and the id of the next open.
+    records: Arc<rlock::RecordLocks>,
+    next_open: AtomicU64,
 }
 
 /// What a request is answered with (built once the reply port is known).
@@ -471,6 +479,8 @@ enum Replied {
     Int64(i64),
     /// `file_lock_stat`'s answer: the open's lock and the node's.
     LockStat(i32, i32),
+    /// `file_record_lock`'s answer.
+    Flock(fs::Flock),
     Stat(Box<[u8; io::STATBUF_LEN]>),
     Statfs(Box<[u8; fs::STATFSBUF_LEN]>),
     /// A new protid (`io_duplicate`).
@@ -522,6 +532,8 @@ impl<F: Netfs> NetfsServer<F> {
             on_goaway: Mutex::new(None),
             auth: Mutex::new(PortName::NULL),
             locks: Arc::default(),
+            records: Arc::default(),
+            next_open: AtomicU64::new(1),
         }))
     }
 
@@ -698,6 +710,8 @@ impl<F: Netfs> NetfsServer<F> {
             root_parent,
             locks: Arc::clone(&self.locks),
             lock: AtomicI32::new(LOCK_UN),
+            id: self.next_open.fetch_add(1, Ordering::Relaxed),
+            records: Arc::clone(&self.records),
         }))
     }
 
@@ -969,6 +983,7 @@ impl<F: Netfs> NetfsServer<F> {
                     Replied::Empty => rpc::simple_reply(to),
                     Replied::Int32(v) => io::int32_reply(to, v),
                     Replied::LockStat(mine, node) => fs::lock_stat_reply(to, mine, node),
+                    Replied::Flock(lock) => fs::record_lock_reply(to, &lock),
                     Replied::Int64(v) => io::int64_reply(to, v),
                     Replied::Stat(st) => io::stat_reply(to, &st),
                     Replied::Statfs(st) => fs::statfs_reply(to, &st),
@@ -1140,6 +1155,26 @@ impl<F: Netfs> NetfsServer<F> {
             }
             fs::Request::Mkfile { flags, mode } => self.mkfile(p, flags, mode),
             fs::Request::Lock(flags) => simple(self.locks.acquire(node, &p.po.lock, flags)),
+            fs::Request::RecordLock {
+                cmd,
+                mut lock,
+                rendezvous,
+            } => {
+                // Locks per process: libfshelp has none either.
+                if rendezvous.is_valid() {
+                    return Err(err(errno::EOPNOTSUPP));
+                }
+                let asker = rlock::Asker {
+                    owner: p.po.id,
+                    modes: p.po.modes.load(Ordering::Acquire),
+                    at: *p.po.offset.lock(),
+                };
+                let size = || p.po.stat().map(|st| st.size.max(0) as u64);
+                self.records
+                    .tweak(node, &asker, size, cmd, &mut lock)
+                    .map_err(err)?;
+                Ok(Replied::Flock(lock))
+            }
             fs::Request::LockStat => Ok(Replied::LockStat(
                 p.po.lock.load(Ordering::Acquire),
                 self.locks.status(node),
