@@ -121,6 +121,19 @@ mod served {
         );
         let nolink = hurd.open(root, "rel", oflag::O_NOLINK).unwrap();
         assert_eq!(hurd.stat(nolink).unwrap().mode & 0o170_000, 0o120_000);
+        // glibc's readlink: the link reopened for reading, and read.
+        let link = hurd
+            .open(nolink, "", oflag::O_READ | oflag::O_NOLINK)
+            .unwrap();
+        assert_eq!(hurd.read(link, 0, 100).unwrap(), b"sub/deep/file");
+        assert_eq!(hurd.read(link, 4, 3).unwrap(), b"dee");
+        assert_eq!(hurd.stat(link).unwrap().mode & 0o170_000, 0o120_000);
+        // Writing one is NetBSD's to refuse (EFTYPE).
+        assert_eq!(
+            hurd.open(nolink, "", oflag::O_WRITE | oflag::O_NOLINK),
+            Err(e(79))
+        );
+        hurd.release(link);
         assert_eq!(
             hurd.open(root, "loop1", oflag::O_READ),
             Err(e(errno::ELOOP))

@@ -381,6 +381,9 @@ struct Peropen<F: Netfs> {
     open: Option<F::Open>,
     /// The `..` of the root this open was reached from (a send right).
     root_parent: PortName,
+    /// A symbolic link opened for reading (`O_NOLINK`): reads answer its
+    /// target, as libnetfs's do (glibc's `readlink`).
+    link: bool,
     /// The server's node locks, and the one this open holds.
     locks: Arc<lock::Locks>,
     lock: AtomicI32,
@@ -683,10 +686,14 @@ impl<F: Netfs> NetfsServer<F> {
         flags: i32,
         root_parent: PortName,
         made: Option<F::Open>,
+        link: bool,
     ) -> Result<Arc<Peropen<F>>, Errno> {
         let modes = flags & oflag::KEPT;
         let rw = modes & (oflag::O_READ | oflag::O_WRITE);
-        let open = if rw == 0 || made.is_some() {
+        // A link read through this open is read whole each time: the file
+        // system has no open of it.
+        let link = link && rw == oflag::O_READ;
+        let open = if rw == 0 || made.is_some() || link {
             made
         } else {
             match self.fs.open(node, rw) {
@@ -708,6 +715,7 @@ impl<F: Netfs> NetfsServer<F> {
             offset: Mutex::new(0),
             open,
             root_parent,
+            link,
             locks: Arc::clone(&self.locks),
             lock: AtomicI32::new(LOCK_UN),
             id: self.next_open.fetch_add(1, Ordering::Relaxed),
@@ -813,7 +821,7 @@ impl<F: Netfs> NetfsServer<F> {
         }
         self.fs.retain(root);
         let po = self
-            .new_peropen(root, req.flags, req.dotdot, None)
+            .new_peropen(root, req.flags, req.dotdot, None, false)
             .map_err(err)?;
         self.new_protid(po, cred).map(Replied::Root)
     }
@@ -1047,10 +1055,13 @@ impl<F: Netfs> NetfsServer<F> {
         offset: i64,
         amount: u64,
     ) -> Result<Replied, KernReturn> {
-        let open = po.open_for(modes, oflag::O_READ)?;
         if offset < -1 {
             return Err(err(errno::EINVAL));
         }
+        if po.link && modes & oflag::O_READ != 0 {
+            return self.read_link(po, offset, amount);
+        }
+        let open = po.open_for(modes, oflag::O_READ)?;
         let len = amount.min(READ_MAX as u64) as usize;
         // The file pointer's lock is held through a read from it.
         let mut pointer = (offset == -1).then(|| po.offset.lock());
@@ -1060,6 +1071,23 @@ impl<F: Netfs> NetfsServer<F> {
             *p += n as u64;
         }
         Ok(replied)
+    }
+
+    /// `io_read` of a link opened for reading: its target, from `offset`
+    /// (−1: the file pointer).
+    fn read_link(&self, po: &Peropen<F>, offset: i64, amount: u64) -> Result<Replied, KernReturn> {
+        let target = self.fs.readlink(po.node).map_err(err)?;
+        let mut pointer = (offset == -1).then(|| po.offset.lock());
+        let at = pointer.as_deref().map_or(offset as u64, |p| *p);
+        let from = usize::try_from(at).map_or(target.len(), |a| a.min(target.len()));
+        let n = (target.len() - from).min(usize::try_from(amount).unwrap_or(usize::MAX));
+        if let Some(p) = pointer.as_deref_mut() {
+            *p += n as u64;
+        }
+        Ok(Replied::Data {
+            bytes: target[from..from + n].to_vec(),
+            readdir: None,
+        })
     }
 
     /// Reads up to `len` bytes at `at`: into a buffer for an inline reply,
@@ -1564,7 +1592,7 @@ impl<F: Netfs> NetfsServer<F> {
             return Err(err(e));
         }
         let po = self
-            .new_peropen(np, flags, root_parent, made)
+            .new_peropen(np, flags, root_parent, made, st.mode & S_IFMT == S_IFLNK)
             .map_err(err)?;
         if flags & oflag::O_TRUNC != 0
             && flags & oflag::O_WRITE != 0
