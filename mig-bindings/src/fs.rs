@@ -43,8 +43,14 @@ pub const ID_LINK: i32 = 20023;
 pub const ID_RENAME: i32 = 20024;
 /// `dir_mkfile`.
 pub const ID_MKFILE: i32 = 20025;
+/// `file_getlinknode`.
+pub const ID_GETLINKNODE: i32 = 20016;
 /// `file_set_translator`.
 pub const ID_SET_TRANSLATOR: i32 = 20027;
+/// `file_get_translator`.
+pub const ID_GET_TRANSLATOR: i32 = 20028;
+/// `file_get_translator_cntl`.
+pub const ID_GET_TRANSLATOR_CNTL: i32 = 20029;
 /// `file_utimens`.
 pub const ID_UTIMENS: i32 = 20035;
 /// `file_record_lock`.
@@ -151,6 +157,12 @@ pub enum Request<'a> {
     Lock(i32),
     /// `file_lock_stat()`.
     LockStat,
+    /// `file_getlinknode()`: the port `dir_link` is to be given.
+    GetLinknode,
+    /// `file_get_translator()`: the passive translator's command line.
+    GetTranslator,
+    /// `file_get_translator_cntl()`: the active translator's control port.
+    GetTranslatorCntl,
     /// `file_check_access()`: which of `O_READ`, `O_WRITE`, `O_EXEC` the
     /// user may.
     CheckAccess,
@@ -318,11 +330,19 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
             shape(48, false)?;
             Request::SetSize(int64(r)?)
         }
-        ID_STATFS | ID_CHECK_ACCESS | ID_LOCK_STAT => {
+        ID_STATFS
+        | ID_CHECK_ACCESS
+        | ID_LOCK_STAT
+        | ID_GETLINKNODE
+        | ID_GET_TRANSLATOR
+        | ID_GET_TRANSLATOR_CNTL => {
             shape(msg::HEADER_SIZE, false)?;
             match h.id {
                 ID_STATFS => Request::Statfs,
                 ID_CHECK_ACCESS => Request::CheckAccess,
+                ID_GETLINKNODE => Request::GetLinknode,
+                ID_GET_TRANSLATOR => Request::GetTranslator,
+                ID_GET_TRANSLATOR_CNTL => Request::GetTranslatorCntl,
                 _ => Request::LockStat,
             }
         }

@@ -564,8 +564,14 @@ pub fn decode_int32_reply(bytes: &[u8], request_id: i32) -> Result<i32, KernRetu
 /// Decodes an `io_read` reply: the data (an out-of-line region is the
 /// caller's to deallocate).
 pub fn decode_read_reply(bytes: &[u8]) -> Result<Data<'_>, KernReturn> {
+    decode_data_reply(bytes, ID_READ)
+}
+
+/// Decodes a reply carrying one `data_t` (`io_read`'s,
+/// `file_get_translator`'s), inline or out of line.
+pub fn decode_data_reply(bytes: &[u8], request_id: i32) -> Result<Data<'_>, KernReturn> {
     let complex = Header::read(bytes).is_ok_and(|h| h.is_complex());
-    let mut r = reply_body(bytes, ID_READ, None, complex)?;
+    let mut r = reply_body(bytes, request_id, None, complex)?;
     let (d, _) = data(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
     if complex != matches!(d, Data::OutOfLine { .. }) {
         return Err(KernReturn::MIG_TYPE_ERROR);

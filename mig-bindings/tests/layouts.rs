@@ -463,3 +463,30 @@ fn file_record_lock_and_its_flock() {
     assert_eq!((word(&m, 48), word(&m, 52)), (INT64, 4));
     assert_eq!(fs::decode_record_lock_reply(m.as_bytes()), Ok(lock));
 }
+
+/// `file_getlinknode`, `file_get_translator`, `file_get_translator_cntl`:
+/// bare 32-byte requests (fsS.c); a port reply, a `data_t` reply.
+#[test]
+fn link_nodes_and_translators() {
+    for (id, want) in [
+        (fs::ID_GETLINKNODE, 20016),
+        (fs::ID_GET_TRANSLATOR, 20028),
+        (fs::ID_GET_TRANSLATOR_CNTL, 20029),
+    ] {
+        let m = io::bare_request(PortName(5), PortName(6), id);
+        assert_eq!(shape(&m), (32, false, want));
+    }
+    let m = io::bare_request(PortName(5), PortName(6), fs::ID_GET_TRANSLATOR);
+    assert_eq!(
+        fs::decode_request(m.as_bytes()),
+        Ok(fs::Request::GetTranslator)
+    );
+    let m = io::port_reply(&reply_to(20016), PortName(9), tn::MAKE_SEND);
+    assert_eq!(shape(&m), (64, true, 20116));
+    let m = io::read_reply_inline(&reply_to(20028), b"/hurd/fifo\0");
+    assert_eq!(shape(&m), (56 + 16, false, 20128));
+    assert_eq!(
+        io::decode_data_reply(m.as_bytes(), fs::ID_GET_TRANSLATOR),
+        Ok(io::Data::Inline(b"/hurd/fifo\0"))
+    );
+}

@@ -216,6 +216,23 @@ mod served {
         )
         .unwrap();
         assert_eq!(hurd.stat(file).unwrap().nlink, 2);
+        // glibc's link: dir_link gets the port file_getlinknode answers
+        // (the root has none: EBUSY).
+        let m = hurd.call(|r| io::bare_request(file, r, hfs::ID_GETLINKNODE));
+        let linknode = io::decode_port_reply(m.as_bytes(), hfs::ID_GETLINKNODE).unwrap();
+        hurd.simple(
+            |r| hfs::link_request(made, r, (linknode, tn::COPY_SEND), "hard2", true),
+            hfs::ID_LINK,
+        )
+        .unwrap();
+        hurd.release(linknode);
+        assert_eq!(hurd.stat(file).unwrap().nlink, 3);
+        hurd.unlink(made, "hard2").unwrap();
+        let m = hurd.call(|r| io::bare_request(root, r, hfs::ID_GETLINKNODE));
+        assert_eq!(
+            io::decode_port_reply(m.as_bytes(), hfs::ID_GETLINKNODE),
+            Err(e(16))
+        );
         let names = hurd.readdir(root, 3).unwrap();
         for want in [
             ".",
@@ -600,6 +617,27 @@ mod served {
         assert_eq!((st.mode & 0o170_000, st.rdev), (0o020_000, 0x103));
         let pipe = hurd.open(dir, "pipe", 0).unwrap();
         assert_eq!(hurd.stat(pipe).unwrap().mode & 0o170_000, 0o010_000);
+        // file_get_translator: the command line each stands for (ls,
+        // showtrans); a plain file has none.
+        let translator = |p: PortName| {
+            let m = hurd.call(|r| io::bare_request(p, r, hfs::ID_GET_TRANSLATOR));
+            match io::decode_data_reply(m.as_bytes(), hfs::ID_GET_TRANSLATOR)? {
+                io::Data::Inline(b) => Ok(b.to_vec()),
+                io::Data::OutOfLine { .. } => panic!("a short command line out of line"),
+            }
+        };
+        let link = hurd.open(dir, "sym", oflag::O_NOLINK).unwrap();
+        assert_eq!(translator(link).unwrap(), b"/hurd/symlink\0../hello.txt\0");
+        hurd.release(link);
+        assert_eq!(translator(null).unwrap(), b"/hurd/chrdev\x001\x003\0");
+        assert_eq!(translator(pipe).unwrap(), b"/hurd/fifo\0");
+        assert_eq!(translator(dir), Err(e(errno::EINVAL)));
+        // No active translator runs on any node; only its owner may ask.
+        let cntl = |p: PortName| {
+            let m = hurd.call(|r| io::bare_request(p, r, hfs::ID_GET_TRANSLATOR_CNTL));
+            io::decode_port_reply(m.as_bytes(), hfs::ID_GET_TRANSLATOR_CNTL)
+        };
+        assert_eq!(cntl(pipe), Err(e(6)));
         // The listing shows what was named, nothing hidden.
         let mut names = hurd.readdir(dir, -1).unwrap();
         names.sort();

@@ -38,9 +38,11 @@ pub mod errno {
     pub const EPERM: i32 = 1;
     pub const ENOENT: i32 = 2;
     pub const EIO: i32 = 5;
+    pub const ENXIO: i32 = 6;
     pub const EBADF: i32 = 9;
     pub const ENOMEM: i32 = 12;
     pub const EACCES: i32 = 13;
+    pub const EBUSY: i32 = 16;
     pub const EEXIST: i32 = 17;
     pub const EXDEV: i32 = 18;
     pub const ENOTDIR: i32 = 20;
@@ -115,6 +117,10 @@ pub const MAX_SYMLINKS: usize = 12;
 const S_IFMT: u32 = 0o170_000;
 const S_IFDIR: u32 = 0o040_000;
 const S_IFLNK: u32 = 0o120_000;
+const S_IFCHR: u32 = 0o020_000;
+const S_IFBLK: u32 = 0o060_000;
+const S_IFIFO: u32 = 0o010_000;
+const S_IFSOCK: u32 = 0o140_000;
 
 /// Who is asking: the ids of a protid.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -366,6 +372,48 @@ impl Special {
             _ => return Ok(None),
         }))
     }
+
+    /// The passive translator's command line that stands for it, as
+    /// `file_get_translator` answers it (what [`Special::parse`] reads).
+    #[must_use]
+    pub fn command_line(&self) -> Vec<u8> {
+        let device = |name: &str, major: u32, minor: u32| {
+            vec![name.into(), major.to_string(), minor.to_string()]
+        };
+        let words: Vec<String> = match self {
+            Self::Symlink(target) => {
+                let mut line = b"/hurd/symlink\0".to_vec();
+                line.extend_from_slice(target);
+                line.push(0);
+                return line;
+            }
+            Self::CharDevice(major, minor) => device("/hurd/chrdev", *major, *minor),
+            Self::BlockDevice(major, minor) => device("/hurd/blkdev", *major, *minor),
+            Self::Fifo => vec!["/hurd/fifo".into()],
+            Self::Socket => vec!["/hurd/ifsock".into()],
+        };
+        words
+            .into_iter()
+            .flat_map(|w| w.into_bytes().into_iter().chain([0]))
+            .collect()
+    }
+
+    /// The special file `node` with status `st` is, if any (a symbolic
+    /// link's target read from `fs`).
+    fn of<F: Netfs>(fs: &F, node: Node, st: &Stat) -> Result<Option<Self>, Errno> {
+        // glibc's dev_t: major in bits 8-19 and from 32, minor in 0-7 and
+        // from 20.
+        let major = ((st.rdev >> 8) & 0xfff | (st.rdev >> 32) & !0xfff) as u32;
+        let minor = (st.rdev & 0xff | (st.rdev >> 12) & !0xff) as u32;
+        Ok(Some(match st.mode & S_IFMT {
+            S_IFLNK => Self::Symlink(fs.readlink(node)?),
+            S_IFCHR => Self::CharDevice(major, minor),
+            S_IFBLK => Self::BlockDevice(major, minor),
+            S_IFIFO => Self::Fifo,
+            S_IFSOCK => Self::Socket,
+            _ => return Ok(None),
+        }))
+    }
 }
 
 /// One open of a node: what `io_duplicate` shares.
@@ -488,6 +536,8 @@ enum Replied {
     Statfs(Box<[u8; fs::STATFSBUF_LEN]>),
     /// A new protid (`io_duplicate`).
     Port(PortName),
+    /// A send right made of an existing protid (`file_getlinknode`).
+    Same(PortName),
     /// A new protid of the root (`fsys_getroot`).
     Root(PortName),
     /// `dir_lookup`'s answer; `new` when the port is a new protid.
@@ -846,7 +896,7 @@ impl<F: Netfs> NetfsServer<F> {
             Ok(fs::Request::Other { .. }) => self.refuse(bytes, responder, unserved),
             Ok(req) => {
                 let carried = req.port();
-                let reply = self.on_fs(p, &req);
+                let reply = self.on_fs(p, h.local, &req);
                 if let Some(port) = carried {
                     let _ = self.ipc().port_deallocate(port);
                 }
@@ -996,7 +1046,9 @@ impl<F: Netfs> NetfsServer<F> {
                     Replied::Stat(st) => io::stat_reply(to, &st),
                     Replied::Statfs(st) => fs::statfs_reply(to, &st),
                     Replied::Version(name, v) => io::server_version_reply(to, &name, v),
-                    Replied::Port(port) => io::port_reply(to, port, tn::MAKE_SEND),
+                    Replied::Port(port) | Replied::Same(port) => {
+                        io::port_reply(to, port, tn::MAKE_SEND)
+                    }
                     Replied::Root(port) => fsys::getroot_reply(to, port, tn::MAKE_SEND),
                     Replied::Lookup {
                         retry,
@@ -1146,7 +1198,8 @@ impl<F: Netfs> NetfsServer<F> {
         }
     }
 
-    fn on_fs(&self, p: &Arc<Protid<F>>, req: &fs::Request<'_>) -> Reply {
+    /// An `fs` request to protid `p` (on `port`).
+    fn on_fs(&self, p: &Arc<Protid<F>>, port: PortName, req: &fs::Request<'_>) -> Reply {
         let node = p.po.node;
         let fs = &*self.fs;
         let simple = |r: Result<(), Errno>| r.map(|()| Replied::Empty).map_err(err);
@@ -1202,6 +1255,30 @@ impl<F: Netfs> NetfsServer<F> {
                     .tweak(node, &asker, size, cmd, &mut lock)
                     .map_err(err)?;
                 Ok(Replied::Flock(lock))
+            }
+            // libnetfs's answers: a send right to the protid itself (but
+            // the root's, EBUSY); the command line a short-circuited
+            // special file stands for (no passive translators are kept);
+            // no active translator is ever running.
+            fs::Request::GetLinknode if node == fs.root() => Err(err(errno::EBUSY)),
+            fs::Request::GetLinknode => Ok(Replied::Same(port)),
+            fs::Request::GetTranslator => {
+                let st = fs.stat(node).map_err(err)?;
+                match Special::of(fs, node, &st).map_err(err)? {
+                    Some(special) => Ok(Replied::Data {
+                        bytes: special.command_line(),
+                        readdir: None,
+                    }),
+                    None => Err(err(errno::EINVAL)),
+                }
+            }
+            fs::Request::GetTranslatorCntl => {
+                let st = fs.stat(node).map_err(err)?;
+                Err(err(if p.cred.owns(&st) {
+                    errno::ENXIO
+                } else {
+                    errno::EPERM
+                }))
             }
             fs::Request::LockStat => Ok(Replied::LockStat(
                 p.po.lock.load(Ordering::Acquire),
