@@ -3,7 +3,8 @@
 //! subsystems, size, header bits, descriptors, ports, out-of-line data) go
 //! through the loopback kernel to a server of a small RAM file system,
 //! which must answer or drop each without panicking or hanging, and give
-//! back every right, region, protid and node reference a request made.
+//! back every right, region, protid, identity port and node reference a
+//! request made.
 //!
 //! Input layout: byte 0 picks the destination (root, a file, the control
 //! port), byte 1 the reply disposition and the complex bit, bytes 2..4 the
@@ -243,8 +244,8 @@ struct World {
     reply: PortName,
     ool: Vec<u8>,
     rcv: MsgBuf,
-    /// Protids and node references held between runs.
-    baseline: (usize, i64),
+    /// Protids, identity ports and node references held between runs.
+    baseline: (usize, usize, i64),
     iterations: u64,
 }
 
@@ -280,14 +281,14 @@ fn world() -> &'static Mutex<World> {
             reply,
             ool: vec![0x5a; 1 << 16],
             rcv: MsgBuf::zeroed(8192),
-            baseline: (0, 0),
+            baseline: (0, 0, 0),
             iterations: 0,
         };
         let m = call(&w, mig_bindings::fsys::getroot_request_as(control, reply, (PortName::NULL, tn::COPY_SEND), &[0], &[0], 1));
         w.root = mig_bindings::fsys::decode_getroot_reply(m.as_bytes()).unwrap().2;
         let m = call(&w, mig_bindings::fs::lookup_request(w.root, reply, "file", 3, 0));
         w.file = mig_bindings::fs::decode_lookup_reply(m.as_bytes()).unwrap().2;
-        w.baseline = (w.server.protid_count(), w.server.fs().refs.load(Ordering::Relaxed));
+        w.baseline = (w.server.protid_count(), w.server.identity_count(), w.server.fs().refs.load(Ordering::Relaxed));
         Mutex::new(w)
     })
 }
@@ -314,7 +315,11 @@ fuzz_target!(|input: &[u8]| {
     let stats = w.kernel.stats();
     assert_eq!(stats.vm_regions, 0, "{stats:?}");
     assert!(stats.queued == 0, "{stats:?}");
-    assert_eq!((w.server.protid_count(), w.server.fs().refs.load(Ordering::Relaxed)), w.baseline, "protids and node references");
+    assert_eq!(
+        (w.server.protid_count(), w.server.identity_count(), w.server.fs().refs.load(Ordering::Relaxed)),
+        w.baseline,
+        "protids, identity ports and node references"
+    );
     w.iterations += 1;
     if w.iterations % 20_000 == 0 {
         eprintln!("after {} runs: {:?}", w.iterations, w.kernel.stats());

@@ -40,6 +40,8 @@ pub const ID_DUPLICATE: i32 = 21016;
 pub const ID_SERVER_VERSION: i32 = 21017;
 /// `io_pathconf`.
 pub const ID_PATHCONF: i32 = 21028;
+/// `io_identity`.
+pub const ID_IDENTITY: i32 = 21029;
 /// `io_select_timeout`.
 pub const ID_SELECT_TIMEOUT: i32 = 21031;
 /// Last routine of the subsystem (`io_select_timeout`).
@@ -225,6 +227,9 @@ pub enum Request<'a> {
     },
     /// `io_pathconf(name)`: glibc's `_PC_*` number.
     Pathconf(i32),
+    /// `io_identity()`: the node's identity port, the file system's, the
+    /// file number.
+    Identity,
     /// Another routine of the subsystem (its rights and memory must be
     /// released with `destroy_request_resources`).
     Other {
@@ -348,10 +353,12 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request<'_>, KernReturn> {
                 select_type: int32(&mut r)?,
             }
         }
-        ID_READABLE | ID_GET_OPENMODES | ID_STAT | ID_DUPLICATE | ID_SERVER_VERSION => {
+        ID_READABLE | ID_GET_OPENMODES | ID_STAT | ID_DUPLICATE | ID_SERVER_VERSION
+        | ID_IDENTITY => {
             simple(msg::HEADER_SIZE)?;
             match h.id {
                 ID_READABLE => Request::Readable,
+                ID_IDENTITY => Request::Identity,
                 ID_GET_OPENMODES => Request::GetOpenmodes,
                 ID_STAT => Request::Stat,
                 ID_SERVER_VERSION => Request::ServerVersion,
@@ -547,6 +554,28 @@ pub fn select_timeout_request(
 #[must_use]
 pub fn bare_request(file: PortName, reply: PortName, id: i32) -> MsgBuf {
     Builder::new(Header::request(file, reply, id)).finish()
+}
+
+/// `io_identity` reply: send rights made of the node's identity port and
+/// the file system's, and the file number.
+#[must_use]
+pub fn identity_reply(to: &ReplyTo, id: PortName, fsid: PortName, fileno: u64) -> MsgBuf {
+    let mut b = Builder::new(reply_header(to));
+    ret_code(&mut b, KernReturn::SUCCESS);
+    b.port(id, tn::MAKE_SEND).port(fsid, tn::MAKE_SEND);
+    b.desc(INT64).raw(&fileno.to_ne_bytes());
+    b.finish()
+}
+
+/// Decodes an `io_identity` reply: (identity, file system identity, file
+/// number).
+pub fn decode_identity_reply(bytes: &[u8]) -> Result<(PortName, PortName, u64), KernReturn> {
+    let mut r = reply_body(bytes, ID_IDENTITY, Some(96), true)?;
+    let bad = |_| KernReturn::MIG_TYPE_ERROR;
+    let id = r.port(tn::MOVE_SEND).map_err(bad)?;
+    let fsid = r.port(tn::MOVE_SEND).map_err(bad)?;
+    let fileno = int64(&mut r).map_err(|_| KernReturn::MIG_TYPE_ERROR)?;
+    Ok((id, fsid, fileno as u64))
 }
 
 /// Decodes a reply carrying one 64-bit result.

@@ -490,3 +490,19 @@ fn link_nodes_and_translators() {
         Ok(io::Data::Inline(b"/hurd/fifo\0"))
     );
 }
+
+/// `io_identity` (ioS.c): a bare request; the reply 96 bytes, complex:
+/// two ports, then the file number as an `INTEGER_64`.
+#[test]
+fn io_identity_and_its_ports() {
+    let m = io::bare_request(PortName(5), PortName(6), io::ID_IDENTITY);
+    assert_eq!(shape(&m), (32, false, 21029));
+    assert_eq!(io::decode_request(m.as_bytes()), Ok(io::Request::Identity));
+    let m = io::identity_reply(&reply_to(21029), PortName(7), PortName(8), 42);
+    assert_eq!(shape(&m), (96, true, 21129));
+    assert_eq!(
+        (word(&m, 48), word(&m, 64), word(&m, 80)),
+        (port_word(tn::MAKE_SEND), port_word(tn::MAKE_SEND), INT64)
+    );
+    assert_eq!((word(&m, 56), word(&m, 72), word(&m, 88)), (7, 8, 42));
+}

@@ -515,6 +515,45 @@ mod served {
         held.push(ro);
     }
 
+    /// `io_identity` as glibc's `getcwd` uses it: the same identity port
+    /// for every open of a node while a client holds one, another for
+    /// another node, one file system identity; the port goes with its last
+    /// right.
+    fn identities(hurd: &Hurd, root: PortName) {
+        let identity = |p: PortName| {
+            let m = hurd.call(|r| io::bare_request(p, r, io::ID_IDENTITY));
+            io::decode_identity_reply(m.as_bytes()).unwrap()
+        };
+        let before = hurd.server.identity_count();
+        let a = hurd.open(root, "sub/deep/file", oflag::O_READ).unwrap();
+        let b = hurd.open(root, "rel", 0).unwrap();
+        let (id_a, fsid_a, ino_a) = identity(a);
+        let (id_b, fsid_b, ino_b) = identity(b);
+        assert_eq!((id_a, fsid_a, ino_a), (id_b, fsid_b, ino_b));
+        assert_eq!(ino_a, hurd.stat(a).unwrap().ino);
+        let (id_root, fsid_root, _) = identity(root);
+        assert_ne!(id_root, id_a);
+        assert_eq!(fsid_root, fsid_a);
+        assert_eq!(hurd.server.identity_count(), before + 2);
+        // Every right made goes (two of the file's, one of the root's):
+        // the ports go; a new ask makes a new one.
+        for (port, refs) in [(id_a, 2), (id_root, 1), (fsid_a, 3)] {
+            for _ in 0..refs {
+                hurd.release(port);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while hurd.server.identity_count() != before {
+            assert!(Instant::now() < deadline, "identity ports left");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (again, fsid, _) = identity(a);
+        assert_eq!(hurd.server.identity_count(), before + 1);
+        for p in [again, fsid, a, b] {
+            hurd.release(p);
+        }
+    }
+
     /// `io_select` and `io_select_timeout` (a file is always ready, never
     /// urgent), `io_pathconf`.
     fn select_and_pathconf(hurd: &Hurd, file: PortName) {
@@ -665,6 +704,7 @@ mod served {
         reauthentication(&hurd, root, &mut held);
         locks(&hurd, root, &mut held);
         record_locks(&hurd, root, &mut held);
+        identities(&hurd, root);
         select_and_pathconf(&hurd, file);
         bad_requests(&hurd, root, file);
         glibc_style_specials(&hurd, root, &mut held);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use mach::ipc::Ipc;
-use mach::msg::Header;
+use mach::msg::{self, Header};
 use mach::port::{notify, type_name as tn};
 use mach::{KernReturn, PortName};
 use mig_bindings::fs::{self, FS_RETRY_MAGICAL, FS_RETRY_NORMAL, FS_RETRY_REAUTH};
@@ -22,6 +22,7 @@ use mig_bindings::io::{self, Stat};
 use mig_bindings::{auth, fsys, rpc, startup};
 
 pub use crate::boot::hurd_error;
+mod identity;
 mod lock;
 mod rlock;
 
@@ -497,12 +498,30 @@ struct Protid<F: Netfs> {
     cred: Arc<Cred>,
 }
 
+/// What a port for clients stands for.
+enum Opened<F: Netfs> {
+    Protid(Arc<Protid<F>>),
+    /// A node's identity port (`io_identity`).
+    Identity(Node),
+}
+
+impl<F: Netfs> Clone for Opened<F> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Protid(p) => Self::Protid(Arc::clone(p)),
+            Self::Identity(n) => Self::Identity(*n),
+        }
+    }
+}
+
 /// The server's own ports.
 #[derive(Clone, Copy)]
 enum Own {
     Control,
     /// Where the startup server sends `startup_dosync`.
     SyncNotify,
+    /// The file system's identity port (`io_identity`).
+    Fsid,
 }
 
 /// A running file server.
@@ -511,7 +530,10 @@ pub struct NetfsServer<F: Netfs> {
     fs: Arc<F>,
     control: PortName,
     /// Protids (an open each) and the server's own ports.
-    objects: Objects<Arc<Protid<F>>, Own>,
+    objects: Objects<Opened<F>, Own>,
+    /// The nodes' identity ports, and the file system's.
+    identities: identity::Identities,
+    fsid: PortName,
     /// Called once after `fsys_goaway` unmounted the file system.
     on_goaway: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// The auth server `io_reauthenticate` asks (a send right), or null.
@@ -538,6 +560,12 @@ enum Replied {
     Port(PortName),
     /// A send right made of an existing protid (`file_getlinknode`).
     Same(PortName),
+    /// `io_identity`'s answer: `node`'s identity port, its file number.
+    Identity {
+        node: Node,
+        id: PortName,
+        fileno: u64,
+    },
     /// A new protid of the root (`fsys_getroot`).
     Root(PortName),
     /// `dir_lookup`'s answer; `new` when the port is a new protid.
@@ -575,13 +603,17 @@ impl<F: Netfs> NetfsServer<F> {
     pub fn new(ipc: Arc<dyn Ipc>, fs: Arc<F>, config: PoolConfig) -> Result<Arc<Self>, KernReturn> {
         let pool = Pool::new(ipc, config)?;
         let control = pool.new_port()?;
+        let fsid = pool.new_port()?;
         let objects = Objects::default();
         objects.add(control, Own::Control);
+        objects.add(fsid, Own::Fsid);
         Ok(Arc::new(Self {
             pool,
             fs,
             control,
             objects,
+            identities: identity::Identities::default(),
+            fsid,
             on_goaway: Mutex::new(None),
             auth: Mutex::new(PortName::NULL),
             locks: Arc::default(),
@@ -631,7 +663,13 @@ impl<F: Netfs> NetfsServer<F> {
     /// Protids alive.
     #[must_use]
     pub fn protid_count(&self) -> usize {
-        self.objects.open_count()
+        self.objects.count(|o| matches!(o, Opened::Protid(_)))
+    }
+
+    /// Identity ports alive (`io_identity`'s, one per node asked).
+    #[must_use]
+    pub fn identity_count(&self) -> usize {
+        self.objects.count(|o| matches!(o, Opened::Identity(_)))
     }
 
     /// Starts the worker pool.
@@ -643,6 +681,7 @@ impl<F: Netfs> NetfsServer<F> {
     pub fn stop(&self) {
         self.pool.stop();
         self.objects.clear(&self.pool);
+        self.identities.clear();
     }
 
     fn ipc(&self) -> &Arc<dyn Ipc> {
@@ -665,8 +704,11 @@ impl<F: Netfs> NetfsServer<F> {
         po: Arc<Peropen<F>>,
         cred: Arc<Cred>,
     ) {
-        self.objects
-            .add_open(port, notify_port, Arc::new(Protid { po, cred }));
+        self.objects.add_open(
+            port,
+            notify_port,
+            Opened::Protid(Arc::new(Protid { po, cred })),
+        );
     }
 
     /// `io_reauthenticate` as libnetfs answers it: a new protid of the
@@ -782,7 +824,7 @@ impl<F: Netfs> NetfsServer<F> {
         let object = self.objects.get(h.local);
         if let Some(Object::Notify(port)) = object {
             if h.id == notify::NO_SENDERS {
-                self.retire(port);
+                self.no_senders(port, bytes);
             }
             return;
         }
@@ -793,9 +835,64 @@ impl<F: Netfs> NetfsServer<F> {
                 Ok(()) => self.go_away(0, responder),
                 Err(e) => self.refuse(bytes, responder, e),
             },
-            Some(Object::Open(p)) => self.on_protid(&p, &h, bytes, responder),
+            Some(Object::Open(Opened::Protid(p))) => self.on_protid(&p, &h, bytes, responder),
             _ => self.refuse(bytes, responder, err(errno::EOPNOTSUPP)),
         }
+    }
+
+    /// The last send right to `port` went: a protid goes; a node's
+    /// identity port goes unless rights were made of it after the
+    /// notification's count.
+    fn no_senders(&self, port: PortName, bytes: &[u8]) {
+        let Some(Object::Open(Opened::Identity(node))) = self.objects.get(port) else {
+            return self.retire(port);
+        };
+        let count = msg::Reader::new(bytes)
+            .ok()
+            .and_then(|(_, mut r)| rpc::int32(&mut r).ok())
+            .map_or(u32::MAX, |c| c as u32);
+        self.identity_gone(self.identities.gone(node, port, count));
+    }
+
+    /// Carries out what [`identity::Identities`] says of an identity port.
+    fn identity_gone(&self, gone: identity::Gone) {
+        match gone {
+            identity::Gone::Retire(port) => self.retire(port),
+            identity::Gone::Rearm(port, notify_port, sync) => {
+                let ipc = self.ipc();
+                let asked = ipc.request_notification(
+                    port,
+                    notify::NO_SENDERS,
+                    sync,
+                    notify_port,
+                    tn::MAKE_SEND_ONCE,
+                );
+                match asked {
+                    Ok(previous) if previous.is_valid() => {
+                        let _ = ipc.port_deallocate(previous);
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::warn!("identity port {}: no-senders again: {e}", port.0),
+                }
+            }
+            identity::Gone::Stale => {}
+        }
+    }
+
+    /// `io_identity`: the node's identity port (one more send right made
+    /// of it by the reply), and its file number.
+    fn identity(&self, node: Node, st: &Stat) -> Reply {
+        let id = self.identities.get(node, || {
+            let (port, notify_port) = self.pool.new_open_port()?;
+            self.objects
+                .add_open(port, notify_port, Opened::Identity(node));
+            Ok((port, notify_port))
+        })?;
+        Ok(Replied::Identity {
+            node,
+            id,
+            fileno: st.ino,
+        })
     }
 
     fn on_control(&self, bytes: &[u8], responder: Responder) {
@@ -974,6 +1071,10 @@ impl<F: Netfs> NetfsServer<F> {
                 Ok(Replied::Int32(select_type & !io::select::URG))
             }
             io::Request::Pathconf(name) => self.pathconf(name).map(Replied::Int32),
+            io::Request::Identity => po
+                .stat()
+                .map_err(err)
+                .and_then(|st| self.identity(po.node, &st)),
             io::Request::Other { .. } => Err(err(errno::EOPNOTSUPP)),
         };
         self.send(responder, reply);
@@ -1037,6 +1138,10 @@ impl<F: Netfs> NetfsServer<F> {
                     } => Some(port),
                     _ => None,
                 };
+                let identity = match r {
+                    Replied::Identity { node, .. } => Some(node),
+                    _ => None,
+                };
                 let sent = responder.reply_with(|to| match r {
                     Replied::Empty => rpc::simple_reply(to),
                     Replied::Int32(v) => io::int32_reply(to, v),
@@ -1048,6 +1153,9 @@ impl<F: Netfs> NetfsServer<F> {
                     Replied::Version(name, v) => io::server_version_reply(to, &name, v),
                     Replied::Port(port) | Replied::Same(port) => {
                         io::port_reply(to, port, tn::MAKE_SEND)
+                    }
+                    Replied::Identity { id, fileno, .. } => {
+                        io::identity_reply(to, id, self.fsid, fileno)
                     }
                     Replied::Root(port) => fsys::getroot_reply(to, port, tn::MAKE_SEND),
                     Replied::Lookup {
@@ -1065,6 +1173,9 @@ impl<F: Netfs> NetfsServer<F> {
                 if let (Some(port), false) = (new_protid, sent) {
                     // Nobody holds a right to it: no-senders will never come.
                     self.retire(port);
+                }
+                if let (Some(node), false) = (identity, sent) {
+                    self.identity_gone(self.identities.unmade(node));
                 }
             }
         }
@@ -1193,7 +1304,7 @@ impl<F: Netfs> NetfsServer<F> {
     /// The node of one of our protids that a request carried.
     fn node_of(&self, port: PortName) -> Option<Node> {
         match self.objects.get(port) {
-            Some(Object::Open(p)) => Some(p.po.node),
+            Some(Object::Open(Opened::Protid(p))) => Some(p.po.node),
             _ => None,
         }
     }

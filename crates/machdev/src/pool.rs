@@ -86,6 +86,16 @@ impl<O: Clone, K: Clone> Objects<O, K> {
             .count()
     }
 
+    /// How many opens `which` picks.
+    #[must_use]
+    pub fn count(&self, which: impl Fn(&O) -> bool) -> usize {
+        let slots = self.slots.read();
+        slots
+            .values()
+            .filter(|s| matches!(s, Slot::Open(o, _) if which(o)))
+            .count()
+    }
+
     /// Ends the open on `port`: both its ports are destroyed, and the open
     /// is handed back (`None`, and nothing done, for another kind of
     /// port or one already retired).
