@@ -252,9 +252,12 @@ impl RumpKernel {
 /// applies a library's link arguments to that package's own targets only,
 /// so each package with binaries or tests over the kernel calls this from
 /// its build script): keep the link-set `__start_`/`__stop_` symbols that
-/// rust-lld's default `-z start-stop-gc` would drop.
+/// rust-lld's default `-z start-stop-gc` would drop, and send the drivers'
+/// `bus_space_unmap` calls to the hypercall crate's (the rump PCI glue's
+/// panics for memory space).
 pub fn binary_link_args() {
     println!("cargo:rustc-link-arg=-Wl,-z,nostart-stop-gc");
+    println!("cargo:rustc-link-arg=-Wl,--wrap=rumpns_bus_space_unmap");
 }
 
 /// Build-script helper for crates over the rump crate: declares `cfg`, sets

@@ -53,6 +53,7 @@ pub const EXPORTED: &[&str] = &[
     "rumpcomp_pci_dmamem_map",
     "rumpcomp_pci_virt_to_mach",
     "rumpcomp_pci_iospace_init",
+    "__wrap_rumpns_bus_space_unmap",
     "rumpuser_init",
     "rumpuser_malloc",
     "rumpuser_free",

@@ -17,6 +17,16 @@ pub extern "C" fn rumpcomp_pci_map(addr: c_ulong, len: c_ulong) -> *mut c_void {
     rump::map(addr, len).map_or(ptr::null_mut(), <*mut u8>::cast)
 }
 
+/// `void bus_space_unmap(bus_space_tag_t, bus_space_handle_t, bus_size_t)`
+/// in place of the rump PCI glue's own, which panics ("unimplemented") for
+/// memory space and which drivers call when they map a BAR to look at it
+/// (ahcisata's match, detach paths): the translators link with
+/// `--wrap=rumpns_bus_space_unmap` (`netbsd_src::binary_link_args`), so
+/// every driver's call lands here. A BAR's mapping is made once and kept for
+/// every later `rumpcomp_pci_map` of it, so there is nothing to undo.
+#[unsafe(no_mangle)]
+pub extern "C" fn __wrap_rumpns_bus_space_unmap(_tag: c_ulong, _handle: c_ulong, _size: c_ulong) {}
+
 /// `int rumpcomp_pci_confread(unsigned bus, unsigned dev, unsigned fun,
 /// int reg, unsigned int *valp)`: an absent function reads all ones.
 ///

@@ -4,6 +4,9 @@
 //! function `i % 8` (function 0 of a slot with more says multi-function),
 //! so up to 256 functions fit, not 32.
 //!
+//! A function is opened on the kernel's first look at it, with memory
+//! decoding and bus mastering turned on as firmware leaves them.
+//!
 //! Interrupts run on a host thread bound to a kernel LWP: wait for the host
 //! notification holding no CPU, run the handler under the giant lock
 //! (`hyp_backend_schedule(1)`), release, then acknowledge the line. DMA
@@ -101,6 +104,13 @@ fn device(bus: u32, dev: u32, fun: u32) -> HyResult<Arc<Device>> {
             return Ok(Arc::clone(d));
         }
         let d = Arc::new(Device::open(*address)?);
+        // As firmware leaves a function it set up: memory decoding and bus
+        // mastering on. Some NetBSD drivers (ahcisata) never turn bus
+        // mastering on themselves, and the host may have turned it off
+        // (VFIO resets a function when it is opened).
+        if let Err(e) = d.enable() {
+            log::warn!("{address}: enabling memory space and bus mastering: {e}");
+        }
         *open = Some(Arc::clone(&d));
         Ok(d)
     })
