@@ -121,6 +121,21 @@ fn ctl_writes_reads_and_verifies_through_the_device_interface() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert_filled(&img, 1 << 20, 12288, 0x5a);
+    // Sixteen clients at once, each over a region of its own; bad
+    // arguments are refused.
+    let o = rumpdisk(&["--image", &arg, "--exit", "--ctl", "clients wd0 16 256k"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("wd0: 16 clients verified 262144 bytes each at once"),
+        "{}",
+        text(&o)
+    );
+    let o = rumpdisk(&["--image", &arg, "--exit", "--ctl", "clients wd0 16 1000"]);
+    assert_eq!(o.status.code(), Some(1));
+    // Past the end of the disk: the device's error, not a torn block.
+    let o = rumpdisk(&["--image", &arg, "--exit", "--ctl", "clients wd0 8 2m"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("client 4: device_write"), "{}", text(&o));
     // A failed verification and an unknown command are errors.
     let o = rumpdisk(&["--image", &arg, "--exit", "--ctl", "verify wd0 0 512 0x42"]);
     assert_eq!(o.status.code(), Some(1));

@@ -12,6 +12,10 @@
 //! the outcome, error or not), `release`, and `print TEXT` (a marker, at
 //! once, for whoever watches the output).
 //!
+//! Concurrency: `clients NAME N LEN` (N clients at once, each with its own
+//! open, writing a pattern of its own over LEN bytes at `i * LEN` in 4 KiB
+//! requests and reading it back; a torn or lost block fails).
+//!
 //! Timings: `rate NAME read|write MIB` (sequential 1 MiB transfers; a write
 //! run ends with a cache flush) and `random NAME COUNT` (4 KiB reads at
 //! pseudo-random offsets).
@@ -69,6 +73,7 @@ pub fn run_each<I: Ipc + ?Sized>(
     mut emit: impl FnMut(String),
 ) -> Result<(), String> {
     let mut s = Session {
+        ipc,
         c: Client::new(ipc),
         master,
         held: None,
@@ -84,6 +89,7 @@ pub fn run_each<I: Ipc + ?Sized>(
 
 /// A script's client, with the open `hold` keeps.
 struct Session<'a, I: Ipc + ?Sized> {
+    ipc: &'a I,
     c: Client<'a, I>,
     master: PortName,
     held: Option<(String, PortName)>,
@@ -136,9 +142,10 @@ impl<I: Ipc + ?Sized> Session<'_, I> {
                 self.rate(name, *dir == "write", number(mib)?)
             }
             ["random", name, count] => self.random(name, number(count)?),
+            ["clients", name, n, len] => self.clients(name, number(n)?, number(len)?),
             _ => Err(format!(
                 "unknown command {cmd:?} (size, write, read, verify, flush, wait, gone, hold, \
-                 held-read, release, print, rate, random)"
+                 held-read, release, print, rate, random, clients)"
             )),
         }
     }
@@ -204,6 +211,55 @@ impl<I: Ipc + ?Sized> Session<'_, I> {
         }
         Ok(format!(
             "{name}: verified {len} bytes of {byte:#04x} at {off}"
+        ))
+    }
+
+    /// `n` clients at once, each with an open of its own: client `i`
+    /// writes `len` bytes of a pattern of its own at `i * len`, in 4 KiB
+    /// requests, then reads them back and compares; any torn or lost
+    /// block fails the command.
+    fn clients(&self, name: &str, n: u64, len: u64) -> Result<String, String> {
+        const BLOCK: u64 = 4096;
+        if n == 0 || n > 64 || len == 0 || !len.is_multiple_of(BLOCK) {
+            return Err("clients: N must be 1..64, LEN a multiple of 4096".to_owned());
+        }
+        let (ipc, master) = (self.ipc, self.master);
+        let client = |i: u64| -> Result<(), String> {
+            let c = Client::new(ipc);
+            let d = c
+                .open(master, Mode::READ | Mode::WRITE, name)
+                .map_err(|e| kr(&format!("client {i}: open {name}"), e))?;
+            let pattern = |off: u64| -> Vec<u8> {
+                (0..BLOCK)
+                    .map(|b| (i * 131 + (off + b) / 512 * 7 + b) as u8)
+                    .collect()
+            };
+            let base = i * len;
+            for off in (0..len).step_by(BLOCK as usize) {
+                c.write(d, (base + off) / 512, &pattern(off))
+                    .map_err(|e| kr(&format!("client {i}: device_write"), e))?;
+            }
+            for off in (0..len).step_by(BLOCK as usize) {
+                let got = c
+                    .read(d, (base + off) / 512, BLOCK as i32)
+                    .map_err(|e| kr(&format!("client {i}: device_read"), e))?;
+                if got != pattern(off) {
+                    return Err(format!(
+                        "{name}: client {i}: the block at {} came back torn",
+                        base + off
+                    ));
+                }
+            }
+            c.close(d).map_err(|e| kr("close", e))
+        };
+        std::thread::scope(|s| {
+            let threads: Vec<_> = (0..n).map(|i| s.spawn(move || client(i))).collect();
+            threads
+                .into_iter()
+                .try_for_each(|t| t.join().map_err(|_| "a client panicked".to_owned())?)
+        })?;
+        Ok(format!(
+            "{name}: {n} clients verified {len} bytes each at once"
         ))
     }
 
