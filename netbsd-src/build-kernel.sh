@@ -223,7 +223,30 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
-# Step 3: rebuild librumpdev_usb with NUSB_DMA defined for usbdi.c.  usbdi.c
+# Step 3: the components this project adds (netbsd-src/components/: their
+# Makefiles and ioconf files, our own, naming NetBSD's driver sources in the
+# user's tree): librumpdev_ata (atabus, wd) and librumpdev_ahcisata (AHCI),
+# the disk drivers the Hurd's rumpdisk uses, which no src-netbsd branch
+# builds as rump components.  They are copied into the object directory and
+# built there, so the source trees stay untouched.
+# ---------------------------------------------------------------------------
+COMPONENTS_SRC=$(cd "$(dirname "$0")" && pwd)/components
+COMPONENTS="ata ahcisata"
+step_components() {
+	local c
+	rm -rf "$OBJDIR/components"
+	cp -R "$COMPONENTS_SRC" "$OBJDIR/components"
+	for c in $COMPONENTS; do
+		cd "$OBJDIR/components/$c"
+		echo "=== $c"
+		"$RUMPMAKE" obj
+		"$RUMPMAKE" -j"$JOBS" RUMPCOMP_MAKEFILEINC_rumpdev_pci="$PCIFEAT/Makefile.inc" dependall
+		"$RUMPMAKE" RUMPCOMP_MAKEFILEINC_rumpdev_pci="$PCIFEAT/Makefile.inc" install
+	done
+}
+
+# ---------------------------------------------------------------------------
+# Step 4: rebuild librumpdev_usb with NUSB_DMA defined for usbdi.c.  usbdi.c
 # includes usb_dma.h only under _KERNEL_OPT, which rump never defines, so
 # NUSB_DMA is otherwise 0 and usbd_alloc_buffer never uses usb_allocmem (the
 # KASSERT(ub_usedma == false) with a real host controller).  "clean" first:
@@ -245,7 +268,7 @@ check_usb_dma() {
 }
 
 # ---------------------------------------------------------------------------
-# Step 4: copy include/ and the static archives (no *_pic.a, no .so, no bin/
+# Step 5: copy include/ and the static archives (no *_pic.a, no .so, no bin/
 # or share/) into --out and strip their debug info (90 MB -> ~14 MB).
 # ---------------------------------------------------------------------------
 step_copy() {
@@ -263,7 +286,7 @@ step_copy() {
 }
 
 # ---------------------------------------------------------------------------
-# Step 5: verify: every archive of BUILD.md's list is there, and the
+# Step 6: verify: every archive of BUILD.md's list and of step 3 is there, and the
 # installed librumpdev_usb.a carries the NUSB_DMA fix.
 # ---------------------------------------------------------------------------
 EXPECTED="rump rumpclient rumpdev rumpdev_audio rumpdev_audio_ac97 rumpdev_bpf
@@ -282,7 +305,8 @@ rumpfs_v7fs rumpkern_crypto rumpkern_sljit rumpkern_sys_linux rumpkern_sysproxy
 rumpkern_tty rumpkern_z rumpnet rumpnet_agr rumpnet_bpfjit rumpnet_bridge rumpnet_config
 rumpnet_gif rumpnet_local rumpnet_net rumpnet_net80211 rumpnet_netbt rumpnet_netinet
 rumpnet_netinet6 rumpnet_netmpls rumpnet_npf rumpnet_pppoe rumpnet_shmif rumpnet_sockin
-rumpnet_tap rumpnet_virtif rumpuser rumpvfs rumpvfs_aio rumpvfs_fifofs rumpvfs_layerfs"
+rumpnet_tap rumpnet_virtif rumpuser rumpvfs rumpvfs_aio rumpvfs_fifofs rumpvfs_layerfs
+rumpdev_ata rumpdev_ahcisata"
 step_verify() {
 	local l missing=
 	for l in $EXPECTED; do
@@ -298,9 +322,10 @@ step_verify() {
 echo "$prog: buildrump.sh=$BRDIR src=$SRCDIR obj=$OBJDIR out=$OUTDIR -j$JOBS"
 run_step "1. buildrump.sh fullbuild"          step_fullbuild
 run_step "2. PCI components (RUMPPCIDEVS)"    step_pci
-run_step "3. librumpdev_usb with NUSB_DMA=1"  step_usb
-run_step "4. copy include/ + lib/*.a, strip"  step_copy
-run_step "5. verify"                          step_verify
+run_step "3. components of netbsd-src/components" step_components
+run_step "4. librumpdev_usb with NUSB_DMA=1"  step_usb
+run_step "5. copy include/ + lib/*.a, strip"  step_copy
+run_step "6. verify"                          step_verify
 
 # ---------------------------------------------------------------------------
 # Summary

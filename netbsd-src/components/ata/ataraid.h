@@ -1,0 +1,2 @@
+/* librumpdev_ata: no RAID metadata probing (written for this project). */
+#define NATARAID 0

@@ -1,0 +1,1 @@
+/* librumpdev_ata: no ATA debugging (written for this project). */
