@@ -219,6 +219,7 @@ pub fn released<R>(f: impl FnOnce() -> R) -> R {
 /// interrupt threads). Without a kernel this does nothing.
 pub fn bind_host_thread() -> Result<(), c_int> {
     let Some(k) = kernel() else { return Ok(()) };
+    crate::pci::rump::thread_iospace();
     k.schedule();
     let r = k.newlwp(0);
     k.unschedule();

@@ -98,6 +98,8 @@ impl Rump {
             // SAFETY: the kernel is booted (`self` exists); pid 1 is init.
             match unsafe { sys::rump_pub_lwproc_newlwp(1) } {
                 0 => {
+                    // It may run drivers now, which may touch I/O ports.
+                    hypercall::pci::rump::thread_iospace();
                     let _ = b.set(Bound);
                     Ok(())
                 }

@@ -26,6 +26,8 @@ pub unsafe extern "C" fn rumpuser_init(version: c_int, hyp: *const Hyperup) -> c
     };
     // SAFETY: the upcalls are the kernel's own, valid for the process life.
     unsafe { sched::install(hyp) };
+    // Before the kernel's first thread, which inherits it.
+    crate::pci::rump::early_iospace_init();
     0
 }
 

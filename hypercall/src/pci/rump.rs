@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{c_int, c_void};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -272,4 +272,35 @@ pub fn virt_to_mach(va: usize) -> u64 {
 /// The host refuses (not root).
 pub fn iospace_init() -> HyResult<()> {
     super::sys::iospace_init()
+}
+
+/// Whether [`early_iospace_init`] raised the I/O privilege level.
+static EARLY_IOPL: AtomicBool = AtomicBool::new(false);
+
+/// From `rumpuser_init`, before the kernel starts any thread: with
+/// functions on the bus, I/O port access for the calling thread now, which
+/// every thread the kernel starts then inherits. Linux keeps `iopl` per
+/// thread, inherited only by threads created after the call, and the
+/// kernel's own [`iospace_init`] comes during autoconfiguration, after
+/// `rump_init` started its soft-interrupt, clock and cross-call threads: a
+/// soft interrupt that touched a port (vioif's receive softint notifying a
+/// legacy virtio queue once its ring ran low) killed the translator with
+/// `SIGSEGV`. On the Hurd the I/O permission is the task's, so nothing is
+/// done early. A host that refuses is left to the kernel's own call to
+/// report.
+pub fn early_iospace_init() {
+    if cfg!(target_os = "linux")
+        && with_bus(|b| !b.functions.is_empty())
+        && super::sys::iospace_init().is_ok()
+    {
+        EARLY_IOPL.store(true, Ordering::Release);
+    }
+}
+
+/// Gives a host thread started before the kernel (bound to an LWP now, so
+/// it may run drivers) the I/O port access the kernel's threads have.
+pub fn thread_iospace() {
+    if EARLY_IOPL.load(Ordering::Acquire) {
+        let _ = super::sys::iospace_init();
+    }
 }

@@ -873,8 +873,11 @@ pub(super) fn dma_buffer_bus(va: usize, len: usize) -> Option<u64> {
     with_state(|s| range_lookup(&s.dma, va, len))
 }
 
+/// `iopl(3)` for the calling thread and the threads it starts afterwards
+/// (Linux keeps the I/O privilege level per thread).
 pub(super) fn iospace_init() -> HyResult<()> {
-    // SAFETY: iopl changes only this process's I/O privilege level.
+    // SAFETY: iopl changes only the calling thread's I/O privilege level
+    // (and that of threads it creates afterwards).
     if unsafe { libc::iopl(3) } < 0 {
         return Err(last_err());
     }
