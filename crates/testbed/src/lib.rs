@@ -61,6 +61,27 @@ pub fn disk_image(name: &str, mib: u64, fills: &[(u64, usize, u8)]) -> PathBuf {
     p
 }
 
+/// A QEMU `-drive` with `id` on a disk image `name` of `mib` MiB written
+/// whole (0x5a) and synced, past the host's page cache (`cache=none`), for
+/// benchmarks: a sparse image would let the first reads hit holes the host
+/// file system answers without reading, and dirty pages would be written
+/// back during the first direct reads.
+///
+/// # Panics
+/// If the image cannot be made.
+#[must_use]
+pub fn bench_drive(id: &str, name: &str, mib: u64) -> String {
+    let len = usize::try_from(mib << 20).expect("an image that fits in memory");
+    let img = disk_image(name, mib, &[(0, len, 0x5a)]);
+    std::fs::File::open(&img)
+        .and_then(|f| f.sync_all())
+        .expect("sync the image");
+    format!(
+        "if=none,id={id},format=raw,cache=none,file={}",
+        img.display()
+    )
+}
+
 /// Asserts the `len` bytes at `offset` of `image` are all `byte`.
 ///
 /// # Panics

@@ -28,8 +28,8 @@ fn main() {
         );
         return;
     }
-    let ours = drive("sn", "bench-ahci-netbsd");
-    let theirs = drive("sk", "bench-ahci-kernel");
+    let ours = testbed::bench_drive("sn", "bench-ahci-netbsd", MIB.into());
+    let theirs = testbed::bench_drive("sk", "bench-ahci-kernel", MIB.into());
     // The kernel's disk: the one on its controller (the kernel's ahci
     // takes both at boot; rumpdisk's side moves 00:07.0 to vfio-pci).
     let round = format!(
@@ -88,16 +88,4 @@ fn main() {
             n / k
         );
     }
-}
-
-/// A QEMU `-drive` on a written image (no holes), past the host's cache.
-fn drive(id: &str, name: &str) -> String {
-    let img = testbed::disk_image(name, MIB.into(), &[(0, (MIB as usize) << 20, 0x5a)]);
-    std::fs::File::open(&img)
-        .and_then(|f| f.sync_all())
-        .expect("sync the image");
-    format!(
-        "if=none,id={id},format=raw,cache=none,file={}",
-        img.display()
-    )
 }

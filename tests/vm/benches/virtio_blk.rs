@@ -33,12 +33,12 @@ const MIB: u32 = 128;
 const ROUNDS: usize = 5;
 
 fn main() {
-    let drive_iommu = drive("vd", "bench-virtio");
+    let drive_iommu = testbed::bench_drive("vd", "bench-virtio", MIB.into());
     let bdf = "0000:00:05.0";
     // A second modern disk without `iommu_platform`: its DMA bypasses the
     // IOMMU, for either driver.
     let phys = "0000:00:07.0";
-    let drive_phys = drive("vp", "bench-phys");
+    let drive_phys = testbed::bench_drive("vp", "bench-phys", MIB.into());
     let netbsd = std::env::var_os("RUMP_PREFIX").is_some();
     let netbsd_run = if netbsd {
         format!(
@@ -92,7 +92,7 @@ fn main() {
         ]);
     guest = if netbsd {
         // The legacy device NetBSD 7's virtio drives.
-        let drive_netbsd = drive("ld", "bench-netbsd");
+        let drive_netbsd = testbed::bench_drive("ld", "bench-netbsd", MIB.into());
         guest
             .program_with_rump_kernel("vm-tests", "virtio-bench")
             .qemu(&[
@@ -116,27 +116,6 @@ fn main() {
         panic!("the guest's benchmark script failed");
     }
     report(&o, netbsd);
-}
-
-/// A QEMU `-drive` `id` on [`written_image`] `name`, past the host's
-/// page cache.
-fn drive(id: &str, name: &str) -> String {
-    format!(
-        "if=none,id={id},format=raw,cache=none,file={}",
-        written_image(name).display()
-    )
-}
-
-/// A disk image written whole and synced: a sparse one would let the
-/// first reads, before anything wrote the disk, hit holes the host file
-/// system answers without reading (twice as fast or more), and dirty pages
-/// would be written back during the first `O_DIRECT` reads.
-fn written_image(name: &str) -> std::path::PathBuf {
-    let img = testbed::disk_image(name, MIB.into(), &[(0, (MIB as usize) << 20, 0x5a)]);
-    std::fs::File::open(&img)
-        .and_then(|f| f.sync_all())
-        .expect("sync the image");
-    img
 }
 
 /// Prints the figures of the guest's output `o`.
