@@ -1,0 +1,1 @@
+/* librumpdev_ata: no wd options (written for this project). */
