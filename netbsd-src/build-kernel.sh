@@ -183,12 +183,53 @@ run_step() {
 # ("bad dir" / ext2fs_dirbadentry panics after removals and renames); with
 # the flag every memcpy is a call to the kernel's own, which copies forward.
 # ---------------------------------------------------------------------------
+#
+# Two more for trees newer than 2016 (both harmless on the 2016 tree):
+# - NetBSD's share/mk/bsd.own.mk (2017 on) adds --sysroot=${DESTDIR} to
+#   CPPFLAGS and LDFLAGS even with the external toolchain buildrump.sh uses,
+#   which hides the host's headers and libc from the host-side libraries
+#   (librumpuser: sys/cdefs.h not found).  The host compiler is called
+#   through a wrapper that drops --sysroot=*.
+# - share/mk/bsd.gcc.mk (2018-05 on) no longer asks an external compiler
+#   where its crt*.o and libgcc are; the values the 2016 one computed are
+#   given as make variables.
+# ---------------------------------------------------------------------------
+CCWRAP=$OBJDIR/ccwrap
+make_ccwrap() {
+	local t real
+	mkdir -p "$CCWRAP"
+	for t in cc c++; do
+		real=$(command -v "$t")
+		cat >"$CCWRAP/$t" <<WRAP
+#!/bin/sh
+# Written by build-kernel.sh: the host $t, without any --sysroot=.
+for a do
+	shift
+	case \$a in --sysroot=*) ;; *) set -- "\$@" "\$a" ;; esac
+done
+exec $real "\$@"
+WRAP
+		chmod 755 "$CCWRAP/$t"
+	done
+}
+gcc_vars() {
+	local v crtdir
+	for v in CRTBEGIN:crtbegin.o CRTBEGINS:crtbeginS.o CRTEND:crtend.o \
+	    CRTENDS:crtendS.o CRTI:crti.o CRTN:crtn.o; do
+		printf -- '-V _GCC_%s=%s ' "${v%%:*}" "$(realpath "$(cc --print-file-name="${v#*:}")")"
+	done
+	crtdir=$(dirname "$(realpath "$(cc --print-file-name=crtbegin.o)")")
+	printf -- '-V _GCC_CRTDIR=%s ' "$crtdir"
+	printf -- '-V _GCC_LIBGCCDIR=%s ' "$(dirname "$(realpath "$(cc --print-libgcc-file-name)")")"
+}
 step_fullbuild() {
+	make_ccwrap
 	cd "$BRDIR"
-	env HOST_CFLAGS=-fcommon ./buildrump.sh -j"$JOBS" \
+	# shellcheck disable=SC2046 # gcc_vars prints separate words
+	env HOST_CFLAGS=-fcommon CC="$CCWRAP/cc" CXX="$CCWRAP/c++" ./buildrump.sh -j"$JOBS" \
 	    -s "$SRCDIR" -o "$OBJDIR" -d "$STAGE" \
 	    -F CFLAGS=-fcommon -F CFLAGS=-Wno-error -F CFLAGS=-mstringop-strategy=libcall \
-	    -V NOGCCERROR=1 fullbuild
+	    -V NOGCCERROR=1 $(gcc_vars) fullbuild
 	[ -x "$RUMPMAKE" ] || { echo "rumpmake wrapper not created: $RUMPMAKE"; exit 1; }
 }
 
@@ -208,7 +249,25 @@ step_pci() {
 EOF
 	echo "CPPFLAGS+= -I$PCIFEAT" >"$PCIFEAT/Makefile.inc"
 
-	local devs lib
+	# Newer trees (NetBSD 8.99), each harmless on the 2016 one:
+	# - virtio.c, virtio_pci.c, if_vioif.c, vioscsi.c, ld_virtio.c and ld.c
+	#   include "ioconf.c" under _MODULE, which rump's opt_rumpkernel.h
+	#   defines, so their objects define the cfdriver and cfdata the
+	#   component file already does (multiple definitions of virtio_cd);
+	#   for those files a header of ours undefines _MODULE again;
+	# - rumpdev_bus_dma.c calls min(), which libkern.h no longer declares
+	#   (where it still does, min stays as it is);
+	# - the virtio PCI attachment moved to virtio_pci.c, which the
+	#   component's Makefile does not list.
+	echo '#undef _MODULE' >"$PCIFEAT/rump_no_module.h"
+	local f vars=() devs lib
+	for f in virtio.c virtio_pci.c if_vioif.c vioscsi.c ld_virtio.c ld.c; do
+		vars+=("CPPFLAGS.$f=-include $PCIFEAT/rump_no_module.h")
+	done
+	if ! grep -q 'u_int min(u_int, u_int)' "$SRCDIR/sys/lib/libkern/libkern.h"; then
+		# Quoted for the shell make runs the compiler in.
+		vars+=("CPPFLAGS.rumpdev_bus_dma.c='-Dmin(a,b)=MIN(a,b)'")
+	fi
 	devs=$(cd "$OBJDIR/tooldir" && "$RUMPMAKE" -f "$DEVCOMP" -V '${RUMPPCIDEVS}')
 	[ -n "$devs" ] || { echo "RUMPPCIDEVS is empty in $DEVCOMP"; exit 1; }
 	echo "RUMPPCIDEVS = $devs"
@@ -216,9 +275,17 @@ EOF
 		[ -d "$SRCDIR/sys/rump/dev/lib/lib$lib" ] || { echo "missing $SRCDIR/sys/rump/dev/lib/lib$lib"; exit 1; }
 		cd "$SRCDIR/sys/rump/dev/lib/lib$lib"
 		echo "=== lib$lib"
+		local libvars=("${vars[@]}")
+		if [ "$lib" = pci_virtio ] && [ -e "$SRCDIR/sys/dev/pci/virtio_pci.c" ]; then
+			libvars+=("SRCS=virtio.c virtio_pci.c component_simple.c")
+		fi
 		"$RUMPMAKE" obj
-		"$RUMPMAKE" -j"$JOBS" RUMPCOMP_MAKEFILEINC_rumpdev_pci="$PCIFEAT/Makefile.inc" dependall
-		"$RUMPMAKE" RUMPCOMP_MAKEFILEINC_rumpdev_pci="$PCIFEAT/Makefile.inc" install
+		# make does not rebuild objects just because a variable changed.
+		"$RUMPMAKE" clean
+		"$RUMPMAKE" -j"$JOBS" RUMPCOMP_MAKEFILEINC_rumpdev_pci="$PCIFEAT/Makefile.inc" \
+		    "${libvars[@]}" dependall
+		"$RUMPMAKE" RUMPCOMP_MAKEFILEINC_rumpdev_pci="$PCIFEAT/Makefile.inc" \
+		    "${libvars[@]}" install
 	done
 }
 
@@ -232,6 +299,11 @@ EOF
 # ---------------------------------------------------------------------------
 COMPONENTS_SRC=$(cd "$(dirname "$0")" && pwd)/components
 COMPONENTS="ata ahcisata"
+# librumpnet_rss: net/rss_config.c, which newer trees' wm calls and their
+# rump network faction does not build.
+if [ -e "$SRCDIR/sys/net/rss_config.c" ]; then
+	COMPONENTS="$COMPONENTS rss"
+fi
 step_components() {
 	local c
 	rm -rf "$OBJDIR/components"

@@ -54,6 +54,10 @@ pub const RUMPNET: ComponentSet = ComponentSet {
         "rumpdev_pci",
     ],
     optional: &[
+        // Newer trees: librumpnet calls into AF_LOCAL's sysctl setup, wm
+        // into the receive-side scaling key (build-kernel.sh's rss).
+        "rumpnet_local",
+        "rumpnet_rss",
         "rumpdev_pci_if_wm",
         "rumpdev_miiphy",
         "rumpdev_pci_virtio",
@@ -76,7 +80,9 @@ pub const RUMPUSBDISK: ComponentSet = ComponentSet {
         "rumpdev_umass",
         "rumpdev_scsipi",
     ],
-    optional: &["rumpdev_pci_xhci"],
+    // Newer trees' umass (its ATA-over-USB glue) calls into the ATA
+    // mid-layer, build-kernel.sh's librumpdev_ata.
+    optional: &["rumpdev_pci_xhci", "rumpdev_ata"],
 };
 
 /// rumpsound: sound drivers on the rump PCI bus (Intel HD Audio with its
