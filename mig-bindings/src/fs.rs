@@ -71,7 +71,7 @@ pub const FS_RETRY_REAUTH: i32 = 2;
 pub const FS_RETRY_MAGICAL: i32 = 3;
 
 /// `timespec_t`: two `INTEGER_64`.
-const TIMESPEC: TypeDesc = TypeDesc::inline(tn::INTEGER_64, 64, 2);
+pub(crate) const TIMESPEC: TypeDesc = TypeDesc::inline(tn::INTEGER_64, 64, 2);
 
 /// `flock_t` (glibc's `struct flock64`): four `INTEGER_64` to MIG.
 const FLOCK: TypeDesc = TypeDesc::inline(tn::INTEGER_64, 64, 4);
@@ -289,7 +289,8 @@ impl Request<'_> {
     }
 }
 
-fn timespec(r: &mut msg::Reader<'_>) -> Result<(i64, i64), KernReturn> {
+/// Reads a `timespec_t` (seconds, nanoseconds).
+pub(crate) fn timespec(r: &mut msg::Reader<'_>) -> Result<(i64, i64), KernReturn> {
     check(r, TIMESPEC)?;
     let b = r.data(16).map_err(|_| bad())?;
     let w = |o: usize| i64::from_ne_bytes(b[o..o + 8].try_into().expect("8 bytes"));

@@ -8,6 +8,7 @@ use mach::KernReturn;
 use mach::msg::{self, Builder, Header, MsgBuf, TypeDesc};
 use mach::port::{PortName, type_name as tn};
 
+use crate::fs::{TIMESPEC, timespec};
 use crate::rpc::{INT32, ReplyTo, bad, check, int32, reply_body, reply_header, ret_code};
 
 /// `io_write`.
@@ -56,9 +57,6 @@ pub mod select {
     /// Urgent data is there.
     pub const URG: i32 = 4;
 }
-
-/// `timespec_t`: two `INTEGER_64`s.
-const TIMESPEC: TypeDesc = TypeDesc::inline(tn::INTEGER_64, 64, 2);
 
 /// Largest `data_t` MIG carries inline (its stubs' 2048-byte buffer);
 /// longer data travels out of line.
@@ -243,17 +241,6 @@ pub fn int64(r: &mut msg::Reader<'_>) -> Result<i64, KernReturn> {
     check(r, INT64)?;
     let b = r.data(8).map_err(|_| bad())?;
     Ok(i64::from_ne_bytes(b.try_into().expect("8 bytes")))
-}
-
-/// Reads a `timespec_t` (seconds, nanoseconds).
-fn timespec(r: &mut msg::Reader<'_>) -> Result<(i64, i64), KernReturn> {
-    check(r, TIMESPEC)?;
-    let ts = r.data(16).map_err(|_| bad())?;
-    let (sec, nsec) = ts.split_at(8);
-    Ok((
-        i64::from_ne_bytes(sec.try_into().expect("8 bytes")),
-        i64::from_ne_bytes(nsec.try_into().expect("8 bytes")),
-    ))
 }
 
 /// Reads a `data_t` (a long-form `CHAR` array, inline or out of line);

@@ -626,22 +626,22 @@ impl Volume {
     /// devices, FIFOs) cannot be opened without side effects, so the whole
     /// file system is written for them.
     pub fn fsync_node(&self, ino: Ino) -> Result<(), Error> {
-        let flags = {
-            let _fat = self.serial();
-            let loc = self.locate(ino, None)?;
-            let kind = self.rump.stat_at(loc.at(), &loc.rel, false)?.kind();
-            match kind {
-                rump::vfs::mode::S_IFDIR => Some(oflags::RDONLY | oflags::DIRECTORY),
-                rump::vfs::mode::S_IFREG => Some(oflags::RDONLY),
-                _ => None,
+        let serial = self.serial();
+        let loc = self.locate(ino, None)?;
+        let flags = match self.rump.stat_at(loc.at(), &loc.rel, false)?.kind() {
+            rump::vfs::mode::S_IFDIR => oflags::RDONLY | oflags::DIRECTORY,
+            rump::vfs::mode::S_IFREG => oflags::RDONLY,
+            _ => {
+                // `sync` waits for all file I/O, which may wait for FAT's
+                // serialisation.
+                drop(serial);
+                self.sync();
+                return Ok(());
             }
         };
-        let Some(flags) = flags else {
-            self.sync();
-            return Ok(());
-        };
-        let _fat = self.serial();
-        let fd = self.open_unserialised(ino, flags)?;
+        let fd = self
+            .rump
+            .open_at(loc.at(), &loc.rel, flags | oflags::NOFOLLOW, 0)?;
         let synced = fd.fsync();
         fd.close()?;
         synced?;

@@ -49,6 +49,8 @@ pub mod errno {
     pub const ENOTDIR: i32 = 20;
     pub const EISDIR: i32 = 21;
     pub const EINVAL: i32 = 22;
+    /// Also `EWOULDBLOCK` on the Hurd.
+    pub const EAGAIN: i32 = 35;
     pub const EOPNOTSUPP: i32 = 45;
     pub const ELOOP: i32 = 62;
     pub const ENAMETOOLONG: i32 = 63;

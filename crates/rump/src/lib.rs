@@ -60,6 +60,13 @@ pub const COMPONENTS: &str = match option_env!("RUMP_COMPONENTS") {
     None => "",
 };
 
+/// Whether `component` (a library name without `lib` and `.a`:
+/// `rumpdev_ahcisata`) is linked into this build.
+#[must_use]
+pub fn linked(component: &str) -> bool {
+    COMPONENTS.split(' ').any(|c| c == component)
+}
+
 /// An error from the rump kernel or from preparing a call to it.
 #[derive(Debug, thiserror::Error)]
 pub enum RumpError {

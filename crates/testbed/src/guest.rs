@@ -115,6 +115,16 @@ impl Outcome {
             .filter_map(|l| l.strip_prefix(prefix))
             .collect()
     }
+
+    /// The largest number printed after `prefix` (a benchmark's best
+    /// round), 0 without one.
+    #[must_use]
+    pub fn best(&self, prefix: &str) -> f64 {
+        self.lines(prefix)
+            .iter()
+            .filter_map(|l| l.trim().parse::<f64>().ok())
+            .fold(0f64, f64::max)
+    }
 }
 
 impl Guest {

@@ -19,9 +19,7 @@ const RANDOM: u32 = 2000;
 const ROUNDS: usize = 3;
 
 fn main() {
-    if std::env::var_os("RUMP_PREFIX").is_none()
-        || !rump::COMPONENTS.split(' ').any(|c| c == "rumpdev_ahcisata")
-    {
+    if std::env::var_os("RUMP_PREFIX").is_none() || !rump::linked("rumpdev_ahcisata") {
         println!(
             "skipped: needs RUMP_PREFIX naming a kernel with librumpdev_ahcisata \
              (netbsd-src/build-kernel.sh)"
@@ -64,23 +62,14 @@ fn main() {
                 round.repeat(ROUNDS)
             ),
         );
-    if o.status != Some(0) {
-        eprintln!("{}", o.log);
-        panic!("the guest's benchmark script failed");
-    }
-    let best = |prefix: &str| {
-        o.lines(prefix)
-            .iter()
-            .filter_map(|l| l.parse::<f64>().ok())
-            .fold(0f64, f64::max)
-    };
+    o.assert_success();
     println!(
         "AHCI in a TCG guest: {MIB} MiB sequential in 1 MiB requests, {RANDOM} random 4 KiB \
          reads at depth 1, best of {ROUNDS} rounds."
     );
     for (what, unit) in [("read", "MiB/s"), ("write", "MiB/s"), ("random4k", "IOPS")] {
-        let n = best(&format!("NETBSD {what} "));
-        let k = best(&format!("KERNEL {what} "));
+        let n = o.best(&format!("NETBSD {what} "));
+        let k = o.best(&format!("KERNEL {what} "));
         assert!(n > 0.0 && k > 0.0, "{}", o.output.join("\n"));
         println!(
             "  {what:<9} NetBSD ahcisata (rumpdisk) {n:>8.1} {unit} | Linux ahci {k:>8.1} {unit} \

@@ -120,7 +120,6 @@ fn main() {
 
 /// Prints the figures of the guest's output `o`.
 fn report(o: &testbed::guest::Outcome, netbsd: bool) {
-    let best = |v: Vec<f64>| v.into_iter().fold(0f64, f64::max);
     println!(
         "virtio-blk in a TCG guest, {MIB} MiB sequential, 1 MiB requests, best of {ROUNDS} rounds."
     );
@@ -138,19 +137,11 @@ fn report(o: &testbed::guest::Outcome, netbsd: bool) {
             println!("  {who:<12} {}", runs.join(" "));
         }
     }
-    let rate = |prefix: &str| {
-        best(
-            o.lines(prefix)
-                .iter()
-                .filter_map(|l| l.parse().ok())
-                .collect(),
-        )
-    };
-    let (kr, kw) = (rate("KERNEL read "), rate("KERNEL write "));
-    let (tr, tw) = (rate("KERNEL-IOMMU read "), rate("KERNEL-IOMMU write "));
-    let (ur, uw) = (rate("USER read "), rate("USER write "));
-    let (pkr, pkw) = (rate("KERNEL-PHYS read "), rate("KERNEL-PHYS write "));
-    let (pur, puw) = (rate("USER-PHYS read "), rate("USER-PHYS write "));
+    let (kr, kw) = (o.best("KERNEL read "), o.best("KERNEL write "));
+    let (tr, tw) = (o.best("KERNEL-IOMMU read "), o.best("KERNEL-IOMMU write "));
+    let (ur, uw) = (o.best("USER read "), o.best("USER write "));
+    let (pkr, pkw) = (o.best("KERNEL-PHYS read "), o.best("KERNEL-PHYS write "));
+    let (pur, puw) = (o.best("USER-PHYS read "), o.best("USER-PHYS write "));
     assert!(
         [kr, kw, tr, tw, ur, uw, pkr, pkw, pur, puw]
             .iter()
@@ -175,7 +166,7 @@ fn report(o: &testbed::guest::Outcome, netbsd: bool) {
         );
     }
     if netbsd {
-        let (nr, nw) = (rate("NETBSD read "), rate("NETBSD write "));
+        let (nr, nw) = (o.best("NETBSD read "), o.best("NETBSD write "));
         assert!(nr > 0.0 && nw > 0.0, "{}", o.output.join("\n"));
         for (what, n, u) in [("read", nr, ur), ("write", nw, uw)] {
             println!(

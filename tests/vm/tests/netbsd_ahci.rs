@@ -15,7 +15,7 @@ fn netbsd_ahcisata_serves_the_emulated_sata_disk() {
         println!("skipped: RUMP_PREFIX not set");
         return;
     }
-    if !rump::COMPONENTS.split(' ').any(|c| c == "rumpdev_ahcisata") {
+    if !rump::linked("rumpdev_ahcisata") {
         println!(
             "skipped: the kernel at RUMP_PREFIX has no librumpdev_ahcisata (the 2016 tree \
              builds no ATA components; netbsd-src/build-kernel.sh adds them)"

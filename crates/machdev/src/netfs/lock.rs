@@ -19,8 +19,8 @@ pub const LOCK_NB: i32 = 4;
 /// `LOCK_UN`: unlocked (and, asked for, unlock).
 pub const LOCK_UN: i32 = 8;
 
-/// The Hurd's `EWOULDBLOCK` (`EAGAIN`).
-const EWOULDBLOCK: Errno = 35;
+/// The Hurd's `EWOULDBLOCK`.
+const EWOULDBLOCK: Errno = errno::EAGAIN;
 
 /// The locks of a server's nodes.
 #[derive(Default)]

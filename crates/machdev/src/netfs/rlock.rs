@@ -13,9 +13,6 @@ use parking_lot::{Condvar, Mutex};
 
 use super::{Errno, Node, errno, oflag};
 
-/// The Hurd's `EAGAIN`.
-const EAGAIN: Errno = 35;
-
 /// `SEEK_SET`, `SEEK_CUR`, `SEEK_END`.
 const SEEK_SET: i32 = 0;
 const SEEK_CUR: i32 = 1;
@@ -131,7 +128,7 @@ impl RecordLocks {
                 }
                 (Some(_), F_SETLK64) => {
                     Self::tidy(&mut nodes, node);
-                    return Err(EAGAIN);
+                    return Err(errno::EAGAIN);
                 }
                 (Some(_), _) => self.freed.wait(&mut nodes),
                 (None, _) => {
@@ -296,10 +293,10 @@ mod tests {
         let locks = RecordLocks::default();
         set(&locks, 1, F_RDLCK, 0, 100).unwrap();
         set(&locks, 2, F_RDLCK, 50, 100).unwrap();
-        assert_eq!(set(&locks, 2, F_WRLCK, 0, 10), Err(EAGAIN));
+        assert_eq!(set(&locks, 2, F_WRLCK, 0, 10), Err(errno::EAGAIN));
         // Beyond both read locks a write lock fits, to the end.
         set(&locks, 3, F_WRLCK, 150, 0).unwrap();
-        assert_eq!(set(&locks, 1, F_RDLCK, 1 << 40, 1), Err(EAGAIN));
+        assert_eq!(set(&locks, 1, F_RDLCK, 1 << 40, 1), Err(errno::EAGAIN));
         let l = get(&locks, 3, F_WRLCK, 0, 60);
         assert_eq!(
             (l.kind, l.whence, l.start, l.len, l.pid),
@@ -335,7 +332,7 @@ mod tests {
             ]
         );
         set(&locks, 3, F_RDLCK, 22, 5).unwrap();
-        assert_eq!(set(&locks, 3, F_RDLCK, 30, 1), Err(EAGAIN));
+        assert_eq!(set(&locks, 3, F_RDLCK, 30, 1), Err(errno::EAGAIN));
         // Back to write over it all, the gap included: one range.
         locks.release(1, 2);
         locks.release(1, 3);
